@@ -1,0 +1,22 @@
+# Shared by tools/test, tools/demo and bench/run: installs the Debian 12 packages
+# scuttle builds with, only when one is missing. Sourced, not executed.
+SCUTTLE_PACKAGES=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
+  libabsl-dev libflatbuffers-dev flatbuffers-compiler liburing-dev libgtest-dev
+  libgmock-dev libbenchmark-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev
+  libzstd-dev libsodium-dev iproute2 nftables curl python3)
+
+scuttle_install_deps() {
+  local missing=()
+  for p in "${SCUTTLE_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "scuttle: installing ${missing[*]}" >&2
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+}
+
+scuttle_jobs() { nproc 2>/dev/null || echo 2; }
