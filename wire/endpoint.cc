@@ -7,6 +7,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "wire/absl_compat.h"
 
 namespace scuttle {
 
@@ -25,14 +26,14 @@ absl::StatusOr<Endpoint> Endpoint::Parse(std::string_view text) {
   if (!text.empty() && text.front() == '[') {
     const size_t close = text.find(']');
     if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
-      return absl::InvalidArgumentError(absl::StrCat("bad endpoint '", text, "': want [v6]:port"));
+      return absl::InvalidArgumentError(absl::StrCat("bad endpoint '", AV(text), "': want [v6]:port"));
     }
     host = text.substr(1, close - 1);
     port_text = text.substr(close + 2);
   } else {
     const size_t colon = text.rfind(':');
     if (colon == std::string_view::npos) {
-      return absl::InvalidArgumentError(absl::StrCat("bad endpoint '", text, "': want ip:port"));
+      return absl::InvalidArgumentError(absl::StrCat("bad endpoint '", AV(text), "': want ip:port"));
     }
     host = text.substr(0, colon);
     port_text = text.substr(colon + 1);
@@ -41,10 +42,10 @@ absl::StatusOr<Endpoint> Endpoint::Parse(std::string_view text) {
   auto [ptr, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
   if (ec != std::errc() || ptr != port_text.data() + port_text.size() || port > 65535 ||
       port_text.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("bad port in endpoint '", text, "'"));
+    return absl::InvalidArgumentError(absl::StrCat("bad port in endpoint '", AV(text), "'"));
   }
   if (host.size() >= INET6_ADDRSTRLEN) {
-    return absl::InvalidArgumentError(absl::StrCat("bad address in endpoint '", text, "'"));
+    return absl::InvalidArgumentError(absl::StrCat("bad address in endpoint '", AV(text), "'"));
   }
   char buf[INET6_ADDRSTRLEN] = {};
   std::memcpy(buf, host.data(), host.size());
@@ -56,7 +57,7 @@ absl::StatusOr<Endpoint> Endpoint::Parse(std::string_view text) {
     e.family = 6;
   } else {
     return absl::InvalidArgumentError(
-        absl::StrCat("bad address in endpoint '", text, "' (hostnames are resolved by io/)"));
+        absl::StrCat("bad address in endpoint '", AV(text), "' (hostnames are resolved by io/)"));
   }
   return e;
 }
