@@ -1,0 +1,38 @@
+#include "engine/arena.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace scuttle {
+
+KvArena::Ref KvArena::Append(std::string_view a, std::string_view b) {
+  const size_t n = a.size() + b.size();
+  if (chunks_.empty() || chunks_.back().size - chunks_.back().used < n) {
+    // Oversized records get a chunk of their own; small ones share kChunkBytes chunks.
+    const size_t size = std::max(kChunkBytes, n);
+    chunks_.push_back(Chunk{std::unique_ptr<char[]>(new char[size]), size, 0});
+    allocated_bytes_ += size;
+  }
+  Chunk& c = chunks_.back();
+  char* dst = c.data.get() + c.used;
+  if (!a.empty()) std::memcpy(dst, a.data(), a.size());
+  if (!b.empty()) std::memcpy(dst + a.size(), b.data(), b.size());
+  const Ref ref = (static_cast<uint64_t>(chunks_.size() - 1) << 32) | c.used;
+  c.used += n;
+  used_bytes_ += n;
+  return ref;
+}
+
+void KvArena::Clear() {
+  chunks_.clear();
+  allocated_bytes_ = used_bytes_ = dead_bytes_ = 0;
+}
+
+void KvArena::Swap(KvArena& other) noexcept {
+  std::swap(chunks_, other.chunks_);
+  std::swap(allocated_bytes_, other.allocated_bytes_);
+  std::swap(used_bytes_, other.used_bytes_);
+  std::swap(dead_bytes_, other.dead_bytes_);
+}
+
+}  // namespace scuttle

@@ -1,0 +1,69 @@
+// Applying a received delta (seed 000), part by part, under loss, duplication and
+// reordering. Every outcome of a part is counted; remote input is never asserted on.
+//
+// For a part {node, from, gc', max', entries} against local (gc, max):
+//   - generation older than ours → stale_generation (dropped); newer → state replaced.
+//   - reset: from == 0, gc' > gc and max < gc' (we really missed a GC) → ResetTo(gc'),
+//     then apply every entry.
+//   - gap: from > max → dropped (applying it could skip updates we never saw).
+//   - stale: max' <= max → no-op (old or duplicate).
+//   - otherwise apply, in version order, only entries above max (those at or below are
+//     already reflected, and re-applying a set could resurrect a key whose tombstone we
+//     GC'd), then max = max'.
+// Each applied part raises (gc, max) lexicographically.
+#ifndef SCUTTLE_ENGINE_DELTA_APPLIER_H_
+#define SCUTTLE_ENGINE_DELTA_APPLIER_H_
+
+#include <cstdint>
+
+#include "engine/cluster.h"
+#include "engine/events.h"
+#include "wire/packet.h"
+
+namespace scuttle {
+
+enum class PartOutcome : uint8_t {
+  kApplied,
+  kReset,
+  kGap,
+  kStale,
+  kStaleGeneration,
+  kSelf,        // a part about our own node: we are its only writer
+  kNodeLimit,   // unknown node and the cluster is at Limits::max_nodes
+  kKeyLimit,    // would exceed Limits::max_keys_per_node: dropped whole, nothing applied
+  kCount,
+};
+inline constexpr size_t kPartOutcomeCount = static_cast<size_t>(PartOutcome::kCount);
+const char* PartOutcomeName(PartOutcome o);
+
+class DeltaApplier {
+ public:
+  struct Stats {
+    uint64_t parts[kPartOutcomeCount] = {};
+    uint64_t entries_applied = 0;
+    uint64_t entries_skipped = 0;  // at or below local max: already reflected
+    uint64_t generations_replaced = 0;
+  };
+
+  DeltaApplier(Cluster* cluster, const Limits& limits, EventSink* events)
+      : cluster_(cluster), limits_(limits), events_(events) {}
+
+  // Applies every part of a decoded SynAck/Ack.
+  void Apply(const wire::DecodedPacket& pkt, TimeUs now_us);
+  PartOutcome ApplyPart(const wire::DecodedPacket& pkt, const wire::NodeDeltaView& part,
+                        TimeUs now_us);
+  const Stats& stats() const { return stats_; }
+
+ private:
+  void ApplyEntries(NodeState* node, const wire::DecodedPacket& pkt,
+                    const wire::NodeDeltaView& part, TimeUs now_us);
+
+  Cluster* cluster_;
+  Limits limits_;
+  EventSink* events_;
+  Stats stats_;
+};
+
+}  // namespace scuttle
+
+#endif  // SCUTTLE_ENGINE_DELTA_APPLIER_H_

@@ -1,0 +1,191 @@
+#include "engine/delta_builder.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "wire/absl_compat.h"
+
+namespace scuttle {
+
+uint32_t BlobWriter::Put(std::string_view a, std::string_view b) {
+  const uint32_t at = static_cast<uint32_t>(off);
+  if (!a.empty()) std::memcpy(blob.data() + off, a.data(), a.size());
+  if (!b.empty()) std::memcpy(blob.data() + off + a.size(), b.data(), b.size());
+  off += a.size() + b.size();
+  return at;
+}
+
+wire::NodeRef MakeNodeRef(const NodeState& node, uint32_t name_off) {
+  wire::NodeRef r{};
+  r.generation = node.generation();
+  r.name_off = name_off;
+  r.name_len = static_cast<uint8_t>(node.name().size());
+  wire::SetNodeRefEndpoint(node.endpoint, &r);
+  if (node.leaving) r.flags |= wire::kNodeLeaving;
+  return r;
+}
+
+// ---- Digest ------------------------------------------------------------------------------
+
+size_t DigestBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
+  planned_.clear();
+  blob_bytes_ = 0;
+  const auto& nodes = cluster.nodes();
+  auto cost = [](const NodeState* n) { return sizeof(wire::DigestEntry) + n->name().size(); };
+  size_t used = cost(&cluster.self());
+  if (used > budget_bytes) return 0;
+  planned_.push_back(&cluster.self());
+  // Rotate through the others so every node is advertised within a few rounds even when
+  // the whole digest does not fit (DESIGN §2 "rotating partial digest").
+  const size_t n = nodes.size();
+  size_t taken = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const NodeState* node = nodes[(cursor_ + i) % n];
+    if (node == &cluster.self()) continue;
+    if (used + cost(node) > budget_bytes) break;
+    used += cost(node);
+    planned_.push_back(node);
+    ++taken;
+  }
+  partial_ = planned_.size() < n;
+  cursor_ = partial_ ? (cursor_ + taken + 1) % n : 0;
+  for (const NodeState* node : planned_) blob_bytes_ += node->name().size();
+  return used;
+}
+
+bool DigestBuilder::Write(wire::PacketEncoder& enc, BlobWriter& blob) const {
+  auto entries = enc.AllocDigest(planned_.size(), partial_);
+  if (entries.size() != planned_.size()) return false;
+  for (size_t i = 0; i < planned_.size(); ++i) {
+    const NodeState& node = *planned_[i];
+    wire::DigestEntry& e = entries[i];
+    e.node = MakeNodeRef(node, blob.Put(node.name()));
+    e.heartbeat = node.heartbeat;
+    e.last_gc_version = node.last_gc_version();
+    e.max_version = node.max_version();
+  }
+  return true;
+}
+
+// ---- Delta -------------------------------------------------------------------------------
+
+void DeltaBuilder::SetPeerDigest(const wire::DecodedPacket& peer) {
+  peer_ = &peer;
+  peer_index_.clear();
+  const auto& entries = peer.digest.entries;
+  for (uint32_t i = 0; i < entries.size(); ++i) {
+    peer_index_.emplace(peer.Name(entries[i].node), i);
+  }
+}
+
+PeerView DeltaBuilder::Lookup(const NodeState& node) const {
+  PeerView v;
+  auto it = peer_index_.find(std::string_view(node.name()));
+  if (it == peer_index_.end()) return v;
+  const wire::DigestEntry& e = peer_->digest.entries[it->second];
+  v.listed = true;
+  v.generation = e.node.generation;
+  v.last_gc_version = e.last_gc_version;
+  v.max_version = e.max_version;
+  return v;
+}
+
+size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
+  candidates_.clear();
+  planned_.clear();
+  blob_bytes_ = 0;
+  if (peer_ == nullptr) return 0;
+  const bool partial = peer_->digest.partial;
+  for (const NodeState* node : cluster.nodes()) {
+    const PeerView pv = Lookup(*node);
+    if (pv.listed && pv.generation > node->generation()) continue;  // we are the stale one
+    const bool unseen = !pv.listed || pv.generation < node->generation();
+    if (!pv.listed && partial) continue;  // unlisted in a partial digest: no information
+    const Version max_p = unseen ? 0 : pv.max_version;
+    const Version gc_p = unseen ? 0 : pv.last_gc_version;
+    const Version gc = node->last_gc_version();
+    // seed 000: the peer missed a GC (its max is below our last_gc_version) -> reset. A peer
+    // already mid-reset at our gc (gc_p >= gc) continues from its max instead.
+    const bool reset = max_p < gc && gc_p < gc;
+    Candidate c{node, reset ? 0 : max_p, reset ? gc : std::max(max_p, gc_p), reset, unseen, 0};
+    if (!reset && node->max_version() <= max_p) continue;  // nothing new for the peer
+    c.gap = node->max_version() - c.from;
+    candidates_.push_back(c);
+  }
+  // Unseen nodes first, then the stalest (largest gap); name breaks ties deterministically.
+  std::sort(candidates_.begin(), candidates_.end(), [](const Candidate& a, const Candidate& b) {
+    if (a.unseen != b.unseen) return a.unseen;
+    if (a.gap != b.gap) return a.gap > b.gap;
+    return a.node->name() < b.node->name();
+  });
+  size_t budget = budget_bytes;
+  for (const Candidate& c : candidates_) {
+    if (!PlanCandidate(c, &budget)) break;
+  }
+  return budget_bytes - budget;
+}
+
+// Plans one part; returns false when the budget is exhausted (stop planning).
+bool DeltaBuilder::PlanCandidate(const Candidate& c, size_t* budget) {
+  const size_t part_cost = wire::kPartWireBytes + c.node->name().size();
+  if (part_cost > *budget) return false;
+  size_t left = *budget - part_cost;
+  size_t count = 0;
+  size_t kv_bytes = 0;
+  Version last = c.from;
+  bool truncated = false;
+  c.node->ForEachAbove(c.from, [&](const NodeState::Slot& s) {
+    if (s.status == KeyStatus::kTombstone && s.version <= c.tomb_floor) return true;
+    const size_t cost = wire::kEntryWireBytes + s.key_len + s.value_len;
+    if (cost > left) {
+      truncated = true;
+      return false;
+    }
+    left -= cost;
+    kv_bytes += s.key_len + s.value_len;
+    last = s.version;
+    ++count;
+    return true;
+  });
+  if (truncated && count == 0) return false;
+  // seed 000: a truncated part claims only up to its last entry; a complete one claims the
+  // node's max_version (skipped tombstones and overwritten versions included).
+  const Version max_version = truncated ? last : c.node->max_version();
+  planned_.push_back(Planned{c, max_version, count});
+  blob_bytes_ += c.node->name().size() + kv_bytes;
+  *budget = left;
+  if (truncated) ++stats_.truncated;
+  return !truncated;
+}
+
+bool DeltaBuilder::Write(wire::PacketEncoder& enc, BlobWriter& blob) {
+  for (const Planned& p : planned_) {
+    const NodeState& node = *p.c.node;
+    const wire::NodeRef ref = MakeNodeRef(node, blob.Put(node.name()));
+    bool ok = false;
+    auto out = enc.AddPart(ref, p.c.from, node.last_gc_version(), p.max_version, p.count, &ok);
+    if (!ok) return false;
+    size_t i = 0;
+    node.ForEachAbove(p.c.from, [&](const NodeState::Slot& s) {
+      if (i == p.count) return false;
+      if (s.status == KeyStatus::kTombstone && s.version <= p.c.tomb_floor) return true;
+      wire::Entry& e = out[i++];
+      e.version = s.version;
+      e.key_len = s.key_len;
+      e.value_len = s.value_len;
+      e.status = static_cast<uint8_t>(s.status == KeyStatus::kTombstone
+                                          ? wire::EntryStatus::kTombstone
+                                          : wire::EntryStatus::kSet);
+      e.reserved0 = 0;
+      e.reserved1 = 0;
+      e.off = blob.Put(node.KeyOf(s), node.ValueOf(s));
+      return true;
+    });
+    ++stats_.parts;
+    stats_.entries += p.count;
+    if (p.c.reset) ++stats_.resets;
+  }
+  return true;
+}
+
+}  // namespace scuttle

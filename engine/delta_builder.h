@@ -1,0 +1,103 @@
+// Digest and delta construction (seed 000), planned first and then written straight into a
+// PacketEncoder slot.
+//
+// Planning decides, within a byte budget, which nodes and which entries go out; writing
+// walks the same version-index ranges again and copies key/value bytes into the packet
+// blob. Both passes cost O(log n + k) per node for k entries emitted (DESIGN §7).
+#ifndef SCUTTLE_ENGINE_DELTA_BUILDER_H_
+#define SCUTTLE_ENGINE_DELTA_BUILDER_H_
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "engine/cluster.h"
+#include "wire/packet.h"
+
+namespace scuttle {
+
+// Writes blob bytes sequentially into the packet's blob.
+struct BlobWriter {
+  std::span<uint8_t> blob;
+  size_t off = 0;
+  uint32_t Put(std::string_view a, std::string_view b = {});
+};
+
+// Fills a wire NodeRef for `node` whose name is at blob offset name_off.
+wire::NodeRef MakeNodeRef(const NodeState& node, uint32_t name_off);
+
+// What a peer's digest says it holds of one node.
+struct PeerView {
+  bool listed = false;  // the node appears in the digest
+  Generation generation = 0;
+  Version last_gc_version = 0;
+  Version max_version = 0;
+};
+
+class DigestBuilder {
+ public:
+  // Plans a digest of every node, or a rotating subset when it does not fit the budget
+  // (then marked partial). Self is always included. Returns the wire bytes planned.
+  size_t Plan(const Cluster& cluster, size_t budget_bytes);
+  size_t blob_bytes() const { return blob_bytes_; }
+  // REQUIRES: Plan() was called and the cluster has not changed since.
+  bool Write(wire::PacketEncoder& enc, BlobWriter& blob) const;
+
+ private:
+  std::vector<const NodeState*> planned_;
+  size_t blob_bytes_ = 0;
+  bool partial_ = false;
+  size_t cursor_ = 0;  // rotation start for partial digests
+};
+
+class DeltaBuilder {
+ public:
+  struct Stats {
+    uint64_t parts = 0;
+    uint64_t resets = 0;
+    uint64_t entries = 0;
+    uint64_t truncated = 0;
+  };
+
+  // Indexes the peer's digest by name.
+  // REQUIRES: the packet stays alive until Write() returns.
+  void SetPeerDigest(const wire::DecodedPacket& peer);
+  void ClearPeer() { peer_ = nullptr; }
+  // Plans the delta the peer is missing, in seed-000 order: nodes the peer has never seen
+  // first, then the stalest; entries ascend by version so a truncated part is a valid
+  // prefix whose max_version is its last entry. Returns the wire bytes planned.
+  size_t Plan(const Cluster& cluster, size_t budget_bytes);
+  size_t blob_bytes() const { return blob_bytes_; }
+  bool Write(wire::PacketEncoder& enc, BlobWriter& blob);
+  const Stats& stats() const { return stats_; }
+
+ private:
+  struct Candidate {
+    const NodeState* node;
+    Version from;        // from_version_excluded
+    Version tomb_floor;  // tombstones at or below this are not needed by the peer
+    bool reset;
+    bool unseen;
+    uint64_t gap;
+  };
+  struct Planned {
+    Candidate c;
+    Version max_version;  // what the part claims: the node's max, or the last entry sent
+    size_t count;
+  };
+  PeerView Lookup(const NodeState& node) const;
+  bool PlanCandidate(const Candidate& c, size_t* budget);
+
+  const wire::DecodedPacket* peer_ = nullptr;
+  absl::flat_hash_map<std::string_view, uint32_t> peer_index_;
+  std::vector<Candidate> candidates_;
+  std::vector<Planned> planned_;
+  size_t blob_bytes_ = 0;
+  Stats stats_;
+};
+
+}  // namespace scuttle
+
+#endif  // SCUTTLE_ENGINE_DELTA_BUILDER_H_

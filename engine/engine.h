@@ -1,0 +1,167 @@
+// Engine: one sans-IO Scuttlebutt instance (DESIGN §2, §7).
+//
+// The driver (io/ event loop, or the simulator) owns time, sockets and randomness seeds:
+//   OnPacket(now, from, datagram)  — a received datagram; replies go to the PacketSink
+//   OnTick(now)                    — one gossip round: heartbeat, TTL expiry, GC, Syns
+//   Set / SetWithTtl / Delete      — local writes to this node's own map
+// Outgoing datagrams are encoded straight into buffers the PacketSink lends (a transport
+// send slot), and key/member changes go to the EventSink.
+//
+// Handshake (seed 000, chitchat's three-way variant):
+//   A → B  Syn{digest_A}
+//   B → A  SynAck{digest_B, delta A is missing per digest_A}
+//   A → B  Ack{delta B is missing per digest_B}
+//   BadCluster answers a Syn from another cluster; nothing else is exchanged.
+#ifndef SCUTTLE_ENGINE_ENGINE_H_
+#define SCUTTLE_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/cluster.h"
+#include "engine/delta_applier.h"
+#include "engine/delta_builder.h"
+#include "engine/events.h"
+#include "engine/membership.h"
+#include "engine/rng.h"
+#include "engine/types.h"
+#include "wire/endpoint.h"
+#include "wire/packet.h"
+
+namespace scuttle {
+
+// Lends send buffers and takes finished datagrams. A transport implements it so packets
+// are encoded in place; the simulator implements it with plain vectors.
+class PacketSink {
+ public:
+  virtual ~PacketSink() = default;
+  // A writable buffer of at least `min_bytes`, or an empty span when none is free
+  // (the engine counts the drop and skips that packet).
+  virtual std::span<uint8_t> Acquire(size_t min_bytes) = 0;
+  // Queues `packet` (a sub-span of the last acquired buffer) to `to`.
+  virtual void Commit(const Endpoint& to, std::span<const uint8_t> packet) = 0;
+  // Returns the last acquired buffer unused.
+  virtual void Abort() = 0;
+};
+
+struct EngineConfig {
+  std::string cluster_id = "scuttle";
+  std::string node_name;
+  Generation generation = 1;
+  Endpoint advertise;
+  uint16_t shard = 0;
+  uint16_t shard_count = 1;
+  size_t max_packet_bytes = wire::kMaxUdpPayloadBytes;
+  int fanout = 3;
+  TimeUs gossip_interval_us = 1 * kUsPerSec;
+  // Tombstones older than this are removed by GC (seed 000; chitchat's only rule).
+  TimeUs tombstone_grace_us = 3600 * kUsPerSec;
+  Limits limits;
+  std::vector<Endpoint> seeds;
+  MembershipConfig membership;
+  uint64_t rng_seed = 1;
+};
+
+// Counters beyond the parts' own stats, all monotonically increasing.
+enum class EngineDrop : uint8_t {
+  kClusterMismatch,
+  kShardMismatch,
+  kSelfConflict,    // someone gossips our name with a newer generation
+  kNodeLimit,       // digest named a new node beyond Limits::max_nodes
+  kNoTxBuffer,      // the sink had no free send buffer
+  kEncodeFailed,    // planning bug guard: the encoder refused the packet
+  kUnexpected,      // a message type we do not expect (e.g. BadCluster to a non-Syn)
+  kCount,
+};
+inline constexpr size_t kEngineDropCount = static_cast<size_t>(EngineDrop::kCount);
+const char* EngineDropName(EngineDrop d);
+
+inline constexpr size_t kMessageTypeCount = 5;
+
+struct EngineStats {
+  uint64_t packets_in[kMessageTypeCount] = {};
+  uint64_t bytes_in[kMessageTypeCount] = {};
+  uint64_t packets_out[kMessageTypeCount] = {};
+  uint64_t bytes_out[kMessageTypeCount] = {};
+  uint64_t decode_drops[wire::kDropReasonCount] = {};
+  uint64_t engine_drops[kEngineDropCount] = {};
+  uint64_t bad_cluster_received = 0;
+  uint64_t gc_runs = 0;
+  uint64_t tombstones_gced = 0;
+  uint64_t keys_expired = 0;
+  uint64_t rounds = 0;
+};
+
+class Engine {
+ public:
+  // REQUIRES: sink outlives the engine; events may be null.
+  Engine(EngineConfig config, PacketSink* sink, EventSink* events);
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // ---- Driver entry points ----
+  void OnPacket(TimeUs now_us, const Endpoint& from, std::span<const uint8_t> datagram);
+  void OnTick(TimeUs now_us);
+  // Starts a handshake with one peer (OnTick calls it for each chosen peer).
+  void SendSyn(const Endpoint& to);
+
+  // ---- Local writes (this node's own map) ----
+  absl::Status Set(std::string_view key, std::string_view value, TimeUs now_us);
+  absl::Status SetWithTtl(std::string_view key, std::string_view value, TimeUs ttl_us,
+                          TimeUs now_us);
+  absl::Status Delete(std::string_view key, TimeUs now_us);
+  // Gossips that this node is leaving (flag in its digest entry), so peers mark it left at
+  // once instead of waiting for the failure detector.
+  void Leave();
+
+  // ---- Reads ----
+  const Cluster& cluster() const { return cluster_; }
+  const NodeState& self() const { return cluster_.self(); }
+  const NodeState* FindNode(std::string_view name) const { return cluster_.Find(name); }
+  const Membership& membership() const { return membership_; }
+  const EngineConfig& config() const { return config_; }
+  EngineConfig& mutable_config() { return config_; }
+  const EngineStats& stats() const { return stats_; }
+  const DeltaApplier::Stats& apply_stats() const { return applier_.stats(); }
+  const DeltaBuilder::Stats& build_stats() const { return delta_builder_.stats(); }
+  Rng& rng() { return rng_; }
+
+  // Replaces the seed list (the driver re-resolves hostnames periodically).
+  void SetSeeds(std::vector<Endpoint> seeds) { config_.seeds = std::move(seeds); }
+
+ private:
+  absl::Status CheckWrite(std::string_view key, std::string_view value) const;
+  bool Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
+  void ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us);
+  void ObserveSender(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
+  void HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from);
+  void HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
+  // Encodes and sends one packet: optional digest, optional delta for `peer`.
+  void Send(const Endpoint& to, wire::MessageType type, bool with_digest,
+            const wire::DecodedPacket* peer);
+  void Drop(EngineDrop d) { ++stats_.engine_drops[static_cast<size_t>(d)]; }
+  void RunGc(TimeUs now_us);
+  void ExpireTtl(TimeUs now_us);
+
+  EngineConfig config_;
+  PacketSink* sink_;
+  EventSink* events_;
+  Rng rng_;
+  Cluster cluster_;
+  Membership membership_;
+  DigestBuilder digest_builder_;
+  DeltaBuilder delta_builder_;
+  DeltaApplier applier_;
+  wire::DecodeLimits decode_limits_;
+  uint32_t cluster_hash_;
+  EngineStats stats_;
+  TimeUs last_now_us_ = 0;
+};
+
+}  // namespace scuttle
+
+#endif  // SCUTTLE_ENGINE_ENGINE_H_

@@ -1,0 +1,148 @@
+// NodeState: one node's replicated key-value map (DESIGN §1, §7), as held by any replica.
+//
+// Storage: keys and values in a KvArena; one 32-byte Slot per key (live or tombstone) in a
+// slab; a hash set of slot indexes keyed by the key bytes; and ordered indexes:
+//   - version index: version -> slot, exactly one entry per slot, so "every entry above
+//     version v" is a range scan, O(log n + k) for k entries emitted (seed 000 deltas);
+//   - tombstone index: (tombstone time, version), so GC pops expired tombstones in order;
+//   - TTL index (owner only): (deadline, version), so expiry pops due keys in order.
+// No operation scans all keys except Scan() (an admin read) and Compact() (amortized).
+#ifndef SCUTTLE_ENGINE_NODE_STATE_H_
+#define SCUTTLE_ENGINE_NODE_STATE_H_
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/container/btree_map.h"
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
+#include "engine/arena.h"
+#include "engine/membership.h"
+#include "engine/types.h"
+#include "wire/endpoint.h"
+
+namespace scuttle {
+
+class NodeState {
+ public:
+  struct Slot {
+    Version version;
+    KvArena::Ref kv;  // key bytes, then value bytes
+    uint32_t value_len;
+    uint16_t key_len;
+    KeyStatus status;
+    uint8_t unused;
+    TimeUs time_us;  // tombstone: when it became one here (GC clock); expiring: deadline
+  };
+  static_assert(sizeof(Slot) == 32);
+  static constexpr uint32_t kNoSlot = UINT32_MAX;
+
+  NodeState(std::string name, Generation generation);
+  NodeState(const NodeState&) = delete;
+  NodeState& operator=(const NodeState&) = delete;
+
+  const std::string& name() const { return name_; }
+  Generation generation() const { return generation_; }
+  Version max_version() const { return max_version_; }
+  Version last_gc_version() const { return last_gc_version_; }
+
+  // Membership fields carried by digests (not versioned).
+  Endpoint endpoint;
+  uint64_t heartbeat = 0;
+  bool leaving = false;
+  Liveness liveness;  // failure-detector record (engine/membership.h)
+
+  size_t num_keys() const { return key_set_.size(); }
+  size_t num_live() const { return key_set_.size() - num_tombstones_; }
+  size_t num_tombstones() const { return num_tombstones_; }
+  size_t num_expiring() const { return ttl_index_.size(); }
+  const KvArena& arena() const { return arena_; }
+
+  // ---- Reads ----
+  // Returns kNoSlot when the key is unknown (never set, or tombstone already GC'd).
+  uint32_t Find(std::string_view key) const;
+  const Slot& slot(uint32_t idx) const { return slots_[idx]; }
+  std::string_view KeyOf(const Slot& s) const { return {arena_.At(s.kv), s.key_len}; }
+  std::string_view ValueOf(const Slot& s) const {
+    return {arena_.At(s.kv) + s.key_len, s.value_len};
+  }
+  // Every slot with version > v, ascending. fn returns false to stop.
+  void ForEachAbove(Version v, absl::FunctionRef<bool(const Slot&)> fn) const;
+  // Live (non-tombstone) keys with the given prefix, in no particular order.
+  void Scan(std::string_view prefix, absl::FunctionRef<void(const Slot&)> fn) const;
+
+  // ---- Owner writes (REQUIRES: this is the local node's own map) ----
+  // Each write takes version max_version()+1 (DESIGN §1). Limits are checked by callers.
+  Version Set(std::string_view key, std::string_view value);
+  Version SetWithTtl(std::string_view key, std::string_view value, TimeUs deadline_us);
+  // Returns 0 (and writes nothing) when the key is absent or already deleted.
+  Version Delete(std::string_view key, TimeUs now_us);
+  // Turns every TTL key whose deadline is <= now into a tombstone (a new version, so the
+  // expiry replicates as a delete). Calls fn(key) for each; returns the count.
+  size_t ExpireDue(TimeUs now_us, absl::FunctionRef<void(std::string_view key)> fn);
+  // Earliest TTL deadline, or INT64_MAX.
+  TimeUs NextExpiry() const;
+
+  // ---- Replica writes (the delta applier) ----
+  // REQUIRES: version > max_version() (the applier drops stale entries first).
+  void ApplyEntry(Version version, std::string_view key, std::string_view value, bool tombstone,
+                  TimeUs now_us);
+  // REQUIRES: v >= max_version().
+  void RaiseMaxVersion(Version v);
+  // seed 000 reset: forget every key, adopt the sender's last_gc_version, max_version = 0.
+  void ResetTo(Version last_gc_version);
+
+  // ---- GC (seed 000): remove tombstones older than grace, raise last_gc_version ----
+  // Removes tombstones with time_us + grace_us <= now_us, and only those with
+  // version <= max_removable_version (the ack frontier of seed 002, or UINT64_MAX).
+  // Returns the number removed.
+  size_t GcTombstones(TimeUs now_us, TimeUs grace_us, Version max_removable_version);
+
+  // Bytes of index/bookkeeping per key beyond key and value bytes (for benchmarks).
+  size_t OverheadBytes() const;
+
+ private:
+  struct KeyHash {
+    using is_transparent = void;
+    const NodeState* s;
+    size_t operator()(uint32_t idx) const;
+    size_t operator()(std::string_view key) const;
+  };
+  struct KeyEq {
+    using is_transparent = void;
+    const NodeState* s;
+    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
+    bool operator()(uint32_t a, std::string_view k) const;
+    bool operator()(std::string_view k, uint32_t a) const { return (*this)(a, k); }
+  };
+
+  // Writes (version, key, value, status, time) into the key's slot, creating it if needed,
+  // keeping every index exact. Returns the slot index.
+  uint32_t Write(Version version, std::string_view key, std::string_view value,
+                 KeyStatus status, TimeUs time_us);
+  void Unindex(uint32_t idx);
+  void RemoveSlot(uint32_t idx);
+  void MaybeCompact();
+
+  std::string name_;
+  Generation generation_;
+  Version max_version_ = 0;
+  Version last_gc_version_ = 0;
+  size_t num_tombstones_ = 0;
+
+  KvArena arena_;
+  std::vector<Slot> slots_;
+  std::vector<uint32_t> free_slots_;
+  absl::flat_hash_set<uint32_t, KeyHash, KeyEq> key_set_;
+  absl::btree_map<Version, uint32_t> by_version_;
+  absl::btree_set<std::pair<TimeUs, Version>> tombstones_by_time_;
+  absl::btree_set<std::pair<TimeUs, Version>> ttl_index_;
+};
+
+}  // namespace scuttle
+
+#endif  // SCUTTLE_ENGINE_NODE_STATE_H_
