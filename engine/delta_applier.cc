@@ -8,6 +8,7 @@ const char* PartOutcomeName(PartOutcome o) {
     case PartOutcome::kReset: return "reset";
     case PartOutcome::kGap: return "gap";
     case PartOutcome::kStale: return "stale";
+    case PartOutcome::kBehindReset: return "behind_reset";
     case PartOutcome::kStaleGeneration: return "stale_generation";
     case PartOutcome::kSelf: return "self";
     case PartOutcome::kNodeLimit: return "node_limit";
@@ -70,6 +71,12 @@ PartOutcome DeltaApplier::ApplyPart(const wire::DecodedPacket& pkt,
   if (!reset) {
     if (part.from_version_excluded > max) return PartOutcome::kGap;
     if (part.max_version <= max) return PartOutcome::kStale;
+    // Mid-reset (max < gc) we hold no key whose last update is a delete at or below gc. A
+    // sender that had not seen version gc may still hold such a key as a set, so its
+    // sets would resurrect it: accept only senders that reached gc (by max or by gc).
+    if (max < gc && part.last_gc_version < gc && part.source_max_version < gc) {
+      return PartOutcome::kBehindReset;
+    }
   }
   // Bound the keys one node may hold (Limits): drop the part whole rather than apply half.
   if (node->num_keys() + part.entries.size() > limits_.max_keys_per_node &&

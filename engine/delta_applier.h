@@ -7,6 +7,8 @@
 //     then apply every entry.
 //   - gap: from > max → dropped (applying it could skip updates we never saw).
 //   - stale: max' <= max → no-op (old or duplicate).
+//   - behind_reset: we are mid-reset (max < gc) and the sender had reached neither our gc
+//     by its gc nor by its own max → dropped (its sets could resurrect deleted keys).
 //   - otherwise apply, in version order, only entries above max (those at or below are
 //     already reflected, and re-applying a set could resurrect a key whose tombstone we
 //     GC'd), then max = max'.
@@ -27,6 +29,7 @@ enum class PartOutcome : uint8_t {
   kReset,
   kGap,
   kStale,
+  kBehindReset,  // we are mid-reset and the sender had not reached our last_gc_version
   kStaleGeneration,
   kSelf,        // a part about our own node: we are its only writer
   kNodeLimit,   // unknown node and the cluster is at Limits::max_nodes

@@ -107,6 +107,9 @@ size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
     // seed 000: the peer missed a GC (its max is below our last_gc_version) -> reset. A peer
     // already mid-reset at our gc (gc_p >= gc) continues from its max instead.
     const bool reset = max_p < gc && gc_p < gc;
+    // A peer mid-reset (max_p < gc_p) takes incremental parts only from a sender that has
+    // seen its gc (see DeltaApplier); anything else would be dropped.
+    if (!reset && max_p < gc_p && gc < gc_p && node->max_version() < gc_p) continue;
     Candidate c{node, reset ? 0 : max_p, reset ? gc : std::max(max_p, gc_p), reset, unseen, 0};
     if (!reset && node->max_version() <= max_p) continue;  // nothing new for the peer
     c.gap = node->max_version() - c.from;
@@ -163,7 +166,8 @@ bool DeltaBuilder::Write(wire::PacketEncoder& enc, BlobWriter& blob) {
     const NodeState& node = *p.c.node;
     const wire::NodeRef ref = MakeNodeRef(node, blob.Put(node.name()));
     bool ok = false;
-    auto out = enc.AddPart(ref, p.c.from, node.last_gc_version(), p.max_version, p.count, &ok);
+    auto out = enc.AddPart(ref, p.c.from, node.last_gc_version(), p.max_version,
+                           node.max_version(), p.count, &ok);
     if (!ok) return false;
     size_t i = 0;
     node.ForEachAbove(p.c.from, [&](const NodeState::Slot& s) {

@@ -1,0 +1,131 @@
+#include "engine/node_state.h"
+
+#include <map>
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace scuttle {
+namespace {
+
+std::map<std::string, std::string> Live(const NodeState& n) {
+  std::map<std::string, std::string> m;
+  n.Scan("", [&](const NodeState::Slot& s) { m[std::string(n.KeyOf(s))] = n.ValueOf(s); });
+  return m;
+}
+
+std::vector<Version> VersionsAbove(const NodeState& n, Version v) {
+  std::vector<Version> out;
+  n.ForEachAbove(v, [&](const NodeState::Slot& s) {
+    out.push_back(s.version);
+    return true;
+  });
+  return out;
+}
+
+TEST(NodeStateTest, OwnerWritesTakeNextVersion) {
+  NodeState n("a", 1);
+  EXPECT_EQ(n.Set("k1", "v1"), 1u);
+  EXPECT_EQ(n.Set("k2", "v2"), 2u);
+  EXPECT_EQ(n.Set("k1", "v3"), 3u);
+  EXPECT_EQ(n.max_version(), 3u);
+  EXPECT_EQ(Live(n), (std::map<std::string, std::string>{{"k1", "v3"}, {"k2", "v2"}}));
+  // Exactly one version-index slot per key: the overwritten version 1 is gone.
+  EXPECT_EQ(VersionsAbove(n, 0), (std::vector<Version>{2, 3}));
+  EXPECT_EQ(VersionsAbove(n, 2), (std::vector<Version>{3}));
+}
+
+TEST(NodeStateTest, DeleteLeavesTombstone) {
+  NodeState n("a", 1);
+  n.Set("k", "v");
+  EXPECT_EQ(n.Delete("k", 100), 2u);
+  EXPECT_EQ(n.Delete("k", 100), 0u) << "deleting a tombstone is a no-op";
+  EXPECT_EQ(n.Delete("nope", 100), 0u);
+  EXPECT_TRUE(Live(n).empty());
+  EXPECT_EQ(n.num_tombstones(), 1u);
+  const uint32_t idx = n.Find("k");
+  ASSERT_NE(idx, NodeState::kNoSlot);
+  EXPECT_EQ(n.slot(idx).status, KeyStatus::kTombstone);
+  EXPECT_EQ(n.slot(idx).version, 2u);
+}
+
+TEST(NodeStateTest, GcRemovesOldTombstonesAndRaisesLastGcVersion) {
+  NodeState n("a", 1);
+  n.Set("a", "1");
+  n.Set("b", "2");
+  n.Delete("a", 100);  // v3 at t=100
+  n.Delete("b", 200);  // v4 at t=200
+  EXPECT_EQ(n.GcTombstones(150, 100, UINT64_MAX), 0u);
+  EXPECT_EQ(n.GcTombstones(250, 100, UINT64_MAX), 1u);
+  EXPECT_EQ(n.last_gc_version(), 3u);
+  EXPECT_EQ(n.Find("a"), NodeState::kNoSlot);
+  EXPECT_NE(n.Find("b"), NodeState::kNoSlot);
+  // The frontier bound keeps tombstones above it even past grace (seed 002).
+  EXPECT_EQ(n.GcTombstones(10000, 100, 3), 0u);
+  EXPECT_EQ(n.GcTombstones(10000, 100, 4), 1u);
+  EXPECT_EQ(n.last_gc_version(), 4u);
+  EXPECT_EQ(n.num_keys(), 0u);
+  EXPECT_EQ(n.max_version(), 4u);
+}
+
+TEST(NodeStateTest, TtlExpiresInDeadlineOrderAsDeletes) {
+  NodeState n("a", 1);
+  n.SetWithTtl("late", "x", 500);
+  n.SetWithTtl("early", "y", 100);
+  n.Set("keep", "z");
+  EXPECT_EQ(n.NextExpiry(), 100);
+  std::vector<std::string> expired;
+  EXPECT_EQ(n.ExpireDue(99, [&](std::string_view k) { expired.emplace_back(k); }), 0u);
+  EXPECT_EQ(n.ExpireDue(100, [&](std::string_view k) { expired.emplace_back(k); }), 1u);
+  EXPECT_EQ(expired, std::vector<std::string>{"early"});
+  EXPECT_EQ(n.max_version(), 4u) << "expiry is a new (delete) version";
+  EXPECT_EQ(n.slot(n.Find("early")).status, KeyStatus::kTombstone);
+  // Overwriting a TTL key without TTL cancels its expiry.
+  n.Set("late", "forever");
+  EXPECT_EQ(n.ExpireDue(1000, [&](std::string_view k) { expired.emplace_back(k); }), 0u);
+  EXPECT_EQ(Live(n).at("late"), "forever");
+}
+
+TEST(NodeStateTest, ReplicaApplyAndReset) {
+  NodeState r("a", 1);
+  r.ApplyEntry(3, "k", "v", false, 0);
+  r.ApplyEntry(5, "j", "", true, 10);
+  r.RaiseMaxVersion(7);
+  EXPECT_EQ(r.max_version(), 7u);
+  EXPECT_EQ(Live(r), (std::map<std::string, std::string>{{"k", "v"}}));
+  EXPECT_EQ(r.num_tombstones(), 1u);
+  r.ResetTo(6);
+  EXPECT_EQ(r.max_version(), 0u);
+  EXPECT_EQ(r.last_gc_version(), 6u);
+  EXPECT_EQ(r.num_keys(), 0u);
+}
+
+TEST(NodeStateTest, ArenaCompactsUnderOverwrites) {
+  NodeState n("a", 1);
+  const std::string value(1000, 'v');
+  for (int i = 0; i < 20000; ++i) n.Set("key" + std::to_string(i % 10), value);
+  EXPECT_EQ(n.num_keys(), 10u);
+  // 20 MB written, 10 KB live: compaction keeps garbage bounded.
+  EXPECT_LT(n.arena().allocated_bytes(), 8u << 20);
+  EXPECT_EQ(Live(n).at("key3"), value);
+}
+
+TEST(NodeStateTest, ManyKeysIndexesStayExact) {
+  NodeState n("a", 1);
+  for (int i = 0; i < 5000; ++i) n.Set("k" + std::to_string(i), std::to_string(i));
+  for (int i = 0; i < 5000; i += 2) n.Delete("k" + std::to_string(i), i);
+  for (int i = 0; i < 5000; i += 3) n.Set("k" + std::to_string(i), "again");
+  size_t count = 0;
+  Version prev = 0;
+  n.ForEachAbove(0, [&](const NodeState::Slot& s) {
+    EXPECT_GT(s.version, prev);
+    prev = s.version;
+    ++count;
+    return true;
+  });
+  EXPECT_EQ(count, n.num_keys());
+  EXPECT_EQ(n.num_keys(), 5000u);
+}
+
+}  // namespace
+}  // namespace scuttle

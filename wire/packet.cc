@@ -154,6 +154,10 @@ bool CheckDigest(const fb::Digest* d, const DecodeLimits& limits, size_t blob_si
 
 bool CheckEntries(const NodeDeltaView& p, const DecodeLimits& limits, size_t blob_size,
                   DropReason* reason) {
+  if (p.source_max_version < p.max_version) {
+    *reason = DropReason::kEntryOutOfRange;
+    return false;
+  }
   uint64_t prev = p.from_version_excluded;
   for (const Entry& e : p.entries) {
     if (e.version <= prev || e.version > p.max_version) {
@@ -189,6 +193,7 @@ NodeDeltaView ViewOf(const fb::NodeDelta* nd) {
   v.from_version_excluded = nd->from_version_excluded();
   v.last_gc_version = nd->last_gc_version();
   v.max_version = nd->max_version();
+  v.source_max_version = nd->source_max_version();
   if (nd->entries() != nullptr) {
     v.entries = {reinterpret_cast<const Entry*>(nd->entries()->data()), nd->entries()->size()};
   }
@@ -375,7 +380,7 @@ std::span<DigestEntry> PacketEncoder::AllocDigest(size_t count, bool partial) {
 
 std::span<Entry> PacketEncoder::AddPart(const NodeRef& node, uint64_t from_version_excluded,
                                         uint64_t last_gc_version, uint64_t max_version,
-                                        size_t count, bool* ok) {
+                                        uint64_t source_max_version, size_t count, bool* ok) {
   *ok = false;
   if (impl_->num_parts >= kMaxPartsPerPacket ||
       count * kEntryWireBytes + kPartWireBytes > impl_->Remaining()) {
@@ -388,6 +393,7 @@ std::span<Entry> PacketEncoder::AddPart(const NodeRef& node, uint64_t from_versi
   b.add_from_version_excluded(from_version_excluded);
   b.add_last_gc_version(last_gc_version);
   b.add_max_version(max_version);
+  b.add_source_max_version(source_max_version);
   b.add_entries(entries);
   impl_->parts[impl_->num_parts++] = b.Finish();
   *ok = true;

@@ -112,7 +112,7 @@ enum class DropReason : uint8_t {
   kValueTooLong,      // over DecodeLimits.max_value_bytes
   kBadEntryStatus,
   kUnsortedEntries,   // entries not strictly ascending by version
-  kEntryOutOfRange,   // entry version outside (from_version_excluded, max_version]
+  kEntryOutOfRange,   // entry outside (from_version_excluded, max_version], or max > source max
   kTooManyParts,
   kTooManyEntries,
   kCount,
@@ -138,6 +138,7 @@ struct NodeDeltaView {
   uint64_t from_version_excluded = 0;
   uint64_t last_gc_version = 0;
   uint64_t max_version = 0;
+  uint64_t source_max_version = 0;
   std::span<const Entry> entries;
 };
 
@@ -222,8 +223,8 @@ class PacketEncoder {
   // Adds one NodeDelta whose `count` entries the caller writes into the returned span.
   // *ok is false (and nothing is added) when it does not fit.
   std::span<Entry> AddPart(const NodeRef& node, uint64_t from_version_excluded,
-                           uint64_t last_gc_version, uint64_t max_version, size_t count,
-                           bool* ok);
+                           uint64_t last_gc_version, uint64_t max_version,
+                           uint64_t source_max_version, size_t count, bool* ok);
   // Writes the message and header; returns the finished datagram inside the slot.
   std::span<const uint8_t> Finish(MessageType type);
 

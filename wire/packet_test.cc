@@ -59,7 +59,7 @@ std::vector<uint8_t> OneEntryAck(uint64_t from, uint64_t max, std::vector<Entry>
   const uint32_t name = b.Put("node-a");
   b.Put(extra_blob);
   bool ok = false;
-  auto dst = enc.AddPart(Builder::Ref(name, 6, 3), from, 0, max, entries.size(), &ok);
+  auto dst = enc.AddPart(Builder::Ref(name, 6, 3), from, 0, max, max, entries.size(), &ok);
   EXPECT_TRUE(ok);
   std::copy(entries.begin(), entries.end(), dst.begin());
   auto pkt = b.Finish(enc, MessageType::kAck);
@@ -87,7 +87,7 @@ TEST(PacketTest, SynAckRoundTrip) {
   digest[0] = DigestEntry{Builder::Ref(n1, 6, 7), 11, 2, 30};
   digest[1] = DigestEntry{Builder::Ref(0, 2, 1), 5, 0, 9};
   bool ok = false;
-  auto entries = enc.AddPart(Builder::Ref(n1, 6, 7), 10, 2, 30, 2, &ok);
+  auto entries = enc.AddPart(Builder::Ref(n1, 6, 7), 10, 2, 30, 30, 2, &ok);
   ASSERT_TRUE(ok);
   entries[0] = E(12, k1, 4, 6);
   entries[1] = E(30, k2, 4, 0, 1);
@@ -146,7 +146,7 @@ TEST(PacketTest, EncoderRespectsMaxPacketBytes) {
       const size_t fit = enc.Remaining() / kEntryWireBytes;
       if (fit < 6) break;
       bool ok = false;
-      auto e = enc.AddPart(Builder::Ref(0, 2, 1), 0, 0, 5, 5, &ok);
+      auto e = enc.AddPart(Builder::Ref(0, 2, 1), 0, 0, 5, 5, 5, &ok);
       if (!ok) break;
       for (size_t i = 0; i < e.size(); ++i) e[i] = E(i + 1, 0, 1, 0);
       ++parts;
@@ -207,12 +207,12 @@ TEST(PacketTest, NameValidation) {
   Builder b;
   PacketEncoder enc(b.slot, b.Options());
   bool ok = false;
-  enc.AddPart(Builder::Ref(0, 0, 1), 0, 0, 0, 0, &ok);
+  enc.AddPart(Builder::Ref(0, 0, 1), 0, 0, 0, 0, 0, &ok);
   EXPECT_EQ(DecodeFails(b.Finish(enc, MessageType::kAck)), DropReason::kBadName);
 
   Builder b2;
   PacketEncoder enc2(b2.slot, b2.Options());
-  enc2.AddPart(Builder::Ref(1000, 4, 1), 0, 0, 0, 0, &ok);
+  enc2.AddPart(Builder::Ref(1000, 4, 1), 0, 0, 0, 0, 0, &ok);
   EXPECT_EQ(DecodeFails(b2.Finish(enc2, MessageType::kAck)), DropReason::kBadBlobRange);
 }
 

@@ -1,0 +1,223 @@
+#include "io/epoll_transport.h"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <ctime>
+
+namespace scuttle::io {
+namespace {
+
+// sendmmsg/recvmmsg take at most UIO_MAXIOV messages per call.
+constexpr size_t kMaxMsgsPerCall = 1024;
+// recvmmsg calls per Poll when the socket stays full: bounded so timers, commands and
+// the after-batch flush still run under a flood (level-triggered epoll resumes later).
+constexpr int kMaxRxBatchesPerPoll = 4;
+constexpr uint64_t kSockTag = 1;
+constexpr uint64_t kWakeTag = 2;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Transport>> EpollTransport::Open(const TransportOptions& o) {
+  auto pool = TxPool::Create(o.tx_slot_count, o.max_datagram_bytes);
+  if (!pool.ok()) return pool.status();
+  std::unique_ptr<EpollTransport> t(new EpollTransport(std::move(*pool)));
+  if (absl::Status s = t->Init(o); !s.ok()) return s;
+  return std::unique_ptr<Transport>(std::move(t));
+}
+
+absl::Status EpollTransport::Init(const TransportOptions& o) {
+  auto sock = OpenUdpSocket(o.bind, {.nonblocking = true,
+                                     .rcvbuf_bytes = o.socket_rcvbuf_bytes,
+                                     .sndbuf_bytes = o.socket_sndbuf_bytes});
+  if (!sock.ok()) return sock.status();
+  sock_ = std::move(*sock);
+  family_ = o.bind.family == 4 ? AF_INET : AF_INET6;
+  auto local = LocalEndpoint(sock_.get());
+  if (!local.ok()) return local.status();
+  local_ = *local;
+  max_datagram_bytes_ = o.max_datagram_bytes;
+
+  wake_ = ScopedFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
+  if (!wake_.valid()) return ErrnoStatus(errno, "io: eventfd");
+  epoll_ = ScopedFd(::epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_.valid()) return ErrnoStatus(errno, "io: epoll_create1");
+  epoll_event ev{.events = EPOLLIN, .data = {.u64 = kSockTag}};
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sock_.get(), &ev) != 0) {
+    return ErrnoStatus(errno, "io: epoll_ctl(socket)");
+  }
+  ev = {.events = EPOLLIN, .data = {.u64 = kWakeTag}};
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, wake_.get(), &ev) != 0) {
+    return ErrnoStatus(errno, "io: epoll_ctl(eventfd)");
+  }
+
+  // One preallocated mmsghdr per receive buffer: a Poll allocates nothing.
+  rx_count_ = std::clamp<size_t>(o.rx_buffer_count, 1, kMaxMsgsPerCall);
+  rx_stride_ = (o.max_datagram_bytes + 63) & ~size_t{63};
+  auto region = MappedRegion::Map(rx_stride_ * rx_count_);
+  if (!region.ok()) return region.status();
+  rx_buffers_ = std::move(*region);
+  rx_msgs_ = std::make_unique<mmsghdr[]>(rx_count_);
+  rx_iovs_ = std::make_unique<iovec[]>(rx_count_);
+  rx_addrs_ = std::make_unique<sockaddr_storage[]>(rx_count_);
+  for (size_t i = 0; i < rx_count_; ++i) {
+    rx_iovs_[i] = {rx_buffers_.data() + i * rx_stride_, o.max_datagram_bytes};
+    msghdr& h = rx_msgs_[i].msg_hdr;
+    h = {};
+    h.msg_name = &rx_addrs_[i];
+    h.msg_namelen = sizeof(sockaddr_storage);
+    h.msg_iov = &rx_iovs_[i];
+    h.msg_iovlen = 1;
+  }
+
+  tx_queue_ = std::make_unique<uint32_t[]>(tx_.capacity());
+  tx_msgs_ = std::make_unique<mmsghdr[]>(std::min(tx_.capacity(), kMaxMsgsPerCall));
+  return absl::OkStatus();
+}
+
+std::span<uint8_t> EpollTransport::AcquireTx(size_t max_len) {
+  return tx_.AcquirePending(max_len, stats_);
+}
+
+void EpollTransport::CommitTx(const Endpoint& to, size_t len) {
+  const uint32_t i = tx_.TakePending(len);
+  if (i == TxPool::kNone) return;
+  const socklen_t alen = ToSockaddr(to, family_, &tx_.slot(i).addr);
+  if (alen == 0) {
+    stats_.CountDrop(Drop::kTxBadAddress);
+    tx_.Release(i);
+    return;
+  }
+  tx_.Prepare(i, len, alen);
+  // Cannot overflow: every queued entry holds one of capacity() slots.
+  tx_queue_[(tx_head_ + tx_len_) % tx_.capacity()] = i;
+  ++tx_len_;
+}
+
+absl::Status EpollTransport::Flush() {
+  if (tx_len_ > 0) ++stats_.flushes;
+  const size_t cap = tx_.capacity();
+  while (tx_len_ > 0) {
+    const size_t n = std::min(tx_len_, kMaxMsgsPerCall);
+    for (size_t k = 0; k < n; ++k) {
+      tx_msgs_[k].msg_hdr = tx_.slot(tx_queue_[(tx_head_ + k) % cap]).msg;
+      tx_msgs_[k].msg_len = 0;
+    }
+    const int r = ::sendmmsg(sock_.get(), tx_msgs_.get(), static_cast<unsigned>(n), 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
+      // Socket buffer full: keep the rest queued (bounded by the pool) and let EPOLLOUT
+      // tell Poll when to retry.
+      ++stats_.tx_retries;
+      SetWantWritable(true);
+      return absl::OkStatus();
+    }
+    // An error belongs to the first unsent message: drop it and go on with the rest.
+    const size_t sent = r < 0 ? 1 : static_cast<size_t>(r);
+    for (size_t k = 0; k < sent; ++k) {
+      const uint32_t slot = tx_queue_[(tx_head_ + k) % cap];
+      if (r < 0) {
+        stats_.CountDrop(Drop::kTxError);
+      } else {
+        ++stats_.tx_packets;
+        stats_.tx_bytes += tx_msgs_[k].msg_len;
+      }
+      tx_.Release(slot);
+    }
+    tx_head_ = (tx_head_ + sent) % cap;
+    tx_len_ -= sent;
+  }
+  SetWantWritable(false);
+  return absl::OkStatus();
+}
+
+void EpollTransport::SetWantWritable(bool want) {
+  if (want == want_writable_) return;
+  epoll_event ev{.events = EPOLLIN | (want ? EPOLLOUT : 0u), .data = {.u64 = kSockTag}};
+  if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, sock_.get(), &ev) == 0) want_writable_ = want;
+}
+
+absl::Status EpollTransport::Poll(int64_t timeout_us,
+                                  absl::FunctionRef<void(const RxDatagram&)> on_datagram) {
+  ++stats_.polls;
+  bool readable = rx_backlog_;
+  if (!readable) {
+    if (absl::Status s = Wait(timeout_us, &readable); !s.ok()) return s;
+  }
+  rx_backlog_ = false;
+  for (int b = 0; readable && b < kMaxRxBatchesPerPoll; ++b) {
+    const int n = ReceiveBatch(on_datagram);
+    // While traffic flows, go straight to recvmmsg next time (one system call per batch,
+    // like a bare recvmmsg loop); one EAGAIN when it stops sends us back to epoll_wait.
+    rx_backlog_ = n > 0;
+    readable = n == static_cast<int>(rx_count_);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EpollTransport::Wait(int64_t timeout_us, bool* readable) {
+  epoll_event events[2];
+  timespec ts{.tv_sec = timeout_us / 1'000'000, .tv_nsec = (timeout_us % 1'000'000) * 1000};
+  // epoll_pwait2 (5.11) keeps microsecond timers exact; epoll_wait rounds to ms.
+  int n = ::epoll_pwait2(epoll_.get(), events, 2, timeout_us < 0 ? nullptr : &ts, nullptr);
+  if (n < 0 && errno == ENOSYS) {
+    const int ms = timeout_us < 0 ? -1 : static_cast<int>((timeout_us + 999) / 1000);
+    n = ::epoll_wait(epoll_.get(), events, 2, ms);
+  }
+  if (n < 0) return errno == EINTR ? absl::OkStatus() : ErrnoStatus(errno, "io: epoll_wait");
+  for (int i = 0; i < n; ++i) {
+    if (events[i].data.u64 == kWakeTag) {
+      DrainWakeFd();
+      continue;
+    }
+    if (events[i].events & (EPOLLIN | EPOLLERR)) *readable = true;
+    if (events[i].events & EPOLLOUT) (void)Flush();
+  }
+  return absl::OkStatus();
+}
+
+int EpollTransport::ReceiveBatch(absl::FunctionRef<void(const RxDatagram&)> on_datagram) {
+  const int n =
+      ::recvmmsg(sock_.get(), rx_msgs_.get(), static_cast<unsigned>(rx_count_), 0, nullptr);
+  if (n < 0) {
+    // EAGAIN: nothing queued after all. Anything else (e.g. an ICMP error surfacing as
+    // ECONNREFUSED) is about some peer, not about this socket: count and go on.
+    if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      stats_.CountDrop(Drop::kRxError);
+    }
+    return 0;
+  }
+  for (int i = 0; i < n; ++i) {
+    const msghdr& h = rx_msgs_[i].msg_hdr;
+    if (h.msg_flags & MSG_TRUNC) {  // larger than max_datagram_bytes: never deliver
+      stats_.CountDrop(Drop::kRxTruncated);
+      continue;
+    }
+    const size_t len = rx_msgs_[i].msg_len;
+    ++stats_.rx_packets;
+    stats_.rx_bytes += len;
+    RxDatagram d{FromSockaddr(h.msg_name, h.msg_namelen),
+                 {static_cast<const uint8_t*>(rx_iovs_[i].iov_base), len},
+                 false};
+    on_datagram(d);
+  }
+  // The kernel overwrote the name lengths it used; the rest of each msghdr is intact.
+  for (int i = 0; i < n; ++i) rx_msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+  return n;
+}
+
+void EpollTransport::DrainWakeFd() {
+  uint64_t v;
+  if (::read(wake_.get(), &v, sizeof(v)) == sizeof(v)) ++stats_.wakeups;
+}
+
+void EpollTransport::Wake() {
+  const uint64_t one = 1;
+  // EAGAIN means the counter is saturated: a wake is already pending.
+  (void)!::write(wake_.get(), &one, sizeof(one));
+}
+
+}  // namespace scuttle::io

@@ -1,0 +1,153 @@
+// Transport: the batch-oriented UDP datagram interface under one event loop (DESIGN §9).
+//
+// Batch-oriented because the engine works per tick: receive everything that arrived,
+// then send everything it produced in one submission. Buffer ownership is explicit so a
+// kernel-bypass backend (AF_XDP, DPDK) can implement the same interface later:
+//   - receive buffers belong to the transport; a datagram is lent to the callback and is
+//     valid only for the duration of that call (zero copy);
+//   - send buffers are slots of a preallocated pool; the caller encodes straight into a
+//     slot (AcquireTx), then hands it back with a destination (CommitTx). The slot
+//     returns to the pool when the kernel is done with it.
+//
+// Threading: a Transport is used by one thread (the loop that polls it). Only Wake() may
+// be called from other threads. stats() is read on the owning thread; other threads ask
+// the loop (EventLoop::Post) rather than reading it.
+#ifndef SCUTTLE_IO_TRANSPORT_H_
+#define SCUTTLE_IO_TRANSPORT_H_
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "absl/functional/function_ref.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "wire/endpoint.h"
+
+namespace scuttle::io {
+
+// Largest UDP payload over IPv4 (65535 - 8 UDP - 20 IP).
+inline constexpr size_t kMaxUdpPayloadBytes = 65507;
+
+enum class IoKind : uint8_t {
+  kAuto,   // io_uring, falling back to epoll when the kernel or a sandbox refuses it
+  kUring,  // io_uring or an error
+  kEpoll,  // epoll + recvmmsg/sendmmsg
+};
+
+struct TransportOptions {
+  IoKind kind = IoKind::kAuto;
+  // Local address; port 0 picks a free port (see Transport::local_endpoint()).
+  Endpoint bind;
+  // Datagrams larger than this are dropped as rx_truncated; also the tx slot size.
+  size_t max_datagram_bytes = kMaxUdpPayloadBytes;
+  // Receive buffers (io_uring: provided-buffer ring entries, rounded up to a power of
+  // two; epoll: the recvmmsg batch). Memory is mapped lazily, so small datagrams only
+  // touch the first page of each buffer.
+  size_t rx_buffer_count = 256;
+  // Send slots: the bound on datagrams queued or in flight.
+  size_t tx_slot_count = 256;
+  // SO_RCVBUF / SO_SNDBUF; 0 keeps the system default.
+  size_t socket_rcvbuf_bytes = 4 << 20;
+  size_t socket_sndbuf_bytes = 4 << 20;
+  // Test hook: make io_uring setup fail with this errno, as a seccomp profile would
+  // (EPERM for Docker's default profile). 0 = off.
+  int simulate_uring_errno = 0;
+};
+
+// Why a datagram was dropped. Every drop is counted under exactly one reason.
+enum class Drop : uint8_t {
+  kRxTruncated,   // larger than max_datagram_bytes (MSG_TRUNC); never delivered
+  kRxError,       // receive error reported by the kernel
+  kTxPoolFull,    // AcquireTx found no free slot
+  kTxTooLarge,    // AcquireTx asked for more than max_datagram_bytes
+  kTxBadAddress,  // CommitTx to an endpoint this socket cannot reach (family mismatch)
+  kTxError,       // send error reported by the kernel (ECONNREFUSED, ENETUNREACH, ...)
+  kCount,
+};
+inline constexpr size_t kDropReasonCount = static_cast<size_t>(Drop::kCount);
+// Stable snake_case name for metrics ("rx_truncated", ...).
+const char* DropName(Drop reason);
+
+struct TransportStats {
+  uint64_t rx_packets = 0;
+  uint64_t rx_bytes = 0;
+  uint64_t tx_packets = 0;
+  uint64_t tx_bytes = 0;
+  uint64_t polls = 0;       // Poll() calls
+  uint64_t flushes = 0;     // Flush() calls that submitted at least one datagram
+  uint64_t wakeups = 0;     // Wake() events consumed by Poll()
+  uint64_t rx_rearms = 0;   // io_uring: multishot recvmsg re-armed (e.g. ENOBUFS)
+  uint64_t tx_retries = 0;  // epoll: sendmmsg hit EAGAIN, rest kept queued
+  std::array<uint64_t, kDropReasonCount> drops{};
+
+  uint64_t drop(Drop reason) const { return drops[static_cast<size_t>(reason)]; }
+  void CountDrop(Drop reason, uint64_t n = 1) { drops[static_cast<size_t>(reason)] += n; }
+};
+
+// One received datagram, lent to the Poll callback.
+struct RxDatagram {
+  Endpoint from;
+  // Points into the transport's receive buffer: valid only during the callback.
+  std::span<const uint8_t> data;
+  // Reserved for backends that may deliver partial datagrams; the kernel backends
+  // never deliver a truncated datagram (they count Drop::kRxTruncated instead).
+  bool truncated = false;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  // "io_uring" or "epoll".
+  virtual const char* name() const = 0;
+  // The bound address, with the actual port when bound to port 0.
+  virtual const Endpoint& local_endpoint() const = 0;
+  virtual const TransportStats& stats() const = 0;
+
+  // --- Send side -------------------------------------------------------------------
+  // Returns a writable slot of exactly max_len bytes, or an empty span (counted as
+  // Drop::kTxPoolFull / kTxTooLarge) when no slot is free or max_len is too large.
+  // Acquiring again before CommitTx/AbortTx abandons the previous slot (AbortTx).
+  virtual std::span<uint8_t> AcquireTx(size_t max_len) = 0;
+  // Queues the most recently acquired slot, holding `len` bytes, for `to`.
+  // REQUIRES: a slot is acquired and len <= its size.
+  virtual void CommitTx(const Endpoint& to, size_t len) = 0;
+  // Returns the most recently acquired slot to the pool unused. No-op if none.
+  virtual void AbortTx() = 0;
+  // Hands every queued datagram to the kernel in one batch (one sendmmsg chain / one
+  // io_uring submission). Send errors are counted, never returned: UDP is lossy and
+  // one bad peer must not stop the loop. Returns an error only if the transport itself
+  // is broken.
+  virtual absl::Status Flush() = 0;
+
+  // --- Receive side ----------------------------------------------------------------
+  // Waits up to timeout_us (< 0: no limit; 0: do not block) for datagrams or Wake(),
+  // then calls on_datagram for every datagram of this batch. Also reclaims send slots
+  // whose sends completed. REQUIRES: not called from inside on_datagram.
+  virtual absl::Status Poll(int64_t timeout_us,
+                            absl::FunctionRef<void(const RxDatagram&)> on_datagram) = 0;
+
+  // Thread-safe: makes a blocked (or the next) Poll return promptly.
+  virtual void Wake() = 0;
+
+ protected:
+  Transport() = default;
+};
+
+// Opens a transport per options.kind. kAuto tries io_uring and falls back to epoll,
+// with one log line, when io_uring is refused (EPERM/EACCES from seccomp, ENOSYS,
+// EINVAL/ENOMEM from old kernels). Bind errors name the address, e.g. kFailedPrecondition
+// "io: bind 127.0.0.1:7400: Address already in use (EADDRINUSE)" (absl's errno mapping).
+// Threading (io_uring): the ring is created disabled and bound to the first thread that
+// calls Poll/Flush, so a transport may be opened on one thread and run on another.
+// Destroy it on that thread or after that thread has exited.
+absl::StatusOr<std::unique_ptr<Transport>> OpenTransport(const TransportOptions& options);
+
+}  // namespace scuttle::io
+
+#endif  // SCUTTLE_IO_TRANSPORT_H_

@@ -1,0 +1,95 @@
+// UringTransport: the default backend (DESIGN §9). One ring per loop thread
+// (SINGLE_ISSUER | DEFER_TASKRUN: completions are reaped only when the owner asks, no
+// IPIs), the socket registered as fixed file 0, a multishot recvmsg that fills buffers
+// from a provided-buffer ring (one SQE receives until the ring runs dry), and one
+// SENDMSG SQE per datagram, all submitted by one io_uring_enter per Flush.
+#ifndef SCUTTLE_IO_URING_TRANSPORT_H_
+#define SCUTTLE_IO_URING_TRANSPORT_H_
+
+#include <liburing.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "io/socket.h"
+#include "io/transport.h"
+#include "io/tx_pool.h"
+
+namespace scuttle::io {
+
+class UringTransport final : public Transport {
+ public:
+  // Errors that mean "io_uring is not usable here" (seccomp EPERM, ENOSYS, EINVAL from
+  // an old kernel...) come back as kUnimplemented so OpenTransport(kAuto) can fall back.
+  static absl::StatusOr<std::unique_ptr<Transport>> Open(const TransportOptions& options);
+  // REQUIRES: called on the polling thread, or after that thread has exited (the kernel
+  // cancels a thread's requests when it exits).
+  ~UringTransport() override;
+
+  const char* name() const override { return "io_uring"; }
+  const Endpoint& local_endpoint() const override { return local_; }
+  const TransportStats& stats() const override { return stats_; }
+
+  std::span<uint8_t> AcquireTx(size_t max_len) override;
+  void CommitTx(const Endpoint& to, size_t len) override;
+  void AbortTx() override { tx_.AbortPending(); }
+  absl::Status Flush() override;
+
+  absl::Status Poll(int64_t timeout_us,
+                    absl::FunctionRef<void(const RxDatagram&)> on_datagram) override;
+  void Wake() override;
+
+ private:
+  explicit UringTransport(TxPool tx) : tx_(std::move(tx)) {}
+  absl::Status InitRing(const TransportOptions& options);
+  absl::Status InitBufferRing(const TransportOptions& options);
+  absl::Status InitSocket(const TransportOptions& options);
+  absl::Status Start();
+  io_uring_sqe* GetSqe();
+  void ArmRecv();
+  void ArmWake();
+  absl::Status Wait(int64_t timeout_us);
+  void ReapCompletions(absl::FunctionRef<void(const RxDatagram&)> on_datagram);
+  void HandleRecv(const io_uring_cqe& cqe, absl::FunctionRef<void(const RxDatagram&)> on_datagram);
+  void HandleSend(const io_uring_cqe& cqe);
+  void RecycleBuffer(uint16_t bid);
+  void CancelAndDrain();
+
+  TransportStats stats_;
+  io_uring ring_{};
+  bool ring_ok_ = false;
+  unsigned ring_flags_ = 0;
+  // Set by Start() on the first Poll/Flush: the ring was created disabled so that its
+  // single issuer is the loop thread, not the thread that opened the transport.
+  bool started_ = false;
+  std::thread::id owner_;
+
+  ScopedFd sock_;
+  ScopedFd wake_;
+  int family_ = 0;
+  Endpoint local_;
+
+  // Provided-buffer ring (group 0): br_entries_ buffers of rx_buf_len_ bytes, each laid
+  // out by the kernel as io_uring_recvmsg_out | name | payload.
+  MappedRegion br_mem_;
+  io_uring_buf_ring* br_ = nullptr;
+  uint32_t br_entries_ = 0;
+  MappedRegion rx_buffers_;
+  size_t rx_stride_ = 0;
+  size_t rx_buf_len_ = 0;
+  int pending_recycles_ = 0;
+  msghdr recv_msg_{};  // template of the multishot recvmsg: name length only
+  bool recv_armed_ = false;
+  bool wake_armed_ = false;
+  uint64_t wake_buf_ = 0;
+
+  TxPool tx_;
+  size_t tx_inflight_ = 0;  // SENDMSG SQEs prepared or submitted, not yet completed
+};
+
+}  // namespace scuttle::io
+
+#endif  // SCUTTLE_IO_URING_TRANSPORT_H_

@@ -1,0 +1,356 @@
+// Transport tests, run against both kernel backends over loopback. Nothing sleeps: every
+// wait is Poll() in a loop until a condition or a 5 s deadline (STYLE, Tests).
+#include "io/transport.h"
+
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "gtest/gtest.h"
+#include "io/clock.h"
+#include "io/socket.h"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/spdlog.h"
+
+namespace scuttle::io {
+namespace {
+
+constexpr int64_t kDeadlineUs = 5'000'000;
+
+Endpoint Loopback(uint16_t port = 0) {
+  return *Endpoint::Parse("127.0.0.1:" + std::to_string(port));
+}
+
+TransportOptions Options(IoKind kind, size_t max_datagram_bytes = kMaxUdpPayloadBytes) {
+  TransportOptions o;
+  o.kind = kind;
+  o.bind = Loopback();
+  o.max_datagram_bytes = max_datagram_bytes;
+  o.rx_buffer_count = 64;
+  o.tx_slot_count = 64;
+  return o;
+}
+
+const char* KindName(IoKind k) { return k == IoKind::kUring ? "uring" : "epoll"; }
+
+// Polls `t` until cond() or the deadline; returns cond().
+template <typename Cond, typename OnDatagram>
+bool PollUntil(Transport& t, Cond cond, OnDatagram on_datagram) {
+  const int64_t deadline = MonotonicNowUs() + kDeadlineUs;
+  while (!cond() && MonotonicNowUs() < deadline) {
+    EXPECT_TRUE(t.Poll(10'000, on_datagram).ok());
+  }
+  return cond();
+}
+
+// Deterministic contents so the receiver can check every byte.
+std::vector<uint8_t> Pattern(size_t len, uint32_t seed) {
+  std::vector<uint8_t> v(len);
+  for (size_t j = 0; j < len; ++j) v[j] = static_cast<uint8_t>(seed * 131 + j * 7 + (j >> 8));
+  return v;
+}
+
+bool Send(Transport& t, const Endpoint& to, const std::vector<uint8_t>& bytes) {
+  std::span<uint8_t> slot = t.AcquireTx(bytes.size());
+  if (slot.size() != bytes.size()) return false;
+  std::copy(bytes.begin(), bytes.end(), slot.begin());
+  t.CommitTx(to, bytes.size());
+  return true;
+}
+
+class TransportTest : public ::testing::TestWithParam<IoKind> {
+ protected:
+  // Opens a transport of the parameter's kind; skips the test if the kernel refuses
+  // io_uring (the only acceptable reason to skip).
+  std::unique_ptr<Transport> Open(const TransportOptions& o) {
+    auto t = OpenTransport(o);
+    if (!t.ok() && GetParam() == IoKind::kUring &&
+        t.status().code() == absl::StatusCode::kUnimplemented) {
+      skipped_ = true;
+      return nullptr;
+    }
+    EXPECT_TRUE(t.ok()) << t.status();
+    return t.ok() ? std::move(*t) : nullptr;
+  }
+  bool skipped_ = false;
+};
+
+#define OPEN_OR_SKIP(var, opts)                                 \
+  std::unique_ptr<Transport> var = Open(opts);                  \
+  if (skipped_) GTEST_SKIP() << "kernel refuses io_uring here"; \
+  ASSERT_NE(var, nullptr)
+
+TEST_P(TransportTest, NameAndEphemeralPort) {
+  OPEN_OR_SKIP(t, Options(GetParam()));
+  EXPECT_STREQ(t->name(), GetParam() == IoKind::kUring ? "io_uring" : "epoll");
+  EXPECT_EQ(t->local_endpoint().family, 4);
+  EXPECT_NE(t->local_endpoint().port, 0);
+}
+
+TEST_P(TransportTest, SendsAndReceivesABatch) {
+  OPEN_OR_SKIP(a, Options(GetParam()));
+  OPEN_OR_SKIP(b, Options(GetParam()));
+  std::vector<std::vector<uint8_t>> sent;
+  uint32_t seed = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (size_t len : {size_t{1}, size_t{1400}, kMaxUdpPayloadBytes}) {
+      sent.push_back(Pattern(len, seed++));
+      ASSERT_TRUE(Send(*a, b->local_endpoint(), sent.back()));
+    }
+  }
+  ASSERT_TRUE(a->Flush().ok());
+
+  std::vector<std::vector<uint8_t>> got;
+  bool from_ok = true;
+  ASSERT_TRUE(PollUntil(
+      *b, [&] { return got.size() >= sent.size(); },
+      [&](const RxDatagram& d) {
+        from_ok = from_ok && d.from == a->local_endpoint() && !d.truncated;
+        got.emplace_back(d.data.begin(), d.data.end());
+      }));
+  EXPECT_TRUE(from_ok);
+  std::sort(sent.begin(), sent.end());
+  std::sort(got.begin(), got.end());
+  EXPECT_TRUE(got == sent) << "payload bytes differ";
+  EXPECT_EQ(b->stats().rx_packets, sent.size());
+
+  // The sender learns of completions on its next Poll (io_uring) or at Flush (epoll).
+  ASSERT_TRUE(PollUntil(
+      *a, [&] { return a->stats().tx_packets == sent.size(); }, [](const RxDatagram&) {}));
+  EXPECT_EQ(a->stats().tx_bytes, b->stats().rx_bytes);
+  EXPECT_EQ(a->stats().drop(Drop::kTxError), 0u);
+}
+
+TEST_P(TransportTest, RepliesFlowBothWays) {
+  OPEN_OR_SKIP(a, Options(GetParam(), 1500));
+  OPEN_OR_SKIP(b, Options(GetParam(), 1500));
+  // Many more round trips than buffers or slots: both pools must recycle.
+  constexpr int kRounds = 500;
+  int pongs = 0;
+  ASSERT_TRUE(Send(*a, b->local_endpoint(), Pattern(100, 0)));
+  ASSERT_TRUE(a->Flush().ok());
+  const int64_t deadline = MonotonicNowUs() + kDeadlineUs;
+  while (pongs < kRounds && MonotonicNowUs() < deadline) {
+    ASSERT_TRUE(b->Poll(1'000, [&](const RxDatagram& d) {
+                   std::vector<uint8_t> echo(d.data.begin(), d.data.end());
+                   ASSERT_TRUE(Send(*b, d.from, echo));
+                 }).ok());
+    ASSERT_TRUE(b->Flush().ok());
+    ASSERT_TRUE(a->Poll(1'000, [&](const RxDatagram& d) {
+                   ++pongs;
+                   ASSERT_TRUE(
+                       Send(*a, d.from, std::vector<uint8_t>(d.data.begin(), d.data.end())));
+                 }).ok());
+    ASSERT_TRUE(a->Flush().ok());
+  }
+  EXPECT_EQ(pongs, kRounds);
+}
+
+TEST_P(TransportTest, OversizedDatagramIsCountedNotDelivered) {
+  OPEN_OR_SKIP(big, Options(GetParam()));
+  OPEN_OR_SKIP(small, Options(GetParam(), 1500));
+  ASSERT_TRUE(Send(*big, small->local_endpoint(), Pattern(kMaxUdpPayloadBytes, 1)));
+  ASSERT_TRUE(Send(*big, small->local_endpoint(), Pattern(1500, 2)));
+  ASSERT_TRUE(big->Flush().ok());
+  std::vector<size_t> delivered;
+  ASSERT_TRUE(PollUntil(
+      *small, [&] { return small->stats().drop(Drop::kRxTruncated) == 1 && delivered.size() == 1; },
+      [&](const RxDatagram& d) { delivered.push_back(d.data.size()); }));
+  EXPECT_EQ(delivered, std::vector<size_t>{1500});
+  EXPECT_EQ(small->stats().rx_packets, 1u);
+}
+
+TEST_P(TransportTest, SurvivesABurstLargerThanItsReceiveBuffers) {
+  TransportOptions ro = Options(GetParam(), 1500);
+  ro.rx_buffer_count = 8;  // io_uring: the multishot recv runs dry (ENOBUFS) and re-arms
+  TransportOptions so = Options(GetParam(), 1500);
+  so.tx_slot_count = 1000;
+  OPEN_OR_SKIP(rx, ro);
+  OPEN_OR_SKIP(tx, so);
+  constexpr uint64_t kBurst = 1000;
+  for (uint64_t i = 0; i < kBurst; ++i) {
+    ASSERT_TRUE(Send(*tx, rx->local_endpoint(), Pattern(64, static_cast<uint32_t>(i))));
+  }
+  ASSERT_TRUE(tx->Flush().ok());
+  uint64_t got = 0;
+  ASSERT_TRUE(PollUntil(
+      *rx, [&] { return got == kBurst; }, [&](const RxDatagram&) { ++got; }));
+  EXPECT_EQ(rx->stats().drop(Drop::kRxError), 0u);
+  if (GetParam() == IoKind::kUring) {
+    EXPECT_GT(rx->stats().rx_rearms, 0u);
+  }
+}
+
+TEST_P(TransportTest, TxPoolExhaustionReturnsEmptyAndCounts) {
+  TransportOptions o = Options(GetParam(), 1500);
+  o.tx_slot_count = 4;
+  OPEN_OR_SKIP(a, o);
+  OPEN_OR_SKIP(b, Options(GetParam()));
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Send(*a, b->local_endpoint(), Pattern(10, i)));
+  EXPECT_TRUE(a->AcquireTx(10).empty());
+  EXPECT_EQ(a->stats().drop(Drop::kTxPoolFull), 1u);
+  EXPECT_TRUE(a->AcquireTx(1501).empty());
+  EXPECT_EQ(a->stats().drop(Drop::kTxTooLarge), 1u);
+
+  // Completed sends give their slots back.
+  ASSERT_TRUE(a->Flush().ok());
+  ASSERT_TRUE(PollUntil(
+      *a, [&] { return a->stats().tx_packets == 4; }, [](const RxDatagram&) {}));
+  for (int i = 0; i < 4; ++i) {
+    ASSERT_EQ(a->AcquireTx(1500).size(), 1500u) << i;
+    a->AbortTx();  // an aborted slot is free again at once
+  }
+  std::span<uint8_t> s = a->AcquireTx(1500);
+  EXPECT_EQ(s.size(), 1500u);
+  a->AbortTx();
+}
+
+TEST_P(TransportTest, WakeFromAnotherThreadUnblocksPoll) {
+  OPEN_OR_SKIP(t, Options(GetParam()));
+  // Arm the transport first so the Wake lands on a blocked (or about to block) Poll.
+  ASSERT_TRUE(t->Poll(0, [](const RxDatagram&) {}).ok());
+  std::thread waker([&] { t->Wake(); });
+  const int64_t start = MonotonicNowUs();
+  while (t->stats().wakeups == 0 && MonotonicNowUs() - start < kDeadlineUs) {
+    ASSERT_TRUE(t->Poll(30'000'000, [](const RxDatagram&) {}).ok());  // 30 s unless woken
+  }
+  waker.join();
+  EXPECT_GE(t->stats().wakeups, 1u);
+  EXPECT_LT(MonotonicNowUs() - start, kDeadlineUs);
+}
+
+TEST_P(TransportTest, BusyPortIsAClearError) {
+  OPEN_OR_SKIP(a, Options(GetParam()));
+  TransportOptions o = Options(GetParam());
+  o.bind = a->local_endpoint();
+  auto b = OpenTransport(o);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.status().code(), absl::StatusCode::kFailedPrecondition) << b.status();
+  const std::string msg(b.status().message());
+  EXPECT_NE(msg.find(a->local_endpoint().ToString()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("EADDRINUSE"), std::string::npos) << msg;
+}
+
+TEST_P(TransportTest, DualStackSocketNamesIpv4PeersAsIpv4) {
+  TransportOptions o = Options(GetParam());
+  o.bind = *Endpoint::Parse("[::]:0");
+  auto v6 = OpenTransport(o);
+  if (!v6.ok() && v6.status().code() == absl::StatusCode::kUnimplemented) GTEST_SKIP();
+  if (!v6.ok()) GTEST_SKIP() << "no IPv6 here: " << v6.status();
+  OPEN_OR_SKIP(v4, Options(GetParam()));
+  ASSERT_TRUE(Send(*v4, Loopback((*v6)->local_endpoint().port), Pattern(20, 3)));
+  ASSERT_TRUE(v4->Flush().ok());
+  Endpoint from;
+  ASSERT_TRUE(PollUntil(
+      **v6, [&] { return from.valid(); }, [&](const RxDatagram& d) { from = d.from; }));
+  EXPECT_EQ(from, v4->local_endpoint());
+  // And back: an IPv4 destination on the IPv6 socket goes out v4-mapped.
+  ASSERT_TRUE(Send(**v6, from, Pattern(20, 4)));
+  ASSERT_TRUE((*v6)->Flush().ok());
+  bool got = false;
+  ASSERT_TRUE(PollUntil(
+      *v4, [&] { return got; }, [&](const RxDatagram&) { got = true; }));
+}
+
+TEST_P(TransportTest, SendToUnreachableFamilyIsCounted) {
+  OPEN_OR_SKIP(a, Options(GetParam()));
+  ASSERT_FALSE(a->AcquireTx(10).empty());
+  a->CommitTx(*Endpoint::Parse("[::1]:9"), 10);  // IPv6 peer, IPv4 socket
+  EXPECT_EQ(a->stats().drop(Drop::kTxBadAddress), 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, TransportTest, ::testing::Values(IoKind::kUring, IoKind::kEpoll),
+                         [](const auto& info) { return std::string(KindName(info.param)); });
+
+// --- Backend selection -----------------------------------------------------------------
+
+// Captures spdlog output for the duration of a test.
+class LogCapture {
+ public:
+  LogCapture() : previous_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out_);
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("capture", sink));
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous_); }
+  int CountLines(const std::string& needle) const {
+    std::istringstream in(out_.str());
+    int n = 0;
+    for (std::string line; std::getline(in, line);) n += line.find(needle) != std::string::npos;
+    return n;
+  }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+TEST(OpenTransportTest, AutoPicksUringWhenTheKernelAllowsIt) {
+  TransportOptions o = Options(IoKind::kAuto);
+  auto forced = OpenTransport(Options(IoKind::kUring));
+  if (!forced.ok()) GTEST_SKIP() << "kernel refuses io_uring: " << forced.status();
+  auto t = OpenTransport(o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_STREQ((*t)->name(), "io_uring");
+}
+
+TEST(OpenTransportTest, AutoFallsBackToEpollWithOneLogLine) {
+  LogCapture logs;
+  TransportOptions o = Options(IoKind::kAuto);
+  o.simulate_uring_errno = EPERM;  // what Docker's seccomp profile answers
+  auto t = OpenTransport(o);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_STREQ((*t)->name(), "epoll");
+  spdlog::default_logger()->flush();
+  EXPECT_EQ(logs.CountLines("falling back to epoll"), 1);
+  EXPECT_EQ(logs.CountLines("EPERM"), 1);
+}
+
+TEST(OpenTransportTest, ForcedUringReportsRefusal) {
+  for (int err : {EPERM, EACCES, ENOSYS, EINVAL}) {
+    TransportOptions o = Options(IoKind::kUring);
+    o.simulate_uring_errno = err;
+    auto t = OpenTransport(o);
+    ASSERT_FALSE(t.ok());
+    EXPECT_EQ(t.status().code(), absl::StatusCode::kUnimplemented) << t.status();
+  }
+}
+
+TEST(OpenTransportTest, RejectsBadOptions) {
+  TransportOptions o = Options(IoKind::kEpoll);
+  o.max_datagram_bytes = kMaxUdpPayloadBytes + 1;
+  EXPECT_EQ(OpenTransport(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o = Options(IoKind::kEpoll);
+  o.tx_slot_count = 0;
+  EXPECT_EQ(OpenTransport(o).status().code(), absl::StatusCode::kInvalidArgument);
+  o = Options(IoKind::kEpoll);
+  o.bind = Endpoint{};
+  EXPECT_EQ(OpenTransport(o).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(SockaddrTest, RoundTrips) {
+  for (const char* text : {"10.1.2.3:7400", "[2001:db8::1]:9", "[::1]:65535"}) {
+    const Endpoint ep = *Endpoint::Parse(text);
+    sockaddr_storage ss;
+    const socklen_t len = ToSockaddr(ep, ep.family == 4 ? AF_INET : AF_INET6, &ss);
+    ASSERT_GT(len, 0u);
+    EXPECT_EQ(FromSockaddr(&ss, len), ep) << text;
+  }
+  // IPv4 on an IPv6 socket: v4-mapped out, plain IPv4 back.
+  const Endpoint v4 = *Endpoint::Parse("10.1.2.3:7400");
+  sockaddr_storage ss;
+  const socklen_t len = ToSockaddr(v4, AF_INET6, &ss);
+  ASSERT_EQ(len, sizeof(sockaddr_in6));
+  EXPECT_EQ(FromSockaddr(&ss, len), v4);
+  EXPECT_EQ(ToSockaddr(*Endpoint::Parse("[::1]:1"), AF_INET, &ss), 0u);
+  EXPECT_FALSE(FromSockaddr(&ss, 1).valid());
+}
+
+}  // namespace
+}  // namespace scuttle::io
