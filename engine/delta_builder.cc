@@ -38,17 +38,17 @@ size_t DigestBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
   // Rotate through the others so every node is advertised within a few rounds even when
   // the whole digest does not fit (DESIGN §2 "rotating partial digest").
   const size_t n = nodes.size();
-  size_t taken = 0;
-  for (size_t i = 0; i < n; ++i) {
+  size_t i = 0;
+  for (; i < n; ++i) {
     const NodeState* node = nodes[(cursor_ + i) % n];
     if (node == &cluster.self()) continue;
     if (used + cost(node) > budget_bytes) break;
     used += cost(node);
     planned_.push_back(node);
-    ++taken;
   }
   partial_ = planned_.size() < n;
-  cursor_ = partial_ ? (cursor_ + taken + 1) % n : 0;
+  // Next time, start at the first node that did not fit.
+  cursor_ = partial_ ? (cursor_ + i) % n : 0;
   for (const NodeState* node : planned_) blob_bytes_ += node->name().size();
   return used;
 }

@@ -1,0 +1,246 @@
+// Engine-level tests: the three-way handshake, cluster/shard checks, drops, TTL, leave,
+// generations and partial digests, with engines wired through in-memory sinks.
+#include "engine/engine.h"
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/test_util.h"
+#include "gtest/gtest.h"
+
+namespace scuttle {
+namespace {
+
+using testing::Config;
+using testing::Ep;
+
+// Engines addressed by port; Pump() delivers until the network is quiet.
+struct Net {
+  std::map<uint16_t, std::unique_ptr<testing::VectorSink>> sinks;
+  std::map<uint16_t, std::unique_ptr<Engine>> engines;
+  TimeUs now = 1;
+  uint64_t delivered = 0;
+
+  Engine& Add(EngineConfig c) {
+    const uint16_t port = c.advertise.port;
+    sinks[port] = std::make_unique<testing::VectorSink>();
+    engines[port] = std::make_unique<Engine>(std::move(c), sinks[port].get(), nullptr);
+    return *engines[port];
+  }
+  void Pump() {
+    for (int guard = 0; guard < 1000; ++guard) {
+      bool any = false;
+      for (auto& [port, sink] : sinks) {
+        for (auto& d : sink->Take()) {
+          any = true;
+          auto it = engines.find(d.to.port);
+          if (it == engines.end()) continue;
+          ++delivered;
+          it->second->OnPacket(now, Endpoint::V4(0x7f000001, port), d.bytes);
+        }
+      }
+      if (!any) return;
+    }
+  }
+};
+
+std::string Get(const Engine& e, const std::string& node, const std::string& key) {
+  const NodeState* n = e.FindNode(node);
+  if (n == nullptr) return "<no node>";
+  const uint32_t idx = n->Find(key);
+  if (idx == NodeState::kNoSlot) return "<absent>";
+  if (n->slot(idx).status == KeyStatus::kTombstone) return "<deleted>";
+  return std::string(n->ValueOf(n->slot(idx)));
+}
+
+TEST(EngineTest, ThreeWayHandshakeReplicatesBothWays) {
+  Net net;
+  Engine& a = net.Add(Config("a", 1));
+  Engine& b = net.Add(Config("b", 2));
+  ASSERT_TRUE(a.Set("ka", "va", 1).ok());
+  ASSERT_TRUE(b.Set("kb", "vb", 1).ok());
+  a.SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(net.delivered, 3u) << "Syn, SynAck, Ack";
+  EXPECT_EQ(Get(a, "b", "kb"), "vb");
+  EXPECT_EQ(Get(b, "a", "ka"), "va");
+  EXPECT_EQ(a.stats().packets_out[static_cast<size_t>(wire::MessageType::kSyn)], 1u);
+  EXPECT_EQ(b.stats().packets_out[static_cast<size_t>(wire::MessageType::kSynAck)], 1u);
+  EXPECT_EQ(a.stats().packets_out[static_cast<size_t>(wire::MessageType::kAck)], 1u);
+  // Deletes replicate as tombstones.
+  ASSERT_TRUE(a.Delete("ka", 2).ok());
+  b.SendSyn(Ep(1));
+  net.Pump();
+  EXPECT_EQ(Get(b, "a", "ka"), "<deleted>");
+}
+
+TEST(EngineTest, GossipRoundsSpreadThroughSeeds) {
+  Net net;
+  std::vector<Engine*> all;
+  for (int i = 1; i <= 8; ++i) {
+    EngineConfig c = Config("n" + std::to_string(i), i);
+    if (i > 1) c.seeds = {Ep(1)};
+    all.push_back(&net.Add(c));
+  }
+  ASSERT_TRUE(all[5]->Set("hello", "world", 1).ok());
+  for (int round = 0; round < 12; ++round) {
+    net.now += kUsPerSec;
+    for (Engine* e : all) e->OnTick(net.now);
+    net.Pump();
+  }
+  for (Engine* e : all) {
+    EXPECT_EQ(Get(*e, "n6", "hello"), "world") << e->self().name();
+    EXPECT_EQ(e->cluster().size(), 8u);
+  }
+}
+
+TEST(EngineTest, BadClusterIsolates) {
+  Net net;
+  Engine& a = net.Add(Config("a", 1));
+  EngineConfig other = Config("x", 2);
+  other.cluster_id = "other";
+  Engine& x = net.Add(other);
+  ASSERT_TRUE(a.Set("k", "v", 1).ok());
+  a.SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(x.stats().engine_drops[static_cast<size_t>(EngineDrop::kClusterMismatch)], 1u);
+  EXPECT_EQ(x.stats().packets_out[static_cast<size_t>(wire::MessageType::kBadCluster)], 1u);
+  EXPECT_EQ(a.stats().bad_cluster_received, 1u);
+  EXPECT_EQ(x.FindNode("a"), nullptr);
+  EXPECT_EQ(a.FindNode("x"), nullptr);
+}
+
+TEST(EngineTest, ShardMismatchIsDropped) {
+  Net net;
+  net.Add(Config("a", 1));
+  EngineConfig c = Config("b", 2);
+  c.shard_count = 2;
+  Engine& b = net.Add(c);
+  net.engines[7401]->SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(b.stats().engine_drops[static_cast<size_t>(EngineDrop::kShardMismatch)], 1u);
+  EXPECT_EQ(b.FindNode("a"), nullptr);
+}
+
+TEST(EngineTest, MalformedDatagramsAreCountedByReason) {
+  testing::VectorSink sink;
+  Engine e(Config("a", 1), &sink, nullptr);
+  const std::vector<uint8_t> junk(40, 0xab);
+  e.OnPacket(1, Ep(9), junk);
+  e.OnPacket(1, Ep(9), std::span<const uint8_t>(junk).first(3));
+  EXPECT_EQ(e.stats().decode_drops[static_cast<size_t>(wire::DropReason::kBadMagic)], 1u);
+  EXPECT_EQ(e.stats().decode_drops[static_cast<size_t>(wire::DropReason::kTooShort)], 1u);
+  EXPECT_TRUE(sink.out.empty());
+}
+
+TEST(EngineTest, NoSendBufferIsACountedDrop) {
+  testing::VectorSink sink;
+  sink.fail_acquire = true;
+  Engine e(Config("a", 1), &sink, nullptr);
+  e.SendSyn(Ep(2));
+  EXPECT_EQ(e.stats().engine_drops[static_cast<size_t>(EngineDrop::kNoTxBuffer)], 1u);
+}
+
+TEST(EngineTest, WriteLimitsAreClearErrors) {
+  testing::VectorSink sink;
+  EngineConfig c = Config("a", 1);
+  c.limits.max_keys_per_node = 2;
+  c.max_packet_bytes = 1400;
+  Engine e(c, &sink, nullptr);
+  EXPECT_TRUE(absl::IsInvalidArgument(e.Set("", "v", 1)));
+  EXPECT_TRUE(absl::IsInvalidArgument(e.Set(std::string(1025, 'k'), "v", 1)));
+  EXPECT_TRUE(absl::IsInvalidArgument(e.Set("k", std::string(61 * 1024, 'v'), 1)));
+  EXPECT_TRUE(absl::IsInvalidArgument(e.Set("k", std::string(1300, 'v'), 1)))
+      << "must fit one packet";
+  EXPECT_TRUE(e.Set("k1", "v", 1).ok());
+  EXPECT_TRUE(e.Set("k2", "v", 1).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(e.Set("k3", "v", 1)));
+  EXPECT_TRUE(e.Set("k1", "overwrite is fine", 1).ok());
+  EXPECT_TRUE(absl::IsNotFound(e.Delete("nope", 1)));
+  EXPECT_TRUE(absl::IsInvalidArgument(e.SetWithTtl("t", "v", 0, 1)));
+}
+
+TEST(EngineTest, TtlExpiryReplicatesAsDelete) {
+  Net net;
+  Engine& a = net.Add(Config("a", 1));
+  Engine& b = net.Add(Config("b", 2));
+  ASSERT_TRUE(a.SetWithTtl("lease", "x", 5 * kUsPerSec, net.now).ok());
+  a.SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(Get(b, "a", "lease"), "x");
+  net.now += 6 * kUsPerSec;
+  a.OnTick(net.now);
+  EXPECT_EQ(a.stats().keys_expired, 1u);
+  net.Pump();
+  a.SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(Get(b, "a", "lease"), "<deleted>");
+}
+
+TEST(EngineTest, NewGenerationReplacesOldState) {
+  Net net;
+  net.Add(Config("a", 1, /*gen=*/10));
+  Engine& b = net.Add(Config("b", 2));
+  ASSERT_TRUE(net.engines[7401]->Set("old", "1", 1).ok());
+  net.engines[7401]->SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(Get(b, "a", "old"), "1");
+  // Restart "a" with a larger generation and different data.
+  net.Add(Config("a", 1, /*gen=*/11));
+  ASSERT_TRUE(net.engines[7401]->Set("new", "2", 1).ok());
+  net.engines[7401]->SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(b.FindNode("a")->generation(), 11u);
+  EXPECT_EQ(Get(b, "a", "new"), "2");
+  EXPECT_EQ(Get(b, "a", "old"), "<absent>") << "generations replace, never merge";
+}
+
+TEST(EngineTest, LeaveIsGossipedAndImmediate) {
+  Net net;
+  Engine& a = net.Add(Config("a", 1));
+  Engine& b = net.Add(Config("b", 2));
+  a.SendSyn(Ep(2));
+  net.Pump();
+  a.Leave();
+  a.SendSyn(Ep(2));
+  net.Pump();
+  b.OnTick(net.now);
+  EXPECT_EQ(b.FindNode("a")->liveness.state, MemberState::kLeft);
+}
+
+TEST(EngineTest, DigestRotatesWhenItDoesNotFitAPacket) {
+  Net net;
+  EngineConfig c = Config("a", 1);
+  c.max_packet_bytes = 1400;
+  Engine& a = net.Add(c);
+  // Teach "a" about 200 nodes through a big-MTU engine's digests.
+  Engine& b = net.Add(Config("b", 2));
+  for (int i = 0; i < 200; ++i) {
+    EngineConfig n = Config("m" + std::to_string(i), 100 + i);
+    n.seeds = {Ep(2)};
+    net.Add(n).SendSyn(Ep(2));
+  }
+  net.Pump();
+  ASSERT_EQ(b.cluster().size(), 201u);
+  b.SendSyn(Ep(1));
+  net.Pump();
+  // b's Syn digest (large MTU) listed all; a now knows them and its own Syns, at 1400
+  // bytes, must be partial and rotate.
+  ASSERT_GE(a.cluster().size(), 150u);
+  std::map<std::string, int> seen;
+  for (int round = 0; round < 20; ++round) {
+    a.SendSyn(Ep(2));
+    auto out = net.sinks[7401]->Take();
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_LE(out[0].bytes.size(), 1400u);
+    wire::DecodedPacket p = testing::MustDecode(out[0].bytes);
+    EXPECT_TRUE(p.digest.partial);
+    for (const auto& e : p.digest.entries) ++seen[std::string(p.Name(e.node))];
+  }
+  EXPECT_EQ(seen.size(), a.cluster().size()) << "every node advertised within a few rounds";
+}
+
+}  // namespace
+}  // namespace scuttle
