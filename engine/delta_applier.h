@@ -55,6 +55,8 @@ class DeltaApplier {
   void Apply(const wire::DecodedPacket& pkt, TimeUs now_us);
   PartOutcome ApplyPart(const wire::DecodedPacket& pkt, const wire::NodeDeltaView& part,
                         TimeUs now_us);
+  // Counts an outcome of ApplyPart called directly (Apply counts its own).
+  void Count(PartOutcome o) { ++stats_.parts[static_cast<size_t>(o)]; }
   const Stats& stats() const { return stats_; }
 
  private:

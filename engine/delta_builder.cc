@@ -128,6 +128,19 @@ size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
   return budget_bytes - budget;
 }
 
+size_t DeltaBuilder::PlanRanges(const std::vector<VersionRange>& ranges, size_t budget_bytes) {
+  peer_ = nullptr;
+  planned_.clear();
+  blob_bytes_ = 0;
+  size_t budget = budget_bytes;
+  for (const VersionRange& r : ranges) {
+    if (r.to <= r.from) continue;
+    Candidate c{r.node, r.from, r.from, false, false, r.to - r.from, r.to};
+    if (!PlanCandidate(c, &budget)) break;
+  }
+  return budget_bytes - budget;
+}
+
 // Plans one part; returns false when the budget is exhausted (stop planning).
 bool DeltaBuilder::PlanCandidate(const Candidate& c, size_t* budget) {
   const size_t part_cost = wire::kPartWireBytes + c.node->name().size();
@@ -138,6 +151,7 @@ bool DeltaBuilder::PlanCandidate(const Candidate& c, size_t* budget) {
   Version last = c.from;
   bool truncated = false;
   c.node->ForEachAbove(c.from, [&](const NodeState::Slot& s) {
+    if (s.version > c.cap) return false;
     if (s.status == KeyStatus::kTombstone && s.version <= c.tomb_floor) return true;
     const size_t cost = wire::kEntryWireBytes + s.key_len + s.value_len;
     if (cost > left) {
@@ -153,7 +167,7 @@ bool DeltaBuilder::PlanCandidate(const Candidate& c, size_t* budget) {
   if (truncated && count == 0) return false;
   // seed 000: a truncated part claims only up to its last entry; a complete one claims the
   // node's max_version (skipped tombstones and overwritten versions included).
-  const Version max_version = truncated ? last : c.node->max_version();
+  const Version max_version = truncated ? last : std::min(c.cap, c.node->max_version());
   planned_.push_back(Planned{c, max_version, count});
   blob_bytes_ += c.node->name().size() + kv_bytes;
   *budget = left;

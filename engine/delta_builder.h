@@ -14,6 +14,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "engine/cluster.h"
+#include "engine/epidemic.h"
 #include "wire/packet.h"
 
 namespace scuttle {
@@ -69,8 +70,16 @@ class DeltaBuilder {
   // first, then the stalest; entries ascend by version so a truncated part is a valid
   // prefix whose max_version is its last entry. Returns the wire bytes planned.
   size_t Plan(const Cluster& cluster, size_t budget_bytes);
+  // Plans parts for explicit version ranges (rumors, direct mail): every entry of each
+  // node with version in (from, to], truncated like any delta. Clears the peer digest.
+  size_t PlanRanges(const std::vector<VersionRange>& ranges, size_t budget_bytes);
   size_t blob_bytes() const { return blob_bytes_; }
   bool Write(wire::PacketEncoder& enc, BlobWriter& blob);
+  // The parts planned, as (node, from, max) — for rumor feedback bookkeeping.
+  size_t planned_parts() const { return planned_.size(); }
+  VersionRange planned_range(size_t i) const {
+    return {planned_[i].c.node, planned_[i].c.from, planned_[i].max_version};
+  }
   const Stats& stats() const { return stats_; }
 
  private:
@@ -81,6 +90,7 @@ class DeltaBuilder {
     bool reset;
     bool unseen;
     uint64_t gap;
+    Version cap = UINT64_MAX;  // stop after this version (ranges)
   };
   struct Planned {
     Candidate c;

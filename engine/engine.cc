@@ -29,6 +29,7 @@ Engine::Engine(EngineConfig config, PacketSink* sink, EventSink* events)
       cluster_(config_.node_name, config_.generation),
       membership_(&config_.membership),
       applier_(&cluster_, config_.limits, events),
+      epidemic_(&config_.epidemic),
       cluster_hash_(wire::ClusterHash(config_.cluster_id)) {
   cluster_.self().endpoint = config_.advertise;
   decode_limits_.max_key_bytes = config_.limits.max_key_bytes;
@@ -71,6 +72,7 @@ absl::Status Engine::Set(std::string_view key, std::string_view value, TimeUs no
   last_now_us_ = std::max(last_now_us_, now_us);
   const Version v = cluster_.self().Set(key, value);
   if (events_ != nullptr) events_->OnKey(cluster_.self(), KeyEvent::kSet, key, value, v);
+  OnLocalWrite(v);
   return absl::OkStatus();
 }
 
@@ -81,6 +83,7 @@ absl::Status Engine::SetWithTtl(std::string_view key, std::string_view value, Ti
   last_now_us_ = std::max(last_now_us_, now_us);
   const Version v = cluster_.self().SetWithTtl(key, value, now_us + ttl_us);
   if (events_ != nullptr) events_->OnKey(cluster_.self(), KeyEvent::kSet, key, value, v);
+  OnLocalWrite(v);
   return absl::OkStatus();
 }
 
@@ -92,7 +95,24 @@ absl::Status Engine::Delete(std::string_view key, TimeUs now_us) {
   const Version v = cluster_.self().Delete(key, now_us);
   if (v == 0) return absl::NotFoundError(absl::StrCat("no key '", AV(key), "'"));
   if (events_ != nullptr) events_->OnKey(cluster_.self(), KeyEvent::kDeleted, key, {}, v);
+  OnLocalWrite(v);
   return absl::OkStatus();
+}
+
+// seed 001: a local write is a fresh rumor, and direct mail sends it at once.
+void Engine::OnLocalWrite(Version v) {
+  const NodeState& self = cluster_.self();
+  epidemic_.OnUpdate(self, v, /*local=*/true);
+  const EpidemicConfig& ec = config_.epidemic;
+  if (ec.direct_mail_peers <= 0) return;
+  membership_.ChoosePeers(cluster_, ec.direct_mail_peers, {}, rng_, &peers_);
+  ranges_.assign({VersionRange{&self, v > ec.direct_mail_window ? v - ec.direct_mail_window : 0,
+                               v}});
+  for (const Endpoint& to : peers_) {
+    if (Send(to, Outgoing{.type = wire::MessageType::kRumor, .ranges = &ranges_})) {
+      ++stats_.direct_mails;
+    }
+  }
 }
 
 void Engine::Leave() { cluster_.self().leaving = true; }
@@ -106,9 +126,19 @@ void Engine::OnTick(TimeUs now_us) {
   ExpireTtl(now_us);
   RunGc(now_us);
   membership_.Update(cluster_, now_us, events_);
-  std::vector<Endpoint> peers;
-  membership_.ChoosePeers(cluster_, config_.fanout, config_.seeds, rng_, &peers);
+  membership_.ChoosePeers(cluster_, config_.fanout, config_.seeds, rng_, &peers_);
+  // Copy: SendSyn may not reuse peers_, but rumor sending below does.
+  const std::vector<Endpoint> peers = peers_;
   for (const Endpoint& to : peers) SendSyn(to);
+  const EpidemicConfig& ec = config_.epidemic;
+  if (ec.rumor) {
+    const bool pulls = ec.rumor_options.variant != RumorVariant::kPush;
+    if (pulls || !epidemic_.monger().empty()) {
+      membership_.ChoosePeers(cluster_, ec.rumor_fanout, {}, rng_, &peers_);
+      const std::vector<Endpoint> rumor_peers = peers_;
+      for (const Endpoint& to : rumor_peers) SendRumors(to);
+    }
+  }
 }
 
 void Engine::ExpireTtl(TimeUs now_us) {
@@ -118,18 +148,111 @@ void Engine::ExpireTtl(TimeUs now_us) {
     if (events_ != nullptr) {
       events_->OnKey(self, KeyEvent::kExpired, key, {}, self.max_version());
     }
+    epidemic_.OnUpdate(self, self.max_version(), /*local=*/true);
   });
 }
 
 void Engine::RunGc(TimeUs now_us) {
   ++stats_.gc_runs;
+  const EpidemicConfig& ec = config_.epidemic;
+  const TimeUs dormant_us =
+      ec.dormant_grace_us > 0 ? ec.dormant_grace_us : 10 * config_.tombstone_grace_us;
   for (NodeState* node : cluster_.nodes()) {
-    stats_.tombstones_gced +=
-        node->GcTombstones(now_us, config_.tombstone_grace_us, UINT64_MAX);
+    // seed 001 dormant death certificates: retention sites keep tombstones for τ2.
+    const bool retain = epidemic_.IsRetentionSite(*node, cluster_.self(), cluster_.size());
+    stats_.tombstones_gced += node->GcTombstones(
+        now_us, retain ? dormant_us : config_.tombstone_grace_us, UINT64_MAX);
   }
 }
 
-void Engine::SendSyn(const Endpoint& to) { Send(to, wire::MessageType::kSyn, true, nullptr); }
+void Engine::SendSyn(const Endpoint& to) {
+  Send(to, Outgoing{.type = wire::MessageType::kSyn,
+                    .flags = static_cast<uint8_t>(config_.epidemic.anti_entropy),
+                    .digest = true});
+}
+
+// ---- Rumor mongering (seed 001) ---------------------------------------------------------
+
+void Engine::SendRumors(const Endpoint& to) {
+  const RumorVariant variant = config_.epidemic.rumor_options.variant;
+  epidemic_.PushRanges(cluster_, &ranges_);
+  uint8_t flags = wire::kRumorWantsFeedback;
+  if (variant != RumorVariant::kPush) flags |= wire::kRumorPull;
+  if (ranges_.empty() && (flags & wire::kRumorPull) == 0) return;
+  const std::vector<VersionRange> sent = ranges_;
+  if (Send(to, Outgoing{.type = wire::MessageType::kRumor, .flags = flags, .ranges = &sent})) {
+    ++stats_.rumor_contacts;
+    AfterRumorSend(sent);
+  }
+}
+
+void Engine::AfterRumorSend(const std::vector<VersionRange>& sent) {
+  if (!epidemic_.blind()) return;
+  for (const VersionRange& r : sent) {
+    epidemic_.OnContact(r.node->name(), r.from, r.to, /*peer_already_knew=*/false, rng_);
+  }
+}
+
+void Engine::ApplyRumorParts(const wire::DecodedPacket& pkt, TimeUs now_us,
+                             std::vector<Feedback>* feedback) {
+  for (size_t i = 0; i < pkt.num_parts(); ++i) {
+    const wire::NodeDeltaView part = pkt.part(i);
+    const std::string_view name = pkt.Name(*part.node);
+    const NodeState* before = cluster_.Find(name);
+    const bool same_gen = before != nullptr && before->generation() == part.node->generation;
+    const Version old_max = same_gen ? before->max_version() : 0;
+    const PartOutcome o = applier_.ApplyPart(pkt, part, now_us);
+    applier_.Count(o);
+    // Demers: a contact is unnecessary when the recipient already knew the rumor.
+    const bool knew = o != PartOutcome::kApplied && o != PartOutcome::kReset &&
+                      o != PartOutcome::kGap && o != PartOutcome::kBehindReset;
+    feedback->push_back(Feedback{name, part.node->generation, part.from_version_excluded,
+                                 part.max_version, knew});
+    if (knew) continue;
+    ++stats_.rumor_feedback_new;
+    const NodeState* node = cluster_.Find(name);
+    if (node == nullptr || (o != PartOutcome::kApplied && o != PartOutcome::kReset)) continue;
+    for (const wire::Entry& e : part.entries) {
+      if (o == PartOutcome::kReset || e.version > old_max) {
+        epidemic_.OnUpdate(*node, e.version, /*local=*/false);
+      }
+    }
+  }
+}
+
+void Engine::ApplyFeedback(const wire::DecodedPacket& pkt) {
+  if (epidemic_.blind()) return;  // blind removal counted the contact at send time
+  for (const wire::RumorFeedback& f : pkt.feedback) {
+    if (f.knew) ++stats_.rumor_feedback_knew;
+    epidemic_.OnContact(pkt.Name(f), f.from_version, f.max_version, f.knew != 0, rng_);
+  }
+}
+
+void Engine::HandleRumor(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
+  std::vector<Feedback> feedback;
+  ApplyRumorParts(pkt, now_us, &feedback);
+  if ((pkt.message_flags & (wire::kRumorWantsFeedback | wire::kRumorPull)) == 0) return;
+  Outgoing out{.type = wire::MessageType::kRumorAck};
+  if ((pkt.message_flags & wire::kRumorWantsFeedback) != 0) out.feedback = &feedback;
+  std::vector<VersionRange> pulled;
+  if ((pkt.message_flags & wire::kRumorPull) != 0) {
+    epidemic_.PullRanges(cluster_, &pulled);
+    out.ranges = &pulled;
+    out.flags = wire::kRumorWantsFeedback;
+  }
+  if (Send(from, out) && !pulled.empty()) AfterRumorSend(pulled);
+}
+
+void Engine::HandleRumorAck(const wire::DecodedPacket& pkt, const Endpoint& from,
+                            TimeUs now_us) {
+  ApplyFeedback(pkt);
+  if (pkt.num_parts() == 0) return;
+  std::vector<Feedback> feedback;
+  ApplyRumorParts(pkt, now_us, &feedback);
+  if ((pkt.message_flags & wire::kRumorWantsFeedback) != 0) {
+    Send(from, Outgoing{.type = wire::MessageType::kRumorAck, .feedback = &feedback});
+  }
+}
 
 // ---- Receive path ------------------------------------------------------------------------
 
@@ -155,6 +278,12 @@ void Engine::OnPacket(TimeUs now_us, const Endpoint& from, std::span<const uint8
     case wire::MessageType::kAck:
       applier_.Apply(pkt, now_us);
       break;
+    case wire::MessageType::kRumor:
+      HandleRumor(pkt, from, now_us);
+      break;
+    case wire::MessageType::kRumorAck:
+      HandleRumorAck(pkt, from, now_us);
+      break;
     default:
       Drop(EngineDrop::kUnexpected);
       break;
@@ -169,7 +298,9 @@ bool Engine::Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs
   }
   if (pkt.header.cluster_hash != cluster_hash_ || pkt.cluster_id != config_.cluster_id) {
     Drop(EngineDrop::kClusterMismatch);
-    if (pkt.type == wire::MessageType::kSyn) Send(from, wire::MessageType::kBadCluster, false, nullptr);
+    if (pkt.type == wire::MessageType::kSyn) {
+      Send(from, Outgoing{.type = wire::MessageType::kBadCluster});
+    }
     return false;
   }
   if (pkt.shard_count != config_.shard_count || pkt.header.shard != config_.shard) {
@@ -223,25 +354,30 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
   }
 }
 
+// seed 001 anti-entropy modes: the initiator's mode rides in the Syn. Push: the SynAck
+// carries no delta; pull: the initiator sends no Ack.
 void Engine::HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from) {
-  Send(from, wire::MessageType::kSynAck, true, &pkt);
+  const bool push_only = pkt.message_flags == wire::kModePush;
+  Send(from, Outgoing{.type = wire::MessageType::kSynAck,
+                      .digest = true,
+                      .peer = push_only ? nullptr : &pkt});
 }
 
 void Engine::HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
   applier_.Apply(pkt, now_us);
-  Send(from, wire::MessageType::kAck, false, &pkt);
+  if (config_.epidemic.anti_entropy == AntiEntropyMode::kPull) return;
+  Send(from, Outgoing{.type = wire::MessageType::kAck, .peer = &pkt});
 }
 
 // ---- Send path ---------------------------------------------------------------------------
 
-void Engine::Send(const Endpoint& to, wire::MessageType type, bool with_digest,
-                  const wire::DecodedPacket* peer) {
+bool Engine::Send(const Endpoint& to, const Outgoing& out) {
   const size_t slot_bytes = config_.max_packet_bytes + 1024;
   std::span<uint8_t> slot = sink_->Acquire(slot_bytes);
   if (slot.size() < slot_bytes) {
     if (!slot.empty()) sink_->Abort();
     Drop(EngineDrop::kNoTxBuffer);
-    return;
+    return false;
   }
   const NodeState& self = cluster_.self();
   wire::EncodeOptions opts;
@@ -249,38 +385,66 @@ void Engine::Send(const Endpoint& to, wire::MessageType type, bool with_digest,
   opts.shard = config_.shard;
   opts.shard_count = config_.shard_count;
   opts.max_packet_bytes = config_.max_packet_bytes;
+  opts.message_flags = out.flags;
   opts.sender = MakeNodeRef(self, 0);
   wire::PacketEncoder enc(slot, opts);
-  // Space: blob vector prefix and digest vector prefix come off the top.
-  size_t budget = enc.Remaining() > 64 ? enc.Remaining() - 64 - self.name().size() : 0;
-  size_t digest_bytes = 0;
-  if (with_digest) {
+  // Space: blob and digest/feedback vector prefixes come off the top.
+  size_t budget = enc.Remaining() > 64 + self.name().size()
+                      ? enc.Remaining() - 64 - self.name().size()
+                      : 0;
+  size_t blob_bytes = self.name().size();
+  if (out.feedback != nullptr) {
+    for (const Feedback& f : *out.feedback) {
+      const size_t cost = sizeof(wire::RumorFeedback) + f.name.size();
+      budget = budget > cost ? budget - cost : 0;
+      blob_bytes += f.name.size();
+    }
+  }
+  if (out.digest) {
     // A SynAck keeps at least half the packet for the delta it carries.
-    const size_t digest_budget = peer != nullptr ? budget / 2 : budget;
-    digest_bytes = digest_builder_.Plan(cluster_, digest_budget);
+    const size_t digest_budget = out.peer != nullptr ? budget / 2 : budget;
+    budget -= digest_builder_.Plan(cluster_, digest_budget);
+    blob_bytes += digest_builder_.blob_bytes();
   }
-  size_t blob_bytes = self.name().size() + (with_digest ? digest_builder_.blob_bytes() : 0);
-  if (peer != nullptr) {
-    delta_builder_.SetPeerDigest(*peer);
-    delta_builder_.Plan(cluster_, budget - digest_bytes);
-    blob_bytes += delta_builder_.blob_bytes();
+  const bool delta = out.peer != nullptr || out.ranges != nullptr;
+  if (out.peer != nullptr) {
+    delta_builder_.SetPeerDigest(*out.peer);
+    delta_builder_.Plan(cluster_, budget);
+  } else if (out.ranges != nullptr) {
+    delta_builder_.PlanRanges(*out.ranges, budget);
   }
+  if (delta) blob_bytes += delta_builder_.blob_bytes();
   BlobWriter blob{enc.AllocBlob(blob_bytes)};
   bool ok = blob.blob.size() == blob_bytes;
   if (ok) blob.Put(self.name());
-  if (ok && with_digest) ok = digest_builder_.Write(enc, blob);
-  if (ok && peer != nullptr) ok = delta_builder_.Write(enc, blob);
-  std::span<const uint8_t> packet = ok ? enc.Finish(type) : std::span<const uint8_t>();
+  if (ok && out.feedback != nullptr) ok = WriteFeedback(enc, blob, *out.feedback);
+  if (ok && out.digest) ok = digest_builder_.Write(enc, blob);
+  if (ok && delta) ok = delta_builder_.Write(enc, blob);
+  std::span<const uint8_t> packet = ok ? enc.Finish(out.type) : std::span<const uint8_t>();
   delta_builder_.ClearPeer();
   if (packet.empty()) {
     sink_->Abort();
     Drop(EngineDrop::kEncodeFailed);
-    return;
+    return false;
   }
-  const size_t t = static_cast<size_t>(type);
+  const size_t t = static_cast<size_t>(out.type);
   ++stats_.packets_out[t];
   stats_.bytes_out[t] += packet.size();
   sink_->Commit(to, packet);
+  return true;
+}
+
+bool Engine::WriteFeedback(wire::PacketEncoder& enc, BlobWriter& blob,
+                           const std::vector<Feedback>& feedback) {
+  auto dst = enc.AllocFeedback(feedback.size());
+  if (dst.size() != feedback.size()) return false;
+  for (size_t i = 0; i < feedback.size(); ++i) {
+    const Feedback& f = feedback[i];
+    dst[i] = wire::RumorFeedback{f.generation, f.from, f.to, blob.Put(f.name),
+                                 static_cast<uint8_t>(f.name.size()), f.knew ? uint8_t{1} : uint8_t{0},
+                                 0};
+  }
+  return true;
 }
 
 }  // namespace scuttle

@@ -25,6 +25,7 @@
 #include "engine/cluster.h"
 #include "engine/delta_applier.h"
 #include "engine/delta_builder.h"
+#include "engine/epidemic.h"
 #include "engine/events.h"
 #include "engine/membership.h"
 #include "engine/rng.h"
@@ -63,6 +64,7 @@ struct EngineConfig {
   Limits limits;
   std::vector<Endpoint> seeds;
   MembershipConfig membership;
+  EpidemicConfig epidemic;
   uint64_t rng_seed = 1;
 };
 
@@ -80,7 +82,7 @@ enum class EngineDrop : uint8_t {
 inline constexpr size_t kEngineDropCount = static_cast<size_t>(EngineDrop::kCount);
 const char* EngineDropName(EngineDrop d);
 
-inline constexpr size_t kMessageTypeCount = 5;
+using wire::kMessageTypeCount;
 
 struct EngineStats {
   uint64_t packets_in[kMessageTypeCount] = {};
@@ -94,6 +96,10 @@ struct EngineStats {
   uint64_t tombstones_gced = 0;
   uint64_t keys_expired = 0;
   uint64_t rounds = 0;
+  uint64_t direct_mails = 0;
+  uint64_t rumor_contacts = 0;
+  uint64_t rumor_feedback_knew = 0;
+  uint64_t rumor_feedback_new = 0;
 };
 
 class Engine {
@@ -128,21 +134,52 @@ class Engine {
   const EngineStats& stats() const { return stats_; }
   const DeltaApplier::Stats& apply_stats() const { return applier_.stats(); }
   const DeltaBuilder::Stats& build_stats() const { return delta_builder_.stats(); }
+  const RumorStats& rumor_stats() const { return epidemic_.monger().stats(); }
+  size_t epidemic_hot() const { return epidemic_.monger().hot_count(); }
   Rng& rng() { return rng_; }
 
   // Replaces the seed list (the driver re-resolves hostnames periodically).
   void SetSeeds(std::vector<Endpoint> seeds) { config_.seeds = std::move(seeds); }
 
  private:
+  // One rumor-feedback record to send: the range of `name` that a packet carried.
+  struct Feedback {
+    std::string_view name;
+    Generation generation;
+    Version from;
+    Version to;
+    bool knew;
+  };
+  // Everything one outgoing packet carries.
+  struct Outgoing {
+    wire::MessageType type;
+    uint8_t flags = 0;
+    bool digest = false;
+    const wire::DecodedPacket* peer = nullptr;        // delta against this peer's digest
+    const std::vector<VersionRange>* ranges = nullptr;  // or explicit version ranges
+    const std::vector<Feedback>* feedback = nullptr;
+  };
+
   absl::Status CheckWrite(std::string_view key, std::string_view value) const;
   bool Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
   void ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us);
   void ObserveSender(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
   void HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from);
   void HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
-  // Encodes and sends one packet: optional digest, optional delta for `peer`.
-  void Send(const Endpoint& to, wire::MessageType type, bool with_digest,
-            const wire::DecodedPacket* peer);
+  void HandleRumor(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
+  void HandleRumorAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
+  // Applies every part, recording feedback and making newly learned updates hot rumors.
+  void ApplyRumorParts(const wire::DecodedPacket& pkt, TimeUs now_us,
+                       std::vector<Feedback>* feedback);
+  void ApplyFeedback(const wire::DecodedPacket& pkt);
+  void OnLocalWrite(Version v);
+  void SendRumors(const Endpoint& to);
+  // Encodes and sends one packet. Returns false when it could not be sent (counted).
+  bool Send(const Endpoint& to, const Outgoing& out);
+  // After sending rumor ranges: blind removal counts the contact now.
+  void AfterRumorSend(const std::vector<VersionRange>& sent);
+  static bool WriteFeedback(wire::PacketEncoder& enc, BlobWriter& blob,
+                            const std::vector<Feedback>& feedback);
   void Drop(EngineDrop d) { ++stats_.engine_drops[static_cast<size_t>(d)]; }
   void RunGc(TimeUs now_us);
   void ExpireTtl(TimeUs now_us);
@@ -156,6 +193,9 @@ class Engine {
   DigestBuilder digest_builder_;
   DeltaBuilder delta_builder_;
   DeltaApplier applier_;
+  Epidemic epidemic_;
+  std::vector<VersionRange> ranges_;  // scratch
+  std::vector<Endpoint> peers_;       // scratch
   wire::DecodeLimits decode_limits_;
   uint32_t cluster_hash_;
   EngineStats stats_;

@@ -244,3 +244,133 @@ TEST(EngineTest, DigestRotatesWhenItDoesNotFitAPacket) {
 
 }  // namespace
 }  // namespace scuttle
+
+namespace scuttle {
+namespace {
+
+// n engines that all know each other (a few seeded rounds), anti-entropy then disabled.
+std::vector<Engine*> Mesh(Net& net, int n, const EpidemicConfig& ec) {
+  std::vector<Engine*> all;
+  for (int i = 1; i <= n; ++i) {
+    EngineConfig c = Config("n" + std::to_string(i), i);
+    c.seeds = {Ep(1)};
+    c.epidemic = ec;
+    all.push_back(&net.Add(c));
+  }
+  for (int round = 0; round < 10; ++round) {
+    net.now += kUsPerSec;
+    for (Engine* e : all) e->OnTick(net.now);
+    net.Pump();
+  }
+  for (Engine* e : all) {
+    EXPECT_EQ(e->cluster().size(), static_cast<size_t>(n));
+    e->mutable_config().fanout = 0;
+    e->mutable_config().seeds.clear();
+    // Without anti-entropy no heartbeats flow: keep everyone alive so no dead-peer probe
+    // (a Syn) sneaks anti-entropy back in.
+    e->mutable_config().membership.phi_threshold = 1e12;
+  }
+  return all;
+}
+
+TEST(EpidemicTest, PullAndPushAntiEntropyModes) {
+  for (AntiEntropyMode mode : {AntiEntropyMode::kPull, AntiEntropyMode::kPush}) {
+    Net net;
+    EngineConfig ca = Config("a", 1);
+    ca.epidemic.anti_entropy = mode;
+    Engine& a = net.Add(ca);
+    Engine& b = net.Add(Config("b", 2));
+    ASSERT_TRUE(a.Set("ka", "va", 1).ok());
+    ASSERT_TRUE(b.Set("kb", "vb", 1).ok());
+    a.SendSyn(Ep(2));
+    net.Pump();
+    EXPECT_EQ(net.delivered, mode == AntiEntropyMode::kPull ? 2u : 3u);
+    // Pull: the initiator learns, the peer does not; push: the reverse.
+    EXPECT_EQ(Get(a, "b", "kb"), mode == AntiEntropyMode::kPull ? "vb" : "<absent>");
+    EXPECT_EQ(Get(b, "a", "ka"), mode == AntiEntropyMode::kPush ? "va" : "<absent>");
+  }
+}
+
+TEST(EpidemicTest, DirectMailDeliversWritesWithoutAHandshake) {
+  Net net;
+  EpidemicConfig ec;
+  ec.direct_mail_peers = 3;
+  auto all = Mesh(net, 4, ec);
+  const uint64_t before = net.delivered;
+  ASSERT_TRUE(all[0]->Set("mail", "now", net.now).ok());
+  net.Pump();
+  EXPECT_EQ(net.delivered - before, 3u) << "one Rumor per peer, no replies";
+  for (Engine* e : all) EXPECT_EQ(Get(*e, "n1", "mail"), "now");
+  EXPECT_EQ(all[0]->stats().direct_mails, 3u);
+}
+
+TEST(EpidemicTest, RumorsSpreadWithoutAntiEntropyAndThenCool) {
+  for (RumorRemoval removal : {RumorRemoval::kFeedback, RumorRemoval::kBlind}) {
+    Net net;
+    EpidemicConfig ec;
+    ec.rumor = true;
+    ec.rumor_options.removal = removal;
+    ec.rumor_options.decay =
+        removal == RumorRemoval::kBlind ? RumorDecay::kCoin : RumorDecay::kCounter;
+    ec.rumor_options.k = 4;
+    auto all = Mesh(net, 30, ec);
+    ASSERT_TRUE(all[7]->Set("gossip", "hot", net.now).ok());
+    for (int round = 0; round < 40; ++round) {
+      net.now += kUsPerSec;
+      for (Engine* e : all) e->OnTick(net.now);
+      net.Pump();
+    }
+    int reached = 0;
+    for (Engine* e : all) reached += Get(*e, "n8", "gossip") == "hot";
+    // Paper residue at k=4 is ~0.4% (feedback/counter) and ~2% (blind/coin): expect
+    // nearly everyone, and certainly most.
+    EXPECT_GE(reached, 26) << "removal " << ToString(removal);
+    for (Engine* e : all) {
+      if (Get(*e, "n8", "gossip") == "hot") {
+        EXPECT_EQ(e->rumor_stats().added, 1u) << e->self().name() << ": receipt is a hot rumor";
+      }
+    }
+    for (Engine* e : all) {
+      const RumorStats& rs = e->rumor_stats();
+      EXPECT_EQ(rs.added, rs.lost_interest + rs.dropped_full + e->epidemic_hot())
+          << e->self().name() << " added " << rs.added << " lost " << rs.lost_interest;
+    }
+  }
+}
+
+TEST(EpidemicTest, PullRumorsReachTheInitiator) {
+  Net net;
+  EpidemicConfig ec;
+  ec.rumor = true;
+  ec.rumor_options.variant = RumorVariant::kPull;
+  auto all = Mesh(net, 10, ec);
+  ASSERT_TRUE(all[3]->Set("pulled", "yes", net.now).ok());
+  for (int round = 0; round < 30; ++round) {
+    net.now += kUsPerSec;
+    for (Engine* e : all) e->OnTick(net.now);
+    net.Pump();
+  }
+  int reached = 0;
+  for (Engine* e : all) reached += Get(*e, "n4", "pulled") == "yes";
+  EXPECT_GE(reached, 9);
+}
+
+TEST(EpidemicTest, RetentionSitesKeepTombstonesLonger) {
+  EpidemicConfig ec;
+  ec.retention_sites = 3;
+  Epidemic epi(&ec);
+  Cluster c("self", 1);
+  bool replaced;
+  int retained = 0;
+  for (int i = 0; i < 3000; ++i) {
+    const NodeState* owner = c.Upsert("owner" + std::to_string(i), 1, &replaced);
+    retained += epi.IsRetentionSite(*owner, c.self(), 100);
+  }
+  // Expected 3/100 of owners: 90 of 3000.
+  EXPECT_GT(retained, 50);
+  EXPECT_LT(retained, 140);
+  EXPECT_TRUE(epi.IsRetentionSite(c.self(), c.self(), 3)) << "small clusters: everyone";
+}
+
+}  // namespace
+}  // namespace scuttle

@@ -22,7 +22,7 @@ constexpr uint64_t kWakeTag = 2;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Transport>> EpollTransport::Open(const TransportOptions& o) {
-  auto pool = TxPool::Create(o.tx_slot_count, o.max_datagram_bytes);
+  auto pool = TxPool::Create(o.tx_slot_count, TxSlotBytes(o));
   if (!pool.ok()) return pool.status();
   std::unique_ptr<EpollTransport> t(new EpollTransport(std::move(*pool)));
   if (absl::Status s = t->Init(o); !s.ok()) return s;
@@ -82,16 +82,29 @@ std::span<uint8_t> EpollTransport::AcquireTx(size_t max_len) {
   return tx_.AcquirePending(max_len, stats_);
 }
 
+void EpollTransport::CommitTx(const Endpoint& to, std::span<const uint8_t> packet) {
+  size_t offset = 0;
+  bool bad_span = false;
+  const uint32_t i = tx_.TakePending(packet, &offset, &bad_span);
+  if (bad_span) stats_.CountDrop(Drop::kTxBadSpan);
+  if (i == TxPool::kNone) return;
+  QueueTx(to, i, offset, packet.size());
+}
+
 void EpollTransport::CommitTx(const Endpoint& to, size_t len) {
   const uint32_t i = tx_.TakePending(len);
   if (i == TxPool::kNone) return;
+  QueueTx(to, i, 0, len);
+}
+
+void EpollTransport::QueueTx(const Endpoint& to, uint32_t i, size_t offset, size_t len) {
   const socklen_t alen = ToSockaddr(to, family_, &tx_.slot(i).addr);
   if (alen == 0) {
     stats_.CountDrop(Drop::kTxBadAddress);
     tx_.Release(i);
     return;
   }
-  tx_.Prepare(i, len, alen);
+  tx_.Prepare(i, offset, len, alen);
   // Cannot overflow: every queued entry holds one of capacity() slots.
   tx_queue_[(tx_head_ + tx_len_) % tx_.capacity()] = i;
   ++tx_len_;

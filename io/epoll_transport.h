@@ -26,6 +26,7 @@ class EpollTransport final : public Transport {
   const TransportStats& stats() const override { return stats_; }
 
   std::span<uint8_t> AcquireTx(size_t max_len) override;
+  void CommitTx(const Endpoint& to, std::span<const uint8_t> packet) override;
   void CommitTx(const Endpoint& to, size_t len) override;
   void AbortTx() override { tx_.AbortPending(); }
   absl::Status Flush() override;
@@ -42,6 +43,9 @@ class EpollTransport final : public Transport {
   int ReceiveBatch(absl::FunctionRef<void(const RxDatagram&)> on_datagram);
   void SetWantWritable(bool want);
   void DrainWakeFd();
+
+  // Queues slot i's `len` bytes at `offset` for `to` (the common tail of both CommitTx).
+  void QueueTx(const Endpoint& to, uint32_t i, size_t offset, size_t len);
 
   TransportStats stats_;
   ScopedFd sock_;

@@ -13,6 +13,8 @@ namespace {
 // entries and an SQ at 32768; 16384 tx slots keeps SQ sizing below that.
 constexpr size_t kMaxRxBuffers = 32768;
 constexpr size_t kMaxTxSlots = 16384;
+// A send slot holds one datagram plus encoder head room; 1 MiB is far beyond either.
+constexpr size_t kMaxTxSlotBytes = 1 << 20;
 
 absl::Status Validate(const TransportOptions& o) {
   if (!o.bind.valid()) return absl::InvalidArgumentError("io: bind endpoint is not set");
@@ -24,6 +26,10 @@ absl::Status Validate(const TransportOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("io: rx_buffer_count must be in [1, ", kMaxRxBuffers, "]"));
   }
+  if (o.tx_slot_bytes > kMaxTxSlotBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("io: tx_slot_bytes must be at most ", kMaxTxSlotBytes, " (0 = max_datagram_bytes)"));
+  }
   if (o.tx_slot_count == 0 || o.tx_slot_count > kMaxTxSlots) {
     return absl::InvalidArgumentError(
         absl::StrCat("io: tx_slot_count must be in [1, ", kMaxTxSlots, "]"));
@@ -32,6 +38,10 @@ absl::Status Validate(const TransportOptions& o) {
 }
 
 }  // namespace
+
+size_t TxSlotBytes(const TransportOptions& o) {
+  return o.tx_slot_bytes != 0 ? o.tx_slot_bytes : o.max_datagram_bytes;
+}
 
 const char* DropName(Drop reason) {
   switch (reason) {
@@ -47,6 +57,8 @@ const char* DropName(Drop reason) {
       return "tx_bad_address";
     case Drop::kTxError:
       return "tx_error";
+    case Drop::kTxBadSpan:
+      return "tx_bad_span";
     case Drop::kCount:
       break;
   }

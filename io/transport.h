@@ -41,8 +41,13 @@ struct TransportOptions {
   IoKind kind = IoKind::kAuto;
   // Local address; port 0 picks a free port (see Transport::local_endpoint()).
   Endpoint bind;
-  // Datagrams larger than this are dropped as rx_truncated; also the tx slot size.
+  // Datagrams larger than this are dropped as rx_truncated; also the tx slot size unless
+  // tx_slot_bytes says otherwise.
   size_t max_datagram_bytes = kMaxUdpPayloadBytes;
+  // Bytes per send slot; 0 means max_datagram_bytes. An encoder that builds back to
+  // front (FlatBuffers) needs head room beyond the datagram it finally sends: the engine
+  // asks for max_packet_bytes + 1024 and sends a sub-span (CommitTx(to, span)).
+  size_t tx_slot_bytes = 0;
   // Receive buffers (io_uring: provided-buffer ring entries, rounded up to a power of
   // two; epoll: the recvmmsg batch). Memory is mapped lazily, so small datagrams only
   // touch the first page of each buffer.
@@ -62,14 +67,18 @@ enum class Drop : uint8_t {
   kRxTruncated,   // larger than max_datagram_bytes (MSG_TRUNC); never delivered
   kRxError,       // receive error reported by the kernel
   kTxPoolFull,    // AcquireTx found no free slot
-  kTxTooLarge,    // AcquireTx asked for more than max_datagram_bytes
+  kTxTooLarge,    // AcquireTx asked for more than the tx slot size
   kTxBadAddress,  // CommitTx to an endpoint this socket cannot reach (family mismatch)
   kTxError,       // send error reported by the kernel (ECONNREFUSED, ENETUNREACH, ...)
+  kTxBadSpan,     // CommitTx with a span outside the acquired slot (a caller bug; the
+                  // slot is returned unsent rather than sending unrelated memory)
   kCount,
 };
 inline constexpr size_t kDropReasonCount = static_cast<size_t>(Drop::kCount);
 // Stable snake_case name for metrics ("rx_truncated", ...).
 const char* DropName(Drop reason);
+// The effective send slot size of `options` (tx_slot_bytes, or max_datagram_bytes).
+size_t TxSlotBytes(const TransportOptions& options);
 
 struct TransportStats {
   uint64_t rx_packets = 0;
@@ -111,10 +120,16 @@ class Transport {
 
   // --- Send side -------------------------------------------------------------------
   // Returns a writable slot of exactly max_len bytes, or an empty span (counted as
-  // Drop::kTxPoolFull / kTxTooLarge) when no slot is free or max_len is too large.
-  // Acquiring again before CommitTx/AbortTx abandons the previous slot (AbortTx).
+  // Drop::kTxPoolFull / kTxTooLarge) when no slot is free or max_len exceeds the slot
+  // size (TransportOptions::tx_slot_bytes). Acquiring again before CommitTx/AbortTx
+  // abandons the previous slot (AbortTx).
   virtual std::span<uint8_t> AcquireTx(size_t max_len) = 0;
-  // Queues the most recently acquired slot, holding `len` bytes, for `to`.
+  // Queues the datagram `packet`, a sub-span anywhere inside the most recently acquired
+  // slot, for `to`. The kernel reads it in place: no copy. A span that is not inside the
+  // slot is a caller bug: the slot goes back to the pool unsent (Drop::kTxBadSpan).
+  // No-op when no slot is acquired.
+  virtual void CommitTx(const Endpoint& to, std::span<const uint8_t> packet) = 0;
+  // Queues the first `len` bytes of the most recently acquired slot for `to`.
   // REQUIRES: a slot is acquired and len <= its size.
   virtual void CommitTx(const Endpoint& to, size_t len) = 0;
   // Returns the most recently acquired slot to the pool unused. No-op if none.

@@ -31,7 +31,7 @@ class TxPool {
   };
   static constexpr uint32_t kNone = UINT32_MAX;
 
-  // slot_bytes: the largest datagram (max_datagram_bytes); count: number of slots.
+  // slot_bytes: bytes per slot (TxSlotBytes(options)); count: number of slots.
   static absl::StatusOr<TxPool> Create(size_t count, size_t slot_bytes);
   TxPool(TxPool&&) = default;
   TxPool& operator=(TxPool&&) = default;
@@ -78,16 +78,38 @@ class TxPool {
     pending_ = kNone;
     return i;
   }
+  // Takes the pending slot to send `packet`, which must lie inside the acquired range;
+  // *offset is where it starts. Returns kNone when nothing is pending, or when `packet`
+  // lies outside the slot: then the slot is released and *bad_span set.
+  uint32_t TakePending(std::span<const uint8_t> packet, size_t* offset, bool* bad_span) {
+    *bad_span = false;
+    const uint32_t i = pending_;
+    if (i == kNone) return kNone;
+    pending_ = kNone;
+    const uint8_t* begin = data(i);
+    // Compare as integers: the span may come from anywhere when the caller is wrong.
+    const auto p = reinterpret_cast<uintptr_t>(packet.data());
+    const auto b = reinterpret_cast<uintptr_t>(begin);
+    if (packet.empty() || p < b || p - b > pending_len_ ||
+        packet.size() > pending_len_ - (p - b)) {
+      *bad_span = true;
+      Release(i);
+      return kNone;
+    }
+    *offset = p - b;
+    return i;
+  }
   void AbortPending() {
     if (pending_ != kNone) Release(pending_);
     pending_ = kNone;
   }
 
-  // Fills slot i's msghdr for `len` bytes to the `addr_len`-byte address already in
-  // slot(i).addr.
-  void Prepare(uint32_t i, size_t len, socklen_t addr_len) {
+  // Fills slot i's msghdr for the `len` bytes at `offset` in the slot, to the
+  // `addr_len`-byte address already in slot(i).addr.
+  void Prepare(uint32_t i, size_t offset, size_t len, socklen_t addr_len) {
+    assert(offset + len <= slot_bytes_);
     Slot& s = slots_[i];
-    s.iov = {data(i), len};
+    s.iov = {data(i) + offset, len};
     s.msg = {};
     s.msg.msg_name = &s.addr;
     s.msg.msg_namelen = addr_len;

@@ -66,7 +66,7 @@ absl::StatusOr<std::unique_ptr<Transport>> UringTransport::Open(const TransportO
   if (o.simulate_uring_errno != 0) {
     return RingError(o.simulate_uring_errno, "io_uring_queue_init (simulated)");
   }
-  auto pool = TxPool::Create(o.tx_slot_count, o.max_datagram_bytes);
+  auto pool = TxPool::Create(o.tx_slot_count, TxSlotBytes(o));
   if (!pool.ok()) return pool.status();
   std::unique_ptr<UringTransport> t(new UringTransport(std::move(*pool)));
   if (absl::Status s = t->InitRing(o); !s.ok()) return s;
@@ -217,9 +217,22 @@ std::span<uint8_t> UringTransport::AcquireTx(size_t max_len) {
   return tx_.AcquirePending(max_len, stats_);
 }
 
+void UringTransport::CommitTx(const Endpoint& to, std::span<const uint8_t> packet) {
+  size_t offset = 0;
+  bool bad_span = false;
+  const uint32_t i = tx_.TakePending(packet, &offset, &bad_span);
+  if (bad_span) stats_.CountDrop(Drop::kTxBadSpan);
+  if (i == TxPool::kNone) return;
+  QueueTx(to, i, offset, packet.size());
+}
+
 void UringTransport::CommitTx(const Endpoint& to, size_t len) {
   const uint32_t i = tx_.TakePending(len);
   if (i == TxPool::kNone) return;
+  QueueTx(to, i, 0, len);
+}
+
+void UringTransport::QueueTx(const Endpoint& to, uint32_t i, size_t offset, size_t len) {
   const socklen_t alen = ToSockaddr(to, family_, &tx_.slot(i).addr);
   io_uring_sqe* sqe = alen == 0 ? nullptr : GetSqe();
   if (sqe == nullptr) {
@@ -227,7 +240,7 @@ void UringTransport::CommitTx(const Endpoint& to, size_t len) {
     tx_.Release(i);
     return;
   }
-  tx_.Prepare(i, len, alen);
+  tx_.Prepare(i, offset, len, alen);
   io_uring_prep_sendmsg(sqe, kFixedSocket, &tx_.slot(i).msg, 0);
   sqe->flags |= IOSQE_FIXED_FILE;
   io_uring_sqe_set_data64(sqe, (uint64_t{i} << 8) | kSendTag);

@@ -34,6 +34,7 @@ class UringTransport final : public Transport {
   const TransportStats& stats() const override { return stats_; }
 
   std::span<uint8_t> AcquireTx(size_t max_len) override;
+  void CommitTx(const Endpoint& to, std::span<const uint8_t> packet) override;
   void CommitTx(const Endpoint& to, size_t len) override;
   void AbortTx() override { tx_.AbortPending(); }
   absl::Status Flush() override;
@@ -57,6 +58,9 @@ class UringTransport final : public Transport {
   void HandleSend(const io_uring_cqe& cqe);
   void RecycleBuffer(uint16_t bid);
   void CancelAndDrain();
+
+  // Queues slot i's `len` bytes at `offset` for `to` (the common tail of both CommitTx).
+  void QueueTx(const Endpoint& to, uint32_t i, size_t offset, size_t len);
 
   TransportStats stats_;
   io_uring ring_{};

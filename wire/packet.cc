@@ -12,6 +12,7 @@ static_assert(sizeof(fb::NodeRef) == sizeof(NodeRef));
 static_assert(sizeof(fb::DigestEntry) == sizeof(DigestEntry));
 static_assert(sizeof(fb::Entry) == sizeof(Entry));
 static_assert(alignof(fb::Entry) == alignof(Entry));
+static_assert(sizeof(fb::RumorFeedback) == sizeof(RumorFeedback));
 
 // Slot budget kept free for flatbuffers' scratch area (vtable bookkeeping) at the low end
 // of the slot, so the builder never needs to grow.
@@ -79,6 +80,8 @@ const char* MessageTypeName(MessageType t) {
     case MessageType::kSynAck: return "synack";
     case MessageType::kAck: return "ack";
     case MessageType::kBadCluster: return "bad_cluster";
+    case MessageType::kRumor: return "rumor";
+    case MessageType::kRumorAck: return "rumor_ack";
   }
   return "unknown";
 }
@@ -231,6 +234,31 @@ bool CheckDelta(const fb::Delta* d, const DecodeLimits& limits, size_t blob_size
   return true;
 }
 
+bool CheckFeedback(const flatbuffers::Vector<const fb::RumorFeedback*>* v,
+                   const DecodeLimits& limits, size_t blob_size,
+                   std::span<const RumorFeedback>* out, DropReason* reason) {
+  if (v == nullptr) {
+    *reason = DropReason::kMissingField;
+    return false;
+  }
+  if (v->size() > limits.max_parts) {
+    *reason = DropReason::kTooManyParts;
+    return false;
+  }
+  *out = {reinterpret_cast<const RumorFeedback*>(v->data()), v->size()};
+  for (const RumorFeedback& f : *out) {
+    if (!InBlob(blob_size, f.name_off, f.name_len)) {
+      *reason = DropReason::kBadBlobRange;
+      return false;
+    }
+    if (f.name_len == 0 || f.name_len > kMaxNameBytes) {
+      *reason = DropReason::kBadName;
+      return false;
+    }
+  }
+  return true;
+}
+
 bool CheckHeader(std::span<const uint8_t> datagram, PacketHeader* h, DropReason* reason) {
   if (datagram.size() < kHeaderBytes) {
     *reason = DropReason::kTooShort;
@@ -291,6 +319,7 @@ bool Decode(std::span<const uint8_t> datagram, const DecodeLimits& limits, Decod
       out->type = MessageType::kSyn;
       const fb::Syn* m = p->message_as_Syn();
       if (m == nullptr) break;
+      out->message_flags = m->mode();
       return CheckDigest(m->digest(), limits, blob_size, &out->digest, reason);
     }
     case fb::Message::SynAck: {
@@ -310,6 +339,21 @@ bool Decode(std::span<const uint8_t> datagram, const DecodeLimits& limits, Decod
       out->type = MessageType::kBadCluster;
       if (p->message_as_BadCluster() == nullptr) break;
       return true;
+    case fb::Message::Rumor: {
+      out->type = MessageType::kRumor;
+      const fb::Rumor* m = p->message_as_Rumor();
+      if (m == nullptr) break;
+      out->message_flags = m->flags();
+      return CheckDelta(m->delta(), limits, blob_size, &out->parts_, &out->num_parts_, reason);
+    }
+    case fb::Message::RumorAck: {
+      out->type = MessageType::kRumorAck;
+      const fb::RumorAck* m = p->message_as_RumorAck();
+      if (m == nullptr) break;
+      out->message_flags = m->flags();
+      return CheckFeedback(m->feedback(), limits, blob_size, &out->feedback, reason) &&
+             CheckDelta(m->delta(), limits, blob_size, &out->parts_, &out->num_parts_, reason);
+    }
     default:
       break;
   }
@@ -347,6 +391,7 @@ struct PacketEncoder::Impl {
   flatbuffers::Offset<flatbuffers::String> cluster_id;
   flatbuffers::Offset<flatbuffers::Vector<uint8_t>> blob;
   flatbuffers::Offset<flatbuffers::Vector<const fb::DigestEntry*>> digest;
+  flatbuffers::Offset<flatbuffers::Vector<const fb::RumorFeedback*>> feedback;
   bool digest_partial = false;
   bool has_digest = false;
   size_t num_parts = 0;
@@ -376,6 +421,13 @@ std::span<DigestEntry> PacketEncoder::AllocDigest(size_t count, bool partial) {
   impl_->digest_partial = partial;
   impl_->has_digest = true;
   return {reinterpret_cast<DigestEntry*>(p), count};
+}
+
+std::span<RumorFeedback> PacketEncoder::AllocFeedback(size_t count) {
+  if (count * sizeof(RumorFeedback) + 16 > impl_->Remaining()) return {};
+  fb::RumorFeedback* p = nullptr;
+  impl_->feedback = impl_->builder.CreateUninitializedVectorOfStructs(count, &p);
+  return {reinterpret_cast<RumorFeedback*>(p), count};
 }
 
 std::span<Entry> PacketEncoder::AddPart(const NodeRef& node, uint64_t from_version_excluded,
@@ -413,7 +465,7 @@ std::span<const uint8_t> PacketEncoder::Finish(MessageType type) {
   fb::Message msg_type = fb::Message::NONE;
   switch (type) {
     case MessageType::kSyn:
-      msg = fb::CreateSyn(fbb, make_digest()).Union();
+      msg = fb::CreateSyn(fbb, make_digest(), m.options.message_flags).Union();
       msg_type = fb::Message::Syn;
       break;
     case MessageType::kSynAck: {
@@ -431,6 +483,17 @@ std::span<const uint8_t> PacketEncoder::Finish(MessageType type) {
       msg = fb::CreateBadCluster(fbb).Union();
       msg_type = fb::Message::BadCluster;
       break;
+    case MessageType::kRumor:
+      msg = fb::CreateRumor(fbb, make_delta(), m.options.message_flags).Union();
+      msg_type = fb::Message::Rumor;
+      break;
+    case MessageType::kRumorAck: {
+      if (m.feedback.IsNull()) AllocFeedback(0);
+      auto delta = make_delta();
+      msg = fb::CreateRumorAck(fbb, m.feedback, delta, m.options.message_flags).Union();
+      msg_type = fb::Message::RumorAck;
+      break;
+    }
     case MessageType::kNone:
       return {};
   }

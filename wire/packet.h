@@ -87,13 +87,41 @@ struct Entry {
 };
 static_assert(sizeof(Entry) == 24);
 
+struct RumorFeedback {
+  uint64_t generation;
+  uint64_t from_version;
+  uint64_t max_version;
+  uint32_t name_off;
+  uint8_t name_len;
+  uint8_t knew;
+  uint16_t reserved;
+};
+static_assert(sizeof(RumorFeedback) == 32);
+
 // Conversions between NodeRef's packed address and Endpoint.
 Endpoint NodeRefEndpoint(const NodeRef& ref);
 void SetNodeRefEndpoint(const Endpoint& ep, NodeRef* ref);
 
 uint32_t ClusterHash(std::string_view cluster_id);
 
-enum class MessageType : uint8_t { kNone = 0, kSyn = 1, kSynAck = 2, kAck = 3, kBadCluster = 4 };
+enum class MessageType : uint8_t {
+  kNone = 0,
+  kSyn = 1,
+  kSynAck = 2,
+  kAck = 3,
+  kBadCluster = 4,
+  kRumor = 5,
+  kRumorAck = 6,
+};
+inline constexpr size_t kMessageTypeCount = 7;
+
+// Syn.mode values (seed 001 anti-entropy variants).
+inline constexpr uint8_t kModePushPull = 0;
+inline constexpr uint8_t kModePull = 1;
+inline constexpr uint8_t kModePush = 2;
+// Rumor / RumorAck flag bits.
+inline constexpr uint8_t kRumorWantsFeedback = 1u << 0;
+inline constexpr uint8_t kRumorPull = 1u << 1;
 const char* MessageTypeName(MessageType t);
 
 // Every reason a datagram is rejected by the decoder. Counted per reason by the engine.
@@ -152,6 +180,8 @@ class DecodedPacket {
   uint16_t shard_count = 0;
   std::span<const uint8_t> blob;
   DigestView digest;  // Syn, SynAck
+  uint8_t message_flags = 0;  // Syn: mode; Rumor/RumorAck: flags
+  std::span<const RumorFeedback> feedback;  // RumorAck
 
   size_t num_parts() const { return num_parts_; }
   // REQUIRES: i < num_parts().
@@ -160,6 +190,7 @@ class DecodedPacket {
   // REQUIRES: the ranges were validated by Decode (every NodeRef/Entry reached through
   // this packet was).
   std::string_view Name(const NodeRef& ref) const { return Str(ref.name_off, ref.name_len); }
+  std::string_view Name(const RumorFeedback& f) const { return Str(f.name_off, f.name_len); }
   std::string_view Key(const Entry& e) const { return Str(e.off, e.key_len); }
   std::string_view Value(const Entry& e) const { return Str(e.off + e.key_len, e.value_len); }
 
@@ -201,6 +232,7 @@ struct EncodeOptions {
   std::string_view cluster_id;
   uint16_t shard = 0;
   uint16_t shard_count = 1;
+  uint8_t message_flags = 0;      // Syn: mode; Rumor/RumorAck: flags
   NodeRef sender{};               // name_off filled in by the caller (a blob offset)
   size_t max_packet_bytes = kMaxUdpPayloadBytes;  // header included
 };
@@ -220,6 +252,7 @@ class PacketEncoder {
   // The single byte blob holding names, keys and values; fill it before Finish().
   std::span<uint8_t> AllocBlob(size_t bytes);
   std::span<DigestEntry> AllocDigest(size_t count, bool partial);
+  std::span<RumorFeedback> AllocFeedback(size_t count);
   // Adds one NodeDelta whose `count` entries the caller writes into the returned span.
   // *ok is false (and nothing is added) when it does not fit.
   std::span<Entry> AddPart(const NodeRef& node, uint64_t from_version_excluded,

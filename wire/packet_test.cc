@@ -122,7 +122,8 @@ TEST(PacketTest, SynAckRoundTrip) {
 }
 
 TEST(PacketTest, SynAndBadClusterRoundTrip) {
-  for (MessageType t : {MessageType::kSyn, MessageType::kBadCluster, MessageType::kAck}) {
+  for (MessageType t : {MessageType::kSyn, MessageType::kBadCluster, MessageType::kAck,
+                        MessageType::kRumor, MessageType::kRumorAck}) {
     Builder b;
     PacketEncoder enc(b.slot, b.Options());
     auto pkt = b.Finish(enc, t);
@@ -131,6 +132,26 @@ TEST(PacketTest, SynAndBadClusterRoundTrip) {
     ASSERT_TRUE(Decode(pkt, DecodeLimits{}, &p, &r)) << DropReasonName(r);
     EXPECT_EQ(p.type, t);
   }
+}
+
+TEST(PacketTest, RumorAckFeedbackRoundTrip) {
+  Builder b;
+  EncodeOptions o = b.Options();
+  o.message_flags = kRumorWantsFeedback;
+  PacketEncoder enc(b.slot, o);
+  const uint32_t name = b.Put("node-a");
+  auto fb = enc.AllocFeedback(1);
+  ASSERT_EQ(fb.size(), 1u);
+  fb[0] = RumorFeedback{3, 10, 20, name, 6, 1, 0};
+  auto pkt = b.Finish(enc, MessageType::kRumorAck);
+  DecodedPacket p;
+  DropReason r;
+  ASSERT_TRUE(Decode(pkt, DecodeLimits{}, &p, &r)) << DropReasonName(r);
+  EXPECT_EQ(p.message_flags, kRumorWantsFeedback);
+  ASSERT_EQ(p.feedback.size(), 1u);
+  EXPECT_EQ(p.feedback[0].max_version, 20u);
+  EXPECT_EQ(p.feedback[0].knew, 1);
+  EXPECT_EQ(p.Name(p.feedback[0]), "node-a");
 }
 
 TEST(PacketTest, EncoderRespectsMaxPacketBytes) {

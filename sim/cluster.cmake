@@ -1,0 +1,19 @@
+# The deterministic cluster simulator (DESIGN §11): many Engines on a virtual clock, a
+# simulated network, invariant checkers, and `scuttle-sim cluster`. Included from
+# sim/CMakeLists.txt.
+add_library(scuttle_cluster_sim
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_checker.cc
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_cli.cc
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_faults.cc
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_net.cc
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_sim.cc)
+target_link_libraries(scuttle_cluster_sim
+  PUBLIC scuttle_engine absl::flat_hash_map absl::status absl::statusor
+  PRIVATE absl::strings absl::str_format nlohmann_json::nlohmann_json)
+
+target_link_libraries(scuttle-sim PRIVATE scuttle_cluster_sim)
+
+add_executable(cluster_sim_test ${CMAKE_SOURCE_DIR}/tests/sim/cluster_sim_test.cc)
+target_link_libraries(cluster_sim_test
+  PRIVATE scuttle_cluster_sim nlohmann_json::nlohmann_json GTest::gtest_main)
+gtest_discover_tests(cluster_sim_test DISCOVERY_TIMEOUT 60)

@@ -1,0 +1,734 @@
+#include "sim/demers.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstddef>
+#include <functional>
+#include <limits>
+#include <ostream>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "nlohmann/json.hpp"
+#include "wire/absl_compat.h"
+
+namespace scuttle::sim {
+
+// ---------------------------------------------------------------------------------------
+// Statistics and reference values.
+
+double Summary::standard_error() const {
+  return count == 0 ? 0.0 : stddev / std::sqrt(static_cast<double>(count));
+}
+
+Summary Summarize(std::span<const double> xs) {
+  Summary s;
+  s.count = static_cast<uint32_t>(xs.size());
+  if (xs.empty()) return s;
+  double sum = 0;
+  s.min = s.max = xs[0];
+  for (double x : xs) {
+    sum += x;
+    s.min = std::min(s.min, x);
+    s.max = std::max(s.max, x);
+  }
+  s.mean = sum / xs.size();
+  if (xs.size() > 1) {
+    double sq = 0;
+    for (double x : xs) sq += (x - s.mean) * (x - s.mean);
+    s.stddev = std::sqrt(sq / (xs.size() - 1));
+  }
+  return s;
+}
+
+namespace {
+
+// Demers et al. 1987, Table 1 (push, feedback, counter) and Table 2 (push, blind, coin),
+// n = 1000.
+constexpr PaperRow kTable1[] = {{1, 0.18, 1.7, 11.0, 16.8},
+                                {2, 0.037, 3.3, 12.1, 16.9},
+                                {3, 0.011, 4.5, 12.5, 17.4},
+                                {4, 0.0036, 5.6, 12.7, 17.5},
+                                {5, 0.0012, 6.7, 12.8, 17.7}};
+constexpr PaperRow kTable2[] = {{1, 0.96, 0.04, 19, 38},
+                                {2, 0.20, 1.6, 17, 33},
+                                {3, 0.060, 2.8, 15, 32},
+                                {4, 0.021, 3.9, 14.1, 32},
+                                {5, 0.008, 4.9, 13.8, 32}};
+
+constexpr RumorId kRumor{0, 1};  // the single update of the model
+
+}  // namespace
+
+std::span<const PaperRow> PaperTable1() { return kTable1; }
+std::span<const PaperRow> PaperTable2() { return kTable2; }
+
+const PaperRow* PaperRowFor(const DemersParams& p) {
+  const RumorOptions& r = p.rumor;
+  if (p.n != 1000 || r.variant != RumorVariant::kPush || p.delivery != Delivery::kSnapshot ||
+      r.k < 1 || r.k > 5) {
+    return nullptr;
+  }
+  if (r.removal == RumorRemoval::kFeedback && r.decay == RumorDecay::kCounter &&
+      r.counter == RumorCounter::kConsecutive) {
+    return &kTable1[r.k - 1];
+  }
+  if (r.removal == RumorRemoval::kBlind && r.decay == RumorDecay::kCoin) {
+    return &kTable2[r.k - 1];
+  }
+  return nullptr;
+}
+
+double ResidueEquation(double k) {
+  assert(k > 0);
+  // f(s) = s - e^{-(k+1)(1-s)} is concave with f(0) < 0 and f(1) = 0, f'(1) = -k < 0, so
+  // it has exactly one root in (0, 1); f(1 - 1e-9) ~ k * 1e-9 > 0 brackets it.
+  auto f = [k](double s) { return s - std::exp(-(k + 1) * (1 - s)); };
+  double lo = 0, hi = 1 - 1e-9;
+  for (int i = 0; i < 100; ++i) {
+    const double mid = (lo + hi) / 2;
+    (f(mid) < 0 ? lo : hi) = mid;
+  }
+  return (lo + hi) / 2;
+}
+
+std::string_view ToString(Delivery d) {
+  return d == Delivery::kSnapshot ? "snapshot" : "sequential";
+}
+
+absl::StatusOr<Delivery> ParseDelivery(std::string_view s) {
+  if (s == "snapshot") return Delivery::kSnapshot;
+  if (s == "sequential") return Delivery::kSequential;
+  return absl::InvalidArgumentError(
+      absl::StrCat("bad delivery '", AV(s), "': want snapshot|sequential"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Rumor mongering model.
+
+absl::Status ValidateDemersParams(const DemersParams& p) {
+  if (p.n < 2 || p.n > DemersParams::kMaxN) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("n must be in [2, ", DemersParams::kMaxN, "], got ", p.n));
+  }
+  if (p.trials < 1 || p.trials > DemersParams::kMaxTrials) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("trials must be in [1, ", DemersParams::kMaxTrials, "], got ", p.trials));
+  }
+  if (p.max_cycles < 1) return absl::InvalidArgumentError("max_cycles must be >= 1");
+  return ValidateRumorOptions(p.rumor);
+}
+
+namespace {
+
+uint32_t RandomOtherSite(SimRng& rng, uint32_t n, uint32_t self) {
+  auto r = static_cast<uint32_t>(rng.Below(n - 1));
+  return r >= self ? r + 1 : r;
+}
+
+// n sites, each with its database bit (knows the update, and since which cycle) and its
+// RumorMonger. Reused across trials.
+class RumorModel {
+ public:
+  explicit RumorModel(const DemersParams& p)
+      : p_(p), mongers_(p.n, RumorMonger(p.rumor)), knows_(p.n, 0), learned_at_(p.n, 0) {}
+
+  DemersTrial RunTrial(SimRng& rng);
+  RumorStats TotalStats() const;
+
+ private:
+  struct ContactResult {
+    uint32_t sender;
+    bool recipient_knew;
+  };
+
+  void Reset();
+  void RunCycle(uint32_t cycle, SimRng& rng);
+  void Contact(uint32_t initiator, uint32_t partner, uint32_t cycle);
+  void Send(uint32_t sender, uint32_t recipient, uint32_t cycle);
+  void EndCycle(SimRng& rng);
+
+  const DemersParams p_;
+  std::vector<RumorMonger> mongers_;
+  std::vector<uint8_t> knows_;
+  std::vector<uint32_t> learned_at_;
+  std::vector<uint32_t> hot_sites_;  // infective at the start of the cycle, ascending
+  std::vector<uint32_t> learned_;    // learned during the cycle
+  std::vector<ContactResult> results_;
+  std::vector<RumorId> scratch_;
+  uint64_t messages_ = 0;
+};
+
+void RumorModel::Reset() {
+  for (uint32_t s = 0; s < p_.n; ++s) {
+    if (knows_[s]) mongers_[s].Clear();  // only sites that knew can hold the rumor
+  }
+  std::fill(knows_.begin(), knows_.end(), 0);
+  hot_sites_.clear();
+  learned_.clear();
+  results_.clear();
+  messages_ = 0;
+}
+
+// Sends `sender`'s hot rumors to `recipient`. The recipient learns at once (so a later
+// contact in the same cycle sees it under kSequential) but mongers only from next cycle.
+void RumorModel::Send(uint32_t sender, uint32_t recipient, uint32_t cycle) {
+  ++messages_;
+  const bool knew_at_start = knows_[recipient] && learned_at_[recipient] < cycle;
+  const bool knew = p_.delivery == Delivery::kSnapshot ? knew_at_start : knows_[recipient] != 0;
+  if (!knows_[recipient]) {
+    knows_[recipient] = 1;
+    learned_at_[recipient] = cycle;
+    learned_.push_back(recipient);
+  }
+  results_.push_back({sender, knew});
+}
+
+void RumorModel::Contact(uint32_t initiator, uint32_t partner, uint32_t cycle) {
+  scratch_.clear();
+  mongers_[initiator].PushRumors(std::numeric_limits<size_t>::max(), &scratch_);
+  for (size_t i = 0; i < scratch_.size(); ++i) Send(initiator, partner, cycle);
+  scratch_.clear();
+  mongers_[partner].PullRumors(std::numeric_limits<size_t>::max(), &scratch_);
+  for (size_t i = 0; i < scratch_.size(); ++i) Send(partner, initiator, cycle);
+}
+
+void RumorModel::RunCycle(uint32_t cycle, SimRng& rng) {
+  if (p_.rumor.variant == RumorVariant::kPush) {
+    // Only infective sites have anything to push; others stay idle (and draw nothing).
+    for (uint32_t s : hot_sites_) Contact(s, RandomOtherSite(rng, p_.n, s), cycle);
+  } else {
+    for (uint32_t s = 0; s < p_.n; ++s) Contact(s, RandomOtherSite(rng, p_.n, s), cycle);
+  }
+}
+
+// End of a synchronous cycle: loss of interest, then the new infectives.
+void RumorModel::EndCycle(SimRng& rng) {
+  for (const ContactResult& r : results_) {
+    mongers_[r.sender].OnContactResult(kRumor, r.recipient_knew, rng);
+  }
+  results_.clear();
+  size_t kept = 0;
+  for (uint32_t s : hot_sites_) {
+    if (mongers_[s].IsHot(kRumor)) hot_sites_[kept++] = s;
+  }
+  hot_sites_.resize(kept);
+  for (uint32_t s : learned_) {
+    const bool added = mongers_[s].OnRemoteUpdate(kRumor);
+    assert(added);
+    (void)added;
+    hot_sites_.push_back(s);
+  }
+  learned_.clear();
+  std::sort(hot_sites_.begin(), hot_sites_.end());
+}
+
+DemersTrial RumorModel::RunTrial(SimRng& rng) {
+  Reset();
+  knows_[0] = 1;
+  learned_at_[0] = 0;
+  mongers_[0].OnLocalUpdate(kRumor);
+  hot_sites_.push_back(0);
+  DemersTrial t;
+  uint32_t cycle = 0;
+  while (!hot_sites_.empty() && cycle < p_.max_cycles) {
+    ++cycle;
+    RunCycle(cycle, rng);
+    EndCycle(rng);
+  }
+  t.truncated = !hot_sites_.empty();
+  t.cycles = cycle;
+  t.messages = messages_;
+  uint64_t sum = 0;
+  for (uint32_t s = 0; s < p_.n; ++s) {
+    if (!knows_[s]) continue;
+    ++t.reached;
+    sum += learned_at_[s];
+    t.t_last = std::max(t.t_last, learned_at_[s]);
+  }
+  t.t_ave = static_cast<double>(sum) / t.reached;
+  return t;
+}
+
+RumorStats RumorModel::TotalStats() const {
+  RumorStats total;
+  for (const RumorMonger& m : mongers_) {
+    const RumorStats& s = m.stats();
+    total.added += s.added;
+    total.dropped_full += s.dropped_full;
+    total.contacts += s.contacts;
+    total.unnecessary += s.unnecessary;
+    total.lost_interest += s.lost_interest;
+    total.stale_results += s.stale_results;
+  }
+  return total;
+}
+
+}  // namespace
+
+absl::StatusOr<DemersResult> RunDemers(const DemersParams& params) {
+  if (absl::Status s = ValidateDemersParams(params); !s.ok()) return s;
+  SimRng rng(params.seed);
+  RumorModel model(params);
+  std::vector<double> residue, traffic, t_ave, t_last;
+  DemersResult result;
+  result.params = params;
+  const double n = params.n;
+  for (uint32_t i = 0; i < params.trials; ++i) {
+    const DemersTrial t = model.RunTrial(rng);
+    residue.push_back((n - t.reached) / n);
+    traffic.push_back(static_cast<double>(t.messages) / n);
+    t_ave.push_back(t.t_ave);
+    t_last.push_back(t.t_last);
+    if (t.truncated) ++result.truncated_trials;
+  }
+  result.residue = Summarize(residue);
+  result.traffic = Summarize(traffic);
+  result.t_ave = Summarize(t_ave);
+  result.t_last = Summarize(t_last);
+  result.rumor_stats = model.TotalStats();
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------
+// Anti-entropy model.
+
+absl::Status ValidateAntiEntropyParams(const AntiEntropyParams& p) {
+  if (p.n < 2 || p.n > DemersParams::kMaxN) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("n must be in [2, ", DemersParams::kMaxN, "], got ", p.n));
+  }
+  if (p.trials < 1 || p.trials > DemersParams::kMaxTrials) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("trials must be in [1, ", DemersParams::kMaxTrials, "], got ", p.trials));
+  }
+  if (p.max_cycles < 1 || p.max_cycles > 1000000) {
+    return absl::InvalidArgumentError("max_cycles must be in [1, 1000000]");
+  }
+  return absl::OkStatus();
+}
+
+namespace {
+
+// One trial: the susceptible fraction after each cycle, p_0 = (n - 1) / n, until 0.
+std::vector<double> AntiEntropyTrial(const AntiEntropyParams& p, SimRng& rng) {
+  const bool push = p.mode != AntiEntropyMode::kPull;
+  const bool pull = p.mode != AntiEntropyMode::kPush;
+  std::vector<uint8_t> infected(p.n, 0);
+  infected[0] = 1;
+  std::vector<uint8_t> next = infected;
+  uint32_t susceptible = p.n - 1;
+  std::vector<double> ps = {static_cast<double>(susceptible) / p.n};
+  for (uint32_t c = 0; c < p.max_cycles && susceptible > 0; ++c) {
+    // Resolve against the start-of-cycle state; changes land in `next`.
+    for (uint32_t s = 0; s < p.n; ++s) {
+      const uint32_t r = RandomOtherSite(rng, p.n, s);
+      if (push && infected[s] && !infected[r]) next[r] = 1;
+      if (pull && infected[r] && !infected[s]) next[s] = 1;
+    }
+    infected = next;
+    susceptible = static_cast<uint32_t>(std::count(infected.begin(), infected.end(), 0));
+    ps.push_back(static_cast<double>(susceptible) / p.n);
+  }
+  return ps;
+}
+
+// The paper's one-cycle laws (§1.3), finite n and small-p forms.
+double AntiEntropyLaw(AntiEntropyMode mode, double p, double n) {
+  const double missed_by_pushes = std::pow(1 - 1 / n, n * (1 - p));
+  switch (mode) {
+    case AntiEntropyMode::kPull:
+      return p * p;
+    case AntiEntropyMode::kPush:
+      return p * missed_by_pushes;
+    case AntiEntropyMode::kPushPull:
+      return p * p * missed_by_pushes;
+  }
+  return 0;
+}
+
+double AntiEntropyAsymptotic(AntiEntropyMode mode, double p) {
+  switch (mode) {
+    case AntiEntropyMode::kPull:
+      return p * p;
+    case AntiEntropyMode::kPush:
+      return p * std::exp(-1.0);
+    case AntiEntropyMode::kPushPull:
+      return p * p * std::exp(-1.0);
+  }
+  return 0;
+}
+
+}  // namespace
+
+absl::StatusOr<AntiEntropyResult> RunAntiEntropy(const AntiEntropyParams& params) {
+  if (absl::Status s = ValidateAntiEntropyParams(params); !s.ok()) return s;
+  SimRng rng(params.seed);
+  AntiEntropyResult result;
+  result.params = params;
+  std::vector<std::vector<double>> runs;
+  std::vector<double> converge;
+  size_t longest = 0;
+  for (uint32_t i = 0; i < params.trials; ++i) {
+    runs.push_back(AntiEntropyTrial(params, rng));
+    if (runs.back().back() > 0) ++result.truncated_trials;
+    converge.push_back(static_cast<double>(runs.back().size() - 1));
+    longest = std::max(longest, runs.back().size());
+  }
+  result.cycles_to_converge = Summarize(converge);
+  auto p_at = [](const std::vector<double>& run, size_t i) {
+    return i < run.size() ? run[i] : run.back();  // a finished trial stays where it ended
+  };
+  const double n = params.n;
+  for (size_t i = 0; i < longest; ++i) {
+    AntiEntropyCycle c;
+    c.cycle = static_cast<uint32_t>(i);
+    for (const auto& run : runs) {
+      c.measured += p_at(run, i);
+      if (i > 0) {
+        c.predicted += AntiEntropyLaw(params.mode, p_at(run, i - 1), n);
+        c.asymptotic += AntiEntropyAsymptotic(params.mode, p_at(run, i - 1));
+      }
+    }
+    c.measured /= runs.size();
+    c.predicted = i > 0 ? c.predicted / runs.size() : c.measured;
+    c.asymptotic = i > 0 ? c.asymptotic / runs.size() : c.measured;
+    c.susceptible_sites = c.measured * n;
+    result.cycles.push_back(c);
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------
+// Command line. A minimal parser: absl flags are process-global and do not fit
+// subcommands that each own a flag set.
+
+namespace {
+
+constexpr int kUsageError = 2;
+
+struct FlagSpec {
+  std::string_view name;   // without "--"
+  std::string_view value;  // value placeholder for help; empty for a boolean flag
+  std::string_view help;
+  std::function<absl::Status(std::string_view)> set;
+};
+
+absl::Status ParseFlags(std::span<const std::string_view> args, std::span<const FlagSpec> specs) {
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg.substr(0, 2) != "--" || arg.size() == 2) {
+      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", AV(arg), "'"));
+    }
+    arg.remove_prefix(2);
+    std::string_view value;
+    bool has_value = false;
+    if (size_t eq = arg.find('='); eq != std::string_view::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    auto spec =
+        std::find_if(specs.begin(), specs.end(), [&](const FlagSpec& s) { return s.name == arg; });
+    if (spec == specs.end()) {
+      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", AV(arg)));
+    }
+    if (spec->value.empty()) {
+      if (has_value) {
+        return absl::InvalidArgumentError(absl::StrCat("flag --", AV(arg), " takes no value"));
+      }
+    } else if (!has_value) {
+      if (i + 1 >= args.size()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("flag --", AV(arg), " needs a value ", AV(spec->value)));
+      }
+      value = args[++i];
+    }
+    if (absl::Status s = spec->set(value); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--", AV(arg), ": ", s.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
+void PrintUsage(std::ostream& os, std::string_view command, std::string_view synopsis,
+                std::span<const FlagSpec> specs) {
+  os << "usage: scuttle-sim " << command << " [flags]\n  " << synopsis << "\nflags:\n";
+  for (const FlagSpec& s : specs) {
+    os << absl::StrFormat("  --%-34s %s\n", AV(absl::StrCat(AV(s.name), " ", AV(s.value))),
+                          AV(s.help));
+  }
+}
+
+std::function<absl::Status(std::string_view)> SetUint(uint64_t min, uint64_t max,
+                                                      std::function<void(uint64_t)> set) {
+  return [=](std::string_view v) -> absl::Status {
+    uint64_t x = 0;
+    if (!absl::SimpleAtoi(AV(v), &x) || x < min || x > max) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("want an integer in [", min, ", ", max, "], got '", AV(v), "'"));
+    }
+    set(x);
+    return absl::OkStatus();
+  };
+}
+
+template <typename E>
+std::function<absl::Status(std::string_view)> SetEnum(absl::StatusOr<E> (*parse)(std::string_view),
+                                                      E* dst) {
+  return [=](std::string_view v) -> absl::Status {
+    absl::StatusOr<E> e = parse(v);
+    if (!e.ok()) return e.status();
+    *dst = *e;
+    return absl::OkStatus();
+  };
+}
+
+// "3" or "1..5".
+absl::Status ParseKRange(std::string_view v, std::vector<uint32_t>* ks) {
+  uint32_t lo = 0, hi = 0;
+  const size_t dots = v.find("..");
+  const bool ok = dots == std::string_view::npos
+                      ? absl::SimpleAtoi(AV(v), &lo) && (hi = lo, true)
+                      : absl::SimpleAtoi(AV(v.substr(0, dots)), &lo) &&
+                            absl::SimpleAtoi(AV(v.substr(dots + 2)), &hi);
+  if (!ok || lo < 1 || hi < lo || hi > RumorOptions::kMaxK) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "want K or LO..HI with 1 <= LO <= HI <= ", RumorOptions::kMaxK, ", got '", AV(v), "'"));
+  }
+  ks->clear();
+  for (uint32_t k = lo; k <= hi; ++k) ks->push_back(k);
+  return absl::OkStatus();
+}
+
+nlohmann::json ToJson(const Summary& s) {
+  return {{"mean", s.mean}, {"stddev", s.stddev}, {"min", s.min}, {"max", s.max}};
+}
+
+nlohmann::json DemersJson(const DemersParams& p, const std::vector<DemersResult>& rows) {
+  nlohmann::json j = {{"command", "demers"},
+                      {"n", p.n},
+                      {"variant", ToString(p.rumor.variant)},
+                      {"removal", ToString(p.rumor.removal)},
+                      {"decay", ToString(p.rumor.decay)},
+                      {"counter", ToString(p.rumor.counter)},
+                      {"delivery", ToString(p.delivery)},
+                      {"trials", p.trials},
+                      {"seed", p.seed},
+                      {"rows", nlohmann::json::array()}};
+  for (const DemersResult& r : rows) {
+    nlohmann::json row = {{"k", r.params.rumor.k},
+                          {"residue", ToJson(r.residue)},
+                          {"traffic", ToJson(r.traffic)},
+                          {"t_ave", ToJson(r.t_ave)},
+                          {"t_last", ToJson(r.t_last)},
+                          {"truncated_trials", r.truncated_trials},
+                          {"residue_equation", ResidueEquation(r.params.rumor.k)}};
+    if (const PaperRow* paper = PaperRowFor(r.params)) {
+      row["paper"] = {{"residue", paper->residue},
+                      {"traffic", paper->traffic},
+                      {"t_ave", paper->t_ave},
+                      {"t_last", paper->t_last}};
+    }
+    j["rows"].push_back(row);
+  }
+  return j;
+}
+
+void PrintDemersTable(std::ostream& os, const DemersParams& p,
+                      const std::vector<DemersResult>& rows) {
+  os << absl::StrFormat(
+      "demers: n=%u variant=%s removal=%s decay=%s counter=%s delivery=%s trials=%u seed=%u\n", p.n,
+      AV(ToString(p.rumor.variant)), AV(ToString(p.rumor.removal)), AV(ToString(p.rumor.decay)),
+      AV(ToString(p.rumor.counter)), AV(ToString(p.delivery)), p.trials, p.seed);
+  os << absl::StrFormat("%3s  %-17s %-13s %-13s %-13s %-8s | %s\n", "k", "residue (sd)",
+                        "traffic (sd)", "t_ave (sd)", "t_last (sd)", "s_eq",
+                        "paper: residue traffic t_ave t_last");
+  for (const DemersResult& r : rows) {
+    os << absl::StrFormat("%3u  %.4f (%.4f)   %5.2f (%5.2f) %5.2f (%5.2f) %5.2f (%5.2f) %-8.4f |",
+                          r.params.rumor.k, r.residue.mean, r.residue.stddev, r.traffic.mean,
+                          r.traffic.stddev, r.t_ave.mean, r.t_ave.stddev, r.t_last.mean,
+                          r.t_last.stddev, ResidueEquation(r.params.rumor.k));
+    if (const PaperRow* paper = PaperRowFor(r.params)) {
+      os << absl::StrFormat(" %7g %7g %5g %6g", paper->residue, paper->traffic, paper->t_ave,
+                            paper->t_last);
+    }
+    if (r.truncated_trials > 0) os << "  (" << r.truncated_trials << " trials hit max-cycles)";
+    os << "\n";
+  }
+}
+
+}  // namespace
+
+int DemersCommand(std::span<const std::string_view> args, std::ostream& out, std::ostream& err) {
+  DemersParams p;
+  p.rumor.max_hot_rumors = 1;  // one update per run
+  std::vector<uint32_t> ks = {p.rumor.k};
+  bool json = false, help = false;
+  const FlagSpec specs[] = {
+      {"n", "N", "sites (default 1000)",
+       SetUint(2, DemersParams::kMaxN, [&](uint64_t v) { p.n = static_cast<uint32_t>(v); })},
+      {"variant", "push|pull|push-pull", "who sends hot rumors",
+       SetEnum(ParseRumorVariant, &p.rumor.variant)},
+      {"removal", "feedback|blind", "what moves a site to lose interest",
+       SetEnum(ParseRumorRemoval, &p.rumor.removal)},
+      {"decay", "counter|coin", "lose interest after k counted contacts | with prob 1/k",
+       SetEnum(ParseRumorDecay, &p.rumor.decay)},
+      {"counter", "consecutive|cumulative", "feedback counter resets on a useful contact?",
+       SetEnum(ParseRumorCounter, &p.rumor.counter)},
+      {"delivery", "snapshot|sequential", "when a recipient counts as already knowing",
+       SetEnum(ParseDelivery, &p.delivery)},
+      {"k", "K|LO..HI", "the k parameter, or a range (one row each)",
+       [&](std::string_view v) { return ParseKRange(v, &ks); }},
+      {"trials", "T", "trials per k (default 100)",
+       SetUint(1, DemersParams::kMaxTrials,
+               [&](uint64_t v) { p.trials = static_cast<uint32_t>(v); })},
+      {"seed", "S", "PRNG seed (default 1)",
+       SetUint(0, std::numeric_limits<uint64_t>::max(), [&](uint64_t v) { p.seed = v; })},
+      {"max-cycles", "C", "bound on cycles per trial",
+       SetUint(1, 10000000, [&](uint64_t v) { p.max_cycles = static_cast<uint32_t>(v); })},
+      {"json", "", "print JSON on stdout",
+       [&](std::string_view) {
+         json = true;
+         return absl::OkStatus();
+       }},
+      {"help", "", "this text",
+       [&](std::string_view) {
+         help = true;
+         return absl::OkStatus();
+       }},
+  };
+  constexpr std::string_view kSynopsis =
+      "rumor mongering of one update over n sites, synchronous cycles (Demers et al. 1987 §1.4)";
+  if (absl::Status s = ParseFlags(args, specs); !s.ok()) {
+    err << "scuttle-sim demers: " << s.message() << " (see scuttle-sim demers --help)\n";
+    return kUsageError;
+  }
+  if (help) {
+    PrintUsage(out, "demers", kSynopsis, specs);
+    return 0;
+  }
+  std::vector<DemersResult> rows;
+  for (uint32_t k : ks) {
+    DemersParams pk = p;
+    pk.rumor.k = k;
+    absl::StatusOr<DemersResult> r = RunDemers(pk);
+    if (!r.ok()) {
+      err << "scuttle-sim demers: " << r.status().message() << "\n";
+      return kUsageError;
+    }
+    rows.push_back(*std::move(r));
+  }
+  if (json) {
+    out << DemersJson(p, rows).dump(2) << "\n";
+  } else {
+    PrintDemersTable(out, p, rows);
+  }
+  return 0;
+}
+
+namespace {
+
+nlohmann::json AntiEntropyJson(const AntiEntropyResult& r) {
+  const AntiEntropyParams& p = r.params;
+  nlohmann::json j = {{"command", "antientropy"},
+                      {"n", p.n},
+                      {"mode", ToString(p.mode)},
+                      {"trials", p.trials},
+                      {"seed", p.seed},
+                      {"cycles_to_converge", ToJson(r.cycles_to_converge)},
+                      {"truncated_trials", r.truncated_trials},
+                      {"cycles", nlohmann::json::array()}};
+  for (const AntiEntropyCycle& c : r.cycles) {
+    j["cycles"].push_back({{"cycle", c.cycle},
+                           {"p_measured", c.measured},
+                           {"p_predicted", c.predicted},
+                           {"p_asymptotic", c.asymptotic}});
+  }
+  return j;
+}
+
+void PrintAntiEntropyTable(std::ostream& os, const AntiEntropyResult& r) {
+  const AntiEntropyParams& p = r.params;
+  const std::string_view law = p.mode == AntiEntropyMode::kPull   ? "p^2"
+                               : p.mode == AntiEntropyMode::kPush ? "p(1-1/n)^(n(1-p))"
+                                                                  : "p^2(1-1/n)^(n(1-p))";
+  const std::string_view small = p.mode == AntiEntropyMode::kPull   ? "p^2"
+                                 : p.mode == AntiEntropyMode::kPush ? "p/e"
+                                                                    : "p^2/e";
+  os << absl::StrFormat(
+      "antientropy: n=%u mode=%s trials=%u seed=%u; cycles to converge %.2f "
+      "(sd %.2f, min %g, max %g)\n",
+      p.n, AV(ToString(p.mode)), p.trials, p.seed, r.cycles_to_converge.mean,
+      r.cycles_to_converge.stddev, r.cycles_to_converge.min, r.cycles_to_converge.max);
+  os << absl::StrFormat("predicted: %s, small-p law: %s, each applied to every trial's p_{i-1}\n",
+                        AV(law), AV(small));
+  os << absl::StrFormat("%5s  %-12s %-12s %-8s %-12s %-8s %s\n", "cycle", "p measured", "predicted",
+                        "ratio", "small-p law", "ratio", "susceptible sites");
+  for (const AntiEntropyCycle& c : r.cycles) {
+    auto ratio = [&](double predicted) {
+      return predicted > 0 ? absl::StrFormat("%.3f", c.measured / predicted) : std::string("-");
+    };
+    os << absl::StrFormat("%5u  %-12.6g %-12.6g %-8s %-12.6g %-8s %.2f\n", c.cycle, c.measured,
+                          c.predicted, ratio(c.predicted), c.asymptotic, ratio(c.asymptotic),
+                          c.susceptible_sites);
+  }
+}
+
+}  // namespace
+
+int AntiEntropyCommand(std::span<const std::string_view> args, std::ostream& out,
+                       std::ostream& err) {
+  AntiEntropyParams p;
+  bool json = false, help = false;
+  const FlagSpec specs[] = {
+      {"n", "N", "sites (default 1000)",
+       SetUint(2, DemersParams::kMaxN, [&](uint64_t v) { p.n = static_cast<uint32_t>(v); })},
+      {"mode", "push|pull|push-pull", "how a contact resolves differences",
+       SetEnum(ParseRumorVariant, &p.mode)},
+      {"trials", "T", "trials (default 100)",
+       SetUint(1, DemersParams::kMaxTrials,
+               [&](uint64_t v) { p.trials = static_cast<uint32_t>(v); })},
+      {"seed", "S", "PRNG seed (default 1)",
+       SetUint(0, std::numeric_limits<uint64_t>::max(), [&](uint64_t v) { p.seed = v; })},
+      {"max-cycles", "C", "bound on cycles per trial",
+       SetUint(1, 1000000, [&](uint64_t v) { p.max_cycles = static_cast<uint32_t>(v); })},
+      {"json", "", "print JSON on stdout",
+       [&](std::string_view) {
+         json = true;
+         return absl::OkStatus();
+       }},
+      {"help", "", "this text",
+       [&](std::string_view) {
+         help = true;
+         return absl::OkStatus();
+       }},
+  };
+  constexpr std::string_view kSynopsis =
+      "anti-entropy from one infected site: susceptible fraction p_i per cycle vs the laws "
+      "(Demers et al. 1987 §1.3)";
+  if (absl::Status s = ParseFlags(args, specs); !s.ok()) {
+    err << "scuttle-sim antientropy: " << s.message() << " (see scuttle-sim antientropy --help)\n";
+    return kUsageError;
+  }
+  if (help) {
+    PrintUsage(out, "antientropy", kSynopsis, specs);
+    return 0;
+  }
+  absl::StatusOr<AntiEntropyResult> r = RunAntiEntropy(p);
+  if (!r.ok()) {
+    err << "scuttle-sim antientropy: " << r.status().message() << "\n";
+    return kUsageError;
+  }
+  if (json) {
+    out << AntiEntropyJson(*r).dump(2) << "\n";
+  } else {
+    PrintAntiEntropyTable(out, *r);
+  }
+  return 0;
+}
+
+}  // namespace scuttle::sim

@@ -1,0 +1,156 @@
+// libFuzzer target for the receive path (DESIGN §8, §11): every datagram a peer can send.
+//
+// Per input, deterministically:
+//   1. wire::Decode into an 8-aligned copy (as a transport's receive buffer is aligned).
+//   2. When it decodes: apply its delta directly with a DeltaApplier to a pre-populated
+//      replica (fuzz_fixture.h), checking seed 000's monotonicity ((gc, max) never goes
+//      back for a node of unchanged generation) and the NodeState index invariants; and when
+//      it carries a digest, build + encode the delta that digest asks for, which must decode.
+//   3. Feed it to a fresh Engine (warmed up with a valid Ack) through OnPacket, then run
+//      rounds later in time (GC, membership, Syns). Every datagram the engine emits must
+//      decode, and the encoder's planning-bug guard must never fire.
+// A broken invariant aborts, so libFuzzer (and fuzz_corpus_replay) report it as a crash.
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "engine/cluster.h"
+#include "engine/delta_applier.h"
+#include "engine/delta_builder.h"
+#include "engine/engine.h"
+#include "tests/fuzz/fuzz_fixture.h"
+#include "wire/packet.h"
+
+namespace scuttle::fuzz {
+namespace {
+
+struct NodeMark {
+  Generation generation;
+  Version gc;
+  Version max;
+};
+
+std::map<std::string, NodeMark> Marks(const Cluster& cluster) {
+  std::map<std::string, NodeMark> m;
+  for (const NodeState* n : cluster.nodes()) {
+    m[n->name()] = {n->generation(), n->last_gc_version(), n->max_version()};
+  }
+  return m;
+}
+
+void CheckCluster(const Cluster& cluster, const std::map<std::string, NodeMark>& before) {
+  for (const NodeState* n : cluster.nodes()) {
+    CheckNodeState(*n);
+    auto it = before.find(n->name());
+    if (it == before.end()) continue;
+    const NodeMark& b = it->second;
+    if (n->generation() < b.generation) Fail("generation went back", n->name());
+    if (n->generation() != b.generation) continue;
+    const bool rose = n->last_gc_version() > b.gc ||
+                      (n->last_gc_version() == b.gc && n->max_version() >= b.max);
+    if (!rose) {
+      Fail("(gc, max) went back (seed 000)",
+           absl::StrCat(n->name(), ": (", b.gc, ",", b.max, ") -> (", n->last_gc_version(), ",",
+                        n->max_version(), ")"));
+    }
+  }
+}
+
+// The delta a peer with this digest is missing, encoded as Engine::Send would, must decode.
+void BuildAnswer(const Cluster& cluster, const wire::DecodedPacket& peer) {
+  const std::span<uint8_t> bytes = ScratchSlot();
+  const NodeState& self = cluster.self();
+  wire::EncodeOptions opts;
+  opts.cluster_id = kClusterId;
+  opts.sender = MakeNodeRef(self, 0);
+  wire::PacketEncoder enc(bytes, opts);
+  const size_t budget = enc.Remaining() - 64 - self.name().size();
+  DeltaBuilder builder;
+  builder.SetPeerDigest(peer);
+  builder.Plan(cluster, budget);
+  const size_t blob_bytes = self.name().size() + builder.blob_bytes();
+  BlobWriter blob{enc.AllocBlob(blob_bytes)};
+  if (blob.blob.size() != blob_bytes) Fail("planned blob does not fit", "");
+  blob.Put(self.name());
+  if (!builder.Write(enc, blob)) Fail("planned delta does not fit", "");
+  const std::span<const uint8_t> packet = enc.Finish(wire::MessageType::kAck);
+  if (packet.empty()) Fail("encoder refused a planned delta", "");
+  std::vector<uint64_t> copy((packet.size() + 7) / 8);
+  std::memcpy(copy.data(), packet.data(), packet.size());
+  wire::DecodedPacket decoded;
+  wire::DropReason reason;
+  if (!wire::Decode({reinterpret_cast<const uint8_t*>(copy.data()), packet.size()},
+                    wire::DecodeLimits{}, &decoded, &reason)) {
+    Fail("built delta does not decode", wire::DropReasonName(reason));
+  }
+  // And a peer that missed everything can apply it without breaking its indexes.
+  Cluster peer_state("peer", 1);
+  DeltaApplier applier(&peer_state, Limits{}, nullptr);
+  applier.Apply(decoded, kStartUs);
+  for (const NodeState* n : peer_state.nodes()) CheckNodeState(*n);
+}
+
+void DirectApply(const wire::DecodedPacket& pkt) {
+  Cluster cluster(std::string(kSelfName), 7);
+  PopulateReplica(&cluster);
+  if (pkt.type == wire::MessageType::kSyn || pkt.type == wire::MessageType::kSynAck) {
+    BuildAnswer(cluster, pkt);
+  }
+  if (pkt.type != wire::MessageType::kSynAck && pkt.type != wire::MessageType::kAck) return;
+  const auto before = Marks(cluster);
+  Limits limits;
+  limits.max_nodes = 8;           // small bounds, so the limit paths are reachable
+  limits.max_keys_per_node = 64;
+  DeltaApplier applier(&cluster, limits, nullptr);
+  applier.Apply(pkt, kStartUs + kUsPerSec);
+  CheckCluster(cluster, before);
+  // Applying the same packet again must change nothing (duplicates are stale, seed 000).
+  const auto after = Marks(cluster);
+  applier.Apply(pkt, kStartUs + 2 * kUsPerSec);
+  CheckCluster(cluster, after);
+}
+
+void RunEngine(std::span<const uint8_t> datagram) {
+  static const std::vector<uint8_t> warmup = WarmupPacket();
+  CheckingSink sink;
+  Engine engine(SelfConfig(), &sink, nullptr);
+  if (!engine.Set("local/a", "1", kStartUs).ok() || !engine.Set("local/b", "2", kStartUs).ok() ||
+      !engine.Delete("local/a", kStartUs).ok()) {
+    Fail("local writes failed", "");
+  }
+  engine.OnPacket(kStartUs, PeerEndpoint(1), warmup);
+  if (engine.cluster().size() != 4) Fail("warm-up packet not applied", "");
+  const auto before = Marks(engine.cluster());
+  engine.OnPacket(kStartUs + 1, PeerEndpoint(2), datagram);
+  CheckCluster(engine.cluster(), before);
+  // Later rounds: heartbeat/GC/TTL/membership and Syns to every peer the packet taught us.
+  engine.OnTick(kStartUs + kUsPerSec);
+  engine.OnTick(kStartUs + 2 * 3600 * kUsPerSec);  // past tombstone_grace: GC runs
+  engine.OnTick(kStartUs + 50 * 3600 * kUsPerSec);  // past dead_node_grace: forgetting
+  CheckCluster(engine.cluster(), {});
+  if (engine.stats().engine_drops[static_cast<size_t>(EngineDrop::kEncodeFailed)] != 0) {
+    Fail("engine encode failed (planning bug guard)", "");
+  }
+}
+
+}  // namespace
+}  // namespace scuttle::fuzz
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  using namespace scuttle;
+  // Transports hand the engine 8-aligned receive buffers; so does this target.
+  std::vector<uint64_t> aligned((size + 7) / 8);
+  if (size > 0) std::memcpy(aligned.data(), data, size);
+  const std::span<const uint8_t> datagram(reinterpret_cast<const uint8_t*>(aligned.data()), size);
+  wire::DecodedPacket pkt;
+  wire::DropReason reason;
+  if (wire::Decode(datagram, wire::DecodeLimits{}, &pkt, &reason)) fuzz::DirectApply(pkt);
+  fuzz::RunEngine(datagram);
+  return 0;
+}

@@ -1,0 +1,60 @@
+# Multi-process integration tests: real scuttled processes on loopback (DESIGN §11).
+# Included from tests/CMakeLists.txt. Python 3 stdlib only; see tests/integration/harness.py.
+#
+#   ctest -L integration               every integration test, both transports
+#   ctest -R 'integration\..*\.epoll'  one transport
+#   SCUTTLE_SLOW=1 ctest -L slow       the 50-node measurement (skipped otherwise)
+#   python3 tests/integration/measure.py --bin build/<preset>/tools/scuttled --nodes 50
+#                                      the same by hand, with more options
+
+# Emits valid (or deliberately broken) Syn/SynAck/Ack datagrams for hostile_test.py.
+add_executable(scuttle_craft ${CMAKE_CURRENT_LIST_DIR}/integration/scuttle_craft.cc)
+target_link_libraries(scuttle_craft PRIVATE scuttle_wire)
+
+set(SCUTTLE_ITEST_DIR ${CMAKE_CURRENT_LIST_DIR}/integration)
+
+if(TARGET scuttled)
+  find_package(Python3 COMPONENTS Interpreter)
+  if(Python3_Interpreter_FOUND)
+    set(SCUTTLE_PY ${Python3_EXECUTABLE})
+  else()
+    set(SCUTTLE_PY python3)
+  endif()
+
+  # name -> script, extra args, timeout (seconds)
+  function(scuttle_itest name script timeout)
+    foreach(io uring epoll)
+      set(t integration.${name}.${io})
+      add_test(NAME ${t}
+        COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/${script}
+                --bin $<TARGET_FILE:scuttled> --io ${io} ${ARGN})
+      set_tests_properties(${t} PROPERTIES
+        TIMEOUT ${timeout}
+        LABELS "integration"
+        SKIP_RETURN_CODE 77)
+    endforeach()
+  endfunction()
+
+  scuttle_itest(cli               cluster_test.py 60  --case cli)
+  scuttle_itest(replication       cluster_test.py 90  --case replication)
+  scuttle_itest(failure_detection cluster_test.py 90  --case failure_detection)
+  scuttle_itest(leave             cluster_test.py 60  --case leave)
+  scuttle_itest(restart           cluster_test.py 90  --case restart)
+  scuttle_itest(late_join         cluster_test.py 120 --case late_join)
+  scuttle_itest(bad_cluster       cluster_test.py 60  --case bad_cluster)
+  scuttle_itest(hostile           hostile_test.py 120 --craft $<TARGET_FILE:scuttle_craft>)
+  scuttle_itest(measure5          measure.py      90  --nodes 5 --rounds 5)
+  # 50 processes: minutes of CPU on a 2-core box, so opt-in (exit 77 = skipped).
+  scuttle_itest(measure50         measure.py      600 --nodes 50 --rounds 3 --opt-in SCUTTLE_SLOW)
+  foreach(io uring epoll)
+    set_tests_properties(integration.measure50.${io} PROPERTIES LABELS "integration;slow"
+      RUN_SERIAL TRUE)
+  endforeach()
+
+  # tools/demo --nodes 5 --once: skipped (77) until the script exists.
+  add_test(NAME demo_once
+    COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/demo_once.py
+            --demo ${CMAKE_SOURCE_DIR}/tools/demo --bin $<TARGET_FILE:scuttled>)
+  set_tests_properties(demo_once PROPERTIES TIMEOUT 300 LABELS "integration"
+    SKIP_RETURN_CODE 77)
+endif()

@@ -1,0 +1,460 @@
+// The cluster simulator as the main test (STYLE "the simulator is the main test"): a
+// bounded sweep of seeds x fault mixes with zero invariant violations and convergence,
+// determinism, planted bugs the checkers must catch, and scenario tests for each fault.
+//
+// Every failure prints the seed and the first violations; reproduce one with
+//   scuttle-sim cluster --soak 1 --seed <seed> --nodes <n> --rounds <r>
+// (the sweep's fault mix is RandomFaultMix(seed, nodes, rounds)).
+// SCUTTLE_SOAK=1 turns on a long soak (SCUTTLE_SOAK_SEEDS seeds, default 2000).
+#include "sim/cluster_sim.h"
+
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "sim/cluster_cli.h"
+#include "sim/cluster_faults.h"
+
+namespace scuttle::sim {
+namespace {
+
+std::string Describe(const ClusterSim& sim) {
+  std::ostringstream os;
+  const ClusterSimConfig& c = sim.config();
+  os << "seed=" << c.seed << " nodes=" << c.nodes << " rounds=" << c.rounds
+     << " loss=" << c.link.loss << " dup=" << c.link.dup << " reorder=" << c.link.reorder
+     << " mtu=" << c.max_packet_bytes << " grace_us=" << c.tombstone_grace_us
+     << " crash=" << c.crash_rate << " partition=" << c.partition_at << "-" << c.heal_at
+     << " fanout=" << c.fanout << "\n";
+  for (const Violation& v : sim.checker().recorded()) os << "  " << v.ToString() << "\n";
+  return os.str();
+}
+
+void ExpectClean(ClusterSim& sim) {
+  const ClusterSimStats& s = sim.Run();
+  EXPECT_EQ(s.invariant_violations, 0u) << Describe(sim);
+  EXPECT_TRUE(s.converged) << Describe(sim);
+}
+
+// ---- Sweep -------------------------------------------------------------------------------
+
+struct SweepCase {
+  uint64_t first_seed;
+  uint32_t seeds;
+  uint32_t nodes;
+  uint32_t rounds;
+};
+
+class ClusterSweep : public testing::TestWithParam<SweepCase> {};
+
+TEST_P(ClusterSweep, NoViolationsAndConverges) {
+  const SweepCase& p = GetParam();
+  uint64_t resets = 0, truncated = 0, gced = 0, crashes = 0;
+  for (uint64_t seed = p.first_seed; seed < p.first_seed + p.seeds; ++seed) {
+    ClusterSim sim(RandomFaultMix(seed, p.nodes, p.rounds));
+    ExpectClean(sim);
+    resets += sim.stats().resets_sent;
+    truncated += sim.stats().deltas_truncated;
+    gced += sim.stats().tombstones_gced;
+    crashes += sim.stats().crashes;
+    if (HasFailure()) return;  // one seed's report is enough
+  }
+  // The mixes must actually reach the hard paths.
+  EXPECT_GT(resets, 0u);
+  EXPECT_GT(truncated, 0u);
+  EXPECT_GT(gced, 0u);
+  EXPECT_GT(crashes, 0u);
+}
+
+// 5-30 nodes, <= 200 rounds; 12 x 32 = 384 runs.
+INSTANTIATE_TEST_SUITE_P(Seeds, ClusterSweep,
+                         testing::Values(SweepCase{100, 32, 5, 160}, SweepCase{200, 32, 5, 200},
+                                         SweepCase{300, 32, 8, 160}, SweepCase{400, 32, 8, 160},
+                                         SweepCase{500, 32, 12, 160}, SweepCase{600, 32, 12, 160},
+                                         SweepCase{700, 32, 16, 160}, SweepCase{800, 32, 16, 160},
+                                         SweepCase{900, 32, 20, 160}, SweepCase{1000, 32, 20, 160},
+                                         SweepCase{1100, 32, 30, 160},
+                                         SweepCase{1200, 32, 30, 160}),
+                         [](const testing::TestParamInfo<SweepCase>& i) {
+                           return "n" + std::to_string(i.param.nodes) + "_seed" +
+                                  std::to_string(i.param.first_seed);
+                         });
+
+TEST(ClusterSoak, LongSoakWhenEnabled) {
+  const char* soak = std::getenv("SCUTTLE_SOAK");
+  if (soak == nullptr || std::string(soak) != "1") GTEST_SKIP() << "set SCUTTLE_SOAK=1";
+  const char* n = std::getenv("SCUTTLE_SOAK_SEEDS");
+  const uint64_t seeds = n != nullptr ? std::strtoull(n, nullptr, 10) : 2000;
+  for (uint64_t seed = 1; seed <= seeds; ++seed) {
+    const uint32_t nodes = 5 + static_cast<uint32_t>(seed % 46);  // 5..50
+    ClusterSim sim(RandomFaultMix(seed * 7919, nodes, 200));
+    ExpectClean(sim);
+    if (HasFailure()) return;
+  }
+}
+
+// ---- Scenarios ---------------------------------------------------------------------------
+
+ClusterSimConfig Base(uint64_t seed, uint32_t nodes, uint32_t rounds) {
+  ClusterSimConfig c;
+  c.seed = seed;
+  c.nodes = nodes;
+  c.rounds = rounds;
+  c.keys = 16;
+  c.write_rate = 6;
+  c.delete_ratio = 0.3;
+  return c;
+}
+
+TEST(ClusterSim, CleanNetworkConvergesFast) {
+  ClusterSimConfig c = Base(1, 10, 80);
+  ClusterSim sim(c);
+  ExpectClean(sim);
+  EXPECT_LE(sim.stats().rounds_to_converge, 5);
+  EXPECT_GT(sim.stats().writes, 100u);
+  EXPECT_GT(sim.checker().keys_checked(), 0u);
+  EXPECT_EQ(sim.stats().dropped_loss + sim.stats().dropped_queue_full, 0u);
+}
+
+TEST(ClusterSim, LossDuplicationReorderExponentialJitter) {
+  ClusterSimConfig c = Base(2, 15, 120);
+  c.link.loss = 0.3;
+  c.link.dup = 0.2;
+  c.link.reorder = 0.3;
+  c.link.exponential_jitter = true;
+  c.link.jitter_us = 50 * kUsPerMs;
+  ClusterSim sim(c);
+  ExpectClean(sim);
+  EXPECT_GT(sim.stats().dropped_loss, 0u);
+  EXPECT_GT(sim.stats().duplicated, 0u);
+  EXPECT_GT(sim.stats().parts[static_cast<size_t>(PartOutcome::kStale)], 0u);
+}
+
+TEST(ClusterSim, PartitionHealsAndMembersComeBack) {
+  ClusterSimConfig c = Base(3, 12, 160);
+  c.partition_at = 10;
+  c.heal_at = 50;  // 40 rounds apart: each side declares the other dead
+  c.partition_groups = 3;
+  ClusterSim sim(c);
+  sim.RunRounds(49);
+  // Mid-partition: some node sees a member of another group as dead.
+  bool someone_dead = false;
+  for (uint32_t r = 0; r < sim.size(); ++r) {
+    for (const NodeState* n : sim.engine(r).cluster().nodes()) {
+      someone_dead |= n->liveness.state == MemberState::kDead;
+    }
+  }
+  EXPECT_TRUE(someone_dead);
+  ExpectClean(sim);
+  EXPECT_GT(sim.stats().dropped_partition, 0u);
+  for (uint32_t r = 0; r < sim.size(); ++r) {
+    for (const NodeState* n : sim.engine(r).cluster().nodes()) {
+      EXPECT_EQ(n->liveness.state, MemberState::kAlive) << sim.name(r) << " sees " << n->name();
+    }
+  }
+}
+
+TEST(ClusterSim, CrashedNodesAreDeclaredDead) {
+  ClusterSimConfig c = Base(4, 12, 140);
+  ClusterSim sim(c);
+  sim.RunRounds(10);
+  sim.Crash(3);
+  sim.Crash(7);
+  ExpectClean(sim);
+  EXPECT_GT(sim.stats().dead_checks, 0u);
+  EXPECT_GT(sim.stats().dropped_down, 0u);
+  for (uint32_t r = 0; r < sim.size(); ++r) {
+    if (!sim.up(r)) continue;
+    for (uint32_t x : {3u, 7u}) {
+      const NodeState* n = sim.engine(r).FindNode(sim.name(x));
+      ASSERT_NE(n, nullptr);
+      EXPECT_EQ(n->liveness.state, MemberState::kDead) << sim.name(r) << " sees " << sim.name(x);
+    }
+  }
+}
+
+TEST(ClusterSim, RestartTakesNewGenerationEverywhere) {
+  ClusterSimConfig c = Base(5, 10, 100);
+  ClusterSim sim(c);
+  sim.RunRounds(15);
+  sim.Crash(2);
+  sim.RunRounds(5);
+  sim.Restart(2);
+  ExpectClean(sim);
+  EXPECT_EQ(sim.engine(2).self().generation(), 2u);
+  for (uint32_t r = 0; r < sim.size(); ++r) {
+    if (r == 2) continue;
+    const NodeState* n = sim.engine(r).FindNode(sim.name(2));
+    ASSERT_NE(n, nullptr);
+    EXPECT_EQ(n->generation(), 2u);
+  }
+}
+
+TEST(ClusterSim, RandomCrashesAndRestarts) {
+  ClusterSimConfig c = Base(6, 20, 160);
+  c.crash_rate = 0.02;
+  c.restart_min_rounds = 2;
+  c.restart_max_rounds = 10;
+  c.link.loss = 0.1;
+  ClusterSim sim(c);
+  ExpectClean(sim);
+  EXPECT_GT(sim.stats().crashes, 0u);
+  EXPECT_GT(sim.stats().restarts, 0u);
+  EXPECT_GT(sim.stats().parts[static_cast<size_t>(PartOutcome::kStaleGeneration)] +
+                sim.stats().parts[static_cast<size_t>(PartOutcome::kApplied)],
+            0u);
+}
+
+// Small packets force truncated deltas and partial digests; a short grace forces GC and
+// resets (seed 000's hard paths).
+TEST(ClusterSim, SmallPacketsShortGraceTruncateGcAndReset) {
+  for (size_t mtu : {1400u, 1100u}) {
+    ClusterSimConfig c = Base(7, 12, 200);
+    c.max_packet_bytes = mtu;
+    c.tombstone_grace_us = 3 * kUsPerSec;
+    c.keys = 48;
+    c.value_max_bytes = 64;  // CheckWrite: key + value + ~1000 bytes must fit one packet
+    c.delete_ratio = 0.4;
+    c.link.loss = 0.1;
+    c.partition_at = 20;  // the far side misses GCs: resets on healing
+    c.heal_at = 40;
+    c.converge_bound_rounds = 100;
+    ClusterSim sim(c);
+    ExpectClean(sim);
+    EXPECT_GT(sim.stats().deltas_truncated, 0u) << mtu;
+    EXPECT_GT(sim.stats().resets_sent, 0u) << mtu;
+    EXPECT_GT(sim.stats().tombstones_gced, 0u) << mtu;
+    EXPECT_EQ(sim.stats().write_errors, 0u) << mtu;
+  }
+}
+
+// At 600 bytes the engine refuses every write (Engine::CheckWrite reserves ~1000 bytes of
+// packet overhead per value), cleanly; membership still works.
+TEST(ClusterSim, TinyPacketsRefuseWritesButKeepMembership) {
+  ClusterSimConfig c = Base(8, 10, 80);
+  c.max_packet_bytes = 600;
+  ClusterSim sim(c);
+  ExpectClean(sim);
+  EXPECT_EQ(sim.stats().writes, 0u);
+  EXPECT_GT(sim.stats().write_errors, 0u);
+  for (uint32_t r = 0; r < sim.size(); ++r) EXPECT_EQ(sim.engine(r).cluster().size(), 10u);
+}
+
+TEST(ClusterSim, ClockSkewDriftAndTtl) {
+  ClusterSimConfig c = Base(9, 12, 120);
+  c.max_clock_offset_us = 300 * kUsPerSec;
+  c.max_drift = 0.02;
+  c.tick_jitter = 0.3;
+  c.ttl_ratio = 0.3;
+  c.tombstone_grace_us = 5 * kUsPerSec;
+  ClusterSim sim(c);
+  ExpectClean(sim);
+  EXPECT_GT(sim.stats().keys_expired, 0u);
+}
+
+TEST(ClusterSim, PerLinkModel) {
+  ClusterSimConfig c = Base(10, 10, 100);
+  // A third of the directed links lose half their datagrams.
+  c.link_override = [](uint32_t from, uint32_t to) {
+    LinkModel m;
+    m.loss = (from + to) % 3 == 0 ? 0.5 : 0.0;
+    return m;
+  };
+  ClusterSim sim(c);
+  ExpectClean(sim);
+  EXPECT_GT(sim.stats().dropped_loss, 0u);
+}
+
+TEST(ClusterSim, InflightBoundCountsDrops) {
+  ClusterSimConfig c = Base(11, 10, 80);
+  c.max_inflight_packets = 4;
+  c.link.jitter_us = 200 * kUsPerMs;
+  c.converge_bound_rounds = 60;
+  ClusterSim sim(c);
+  const ClusterSimStats& s = sim.Run();
+  EXPECT_EQ(s.invariant_violations, 0u) << Describe(sim);
+  EXPECT_GT(s.dropped_queue_full, 0u);
+  EXPECT_LE(s.peak_inflight, 4u);
+}
+
+// ---- Determinism -------------------------------------------------------------------------
+
+ClusterSimStats RunMix(uint64_t seed) {
+  ClusterSim sim(RandomFaultMix(seed, 12, 120));
+  return sim.Run();
+}
+
+TEST(ClusterSim, SameSeedSameRun) {
+  for (uint64_t seed : {21u, 22u, 23u}) {
+    const ClusterSimStats a = RunMix(seed);
+    const ClusterSimStats b = RunMix(seed);
+    EXPECT_EQ(a.trace_hash, b.trace_hash) << seed;
+    EXPECT_EQ(a.packets_sent, b.packets_sent) << seed;
+    EXPECT_EQ(a.bytes_sent, b.bytes_sent) << seed;
+    EXPECT_EQ(a.packets_delivered, b.packets_delivered) << seed;
+    EXPECT_EQ(a.writes, b.writes) << seed;
+    EXPECT_EQ(a.rounds_to_converge, b.rounds_to_converge) << seed;
+    EXPECT_EQ(a.keys_checked, b.keys_checked) << seed;
+  }
+  EXPECT_NE(RunMix(21).trace_hash, RunMix(22).trace_hash);
+}
+
+// ---- Planted bugs: the checkers must fire ------------------------------------------------
+
+ClusterSimStats RunWithBug(PlantedBug bug, uint64_t seed, ClusterSim** out = nullptr) {
+  ClusterSimConfig c = Base(seed, 10, 60);
+  c.delete_ratio = 0.4;
+  c.tamper = [bug](uint32_t, uint32_t, std::vector<uint8_t>* d, Rng& rng) {
+    return PlantBug(bug, 0.2, d, rng);
+  };
+  static std::unique_ptr<ClusterSim> keep;
+  keep = std::make_unique<ClusterSim>(c);
+  if (out != nullptr) *out = keep.get();
+  return keep->Run();
+}
+
+TEST(ClusterPlantedBug, DroppedTombstonesAreCaught) {
+  const ClusterSimStats s = RunWithBug(PlantedBug::kDropTombstones, 31);
+  EXPECT_GT(s.tampered, 0u);
+  EXPECT_GT(s.violations_by_kind[static_cast<size_t>(ViolationKind::kSeedInvariant)], 0u);
+}
+
+TEST(ClusterPlantedBug, GappedDeltaAppliedIsCaught) {
+  const ClusterSimStats s = RunWithBug(PlantedBug::kGapApplied, 32);
+  EXPECT_GT(s.tampered, 0u);
+  EXPECT_GT(s.violations_by_kind[static_cast<size_t>(ViolationKind::kSeedInvariant)], 0u);
+}
+
+TEST(ClusterPlantedBug, InflatedMaxIsCaught) {
+  const ClusterSimStats s = RunWithBug(PlantedBug::kInflateMax, 33);
+  EXPECT_GT(s.tampered, 0u);
+  EXPECT_GT(s.violations_by_kind[static_cast<size_t>(ViolationKind::kPhantom)], 0u);
+}
+
+TEST(ClusterPlantedBug, ViolationNamesSeedRoundReplicaOwnerKey) {
+  ClusterSim* sim = nullptr;
+  RunWithBug(PlantedBug::kDropTombstones, 34, &sim);
+  ASSERT_FALSE(sim->checker().recorded().empty());
+  const Violation& v = sim->checker().recorded().front();
+  EXPECT_EQ(v.seed, 34u);
+  EXPECT_FALSE(v.replica.empty());
+  EXPECT_FALSE(v.owner.empty());
+  const std::string text = v.ToString();
+  EXPECT_NE(text.find("seed=34"), std::string::npos) << text;
+  EXPECT_NE(text.find("round="), std::string::npos) << text;
+  EXPECT_NE(text.find("key='k"), std::string::npos) << text;
+}
+
+TEST(ClusterPlantedBug, CleanRunOfTheSameSeedsHasNoViolations) {
+  for (uint64_t seed : {31u, 32u, 33u}) {
+    ClusterSim sim(Base(seed, 10, 60));
+    ExpectClean(sim);
+  }
+}
+
+// ---- Known protocol findings (see the report; run with --gtest_also_run_disabled_tests) --
+
+// Seed 000's invariant read literally (replay of the FULL history) does not hold inside a
+// reset window: after a truncated reset a replica sits at (gc = G, max = m < G); a key set
+// at s in (m, G) and deleted at d in (s, G] (the tombstone GC'd, so not in the reset) is
+// replayed as the set (s > max) while its delete is skipped (d <= gc). The compacted replay
+// (one latest update per key, what deltas carry) holds. No engine can satisfy the literal
+// form with truncated resets; this test documents it.
+TEST(ClusterFinding, LiteralSeedInvariantFailsInTruncatedResetWindows) {
+  ClusterSimConfig c = Base(1, 20, 100);
+  c.link.loss = 0.1;
+  c.link.reorder = 0.1;
+  c.max_packet_bytes = 1100;
+  c.tombstone_grace_us = 3 * kUsPerSec;
+  c.keys = 32;
+  c.write_rate = 8;
+  c.delete_ratio = 0.4;
+  c.value_max_bytes = 100;
+  c.strict_seed_invariant = true;
+  c.converge_bound_rounds = 60;
+  ClusterSim sim(c);
+  const ClusterSimStats& s = sim.Run();
+  EXPECT_GT(s.violations_by_kind[static_cast<size_t>(ViolationKind::kSeedInvariantStrict)], 0u);
+  EXPECT_EQ(s.invariant_violations,
+            s.violations_by_kind[static_cast<size_t>(ViolationKind::kSeedInvariantStrict)])
+      << Describe(sim);
+}
+
+// A replica can go back to a set older than a delete it had already covered: the truncation
+// artifact (a replica whose max is past delete d still holds the key's older set, because
+// every delta it got carried the key's newest version or, truncated, nothing for it)
+// reaches a replica through a reset or inside a reset window. The seed invariant allows
+// it (the newer update is above the replica's max); DESIGN §4's "nothing deleted ever comes
+// back" does not. Fails today.
+TEST(ClusterFinding, DISABLED_NoStaleRegressionAfterCoveredDelete) {
+  ClusterSim sim(RandomFaultMix(5194, 20, 160));  // 15 stale regressions at 20 nodes
+  sim.Run();
+  EXPECT_EQ(sim.stats().stale_regressions, 0u);
+  for (const Violation& v : sim.checker().recorded_anomalies()) ADD_FAILURE() << v.ToString();
+}
+
+// ---- CLI ---------------------------------------------------------------------------------
+
+int Cli(std::vector<std::string_view> args, std::string* out, std::string* err) {
+  std::ostringstream o, e;
+  const int rc = ClusterCommand(args, o, e);
+  *out = o.str();
+  *err = e.str();
+  return rc;
+}
+
+TEST(ClusterCli, BadFlagsExitTwo) {
+  std::string out, err;
+  EXPECT_EQ(Cli({"--nodes"}, &out, &err), 2);
+  EXPECT_EQ(Cli({"--nodes", "zero"}, &out, &err), 2);
+  EXPECT_EQ(Cli({"--loss", "1.5"}, &out, &err), 2);
+  EXPECT_EQ(Cli({"--frobnicate"}, &out, &err), 2);
+  EXPECT_EQ(Cli({"--partition-at", "10"}, &out, &err), 2);
+  EXPECT_EQ(Cli({"--partition-at", "10", "--heal-at", "5"}, &out, &err), 2);
+  EXPECT_EQ(Cli({"--plant-bug", "nope"}, &out, &err), 2);
+  EXPECT_NE(err.find("--plant-bug"), std::string::npos) << err;
+  EXPECT_EQ(Cli({"--help"}, &out, &err), 0);
+  EXPECT_NE(out.find("--write-rate"), std::string::npos);
+}
+
+TEST(ClusterCli, JsonReport) {
+  std::string out, err;
+  ASSERT_EQ(Cli({"--nodes",   "8",
+                 "--seed",    "5",
+                 "--rounds",  "60",
+                 "--loss",    "0.1",
+                 "--dup",     "0.05",
+                 "--reorder", "--partition-at",
+                 "5",         "--heal-at",
+                 "15",        "--crash-rate",
+                 "0.01",      "--keys",
+                 "8",         "--write-rate",
+                 "3",         "--delete-ratio",
+                 "0.3",       "--max-packet-bytes",
+                 "1400",      "--json"},
+                &out, &err),
+            0)
+      << out << err;
+  const nlohmann::json j = nlohmann::json::parse(out);
+  for (const char* k : {"invariant_violations", "converged", "rounds_to_converge",
+                        "bytes_per_node_per_round", "packets", "wall_seconds", "peak_rss_mb"}) {
+    EXPECT_TRUE(j.contains(k)) << k;
+  }
+  EXPECT_EQ(j["invariant_violations"], 0);
+  EXPECT_EQ(j["converged"], true);
+}
+
+TEST(ClusterCli, PlantedBugExitsOne) {
+  std::string out, err;
+  EXPECT_EQ(Cli({"--nodes", "6", "--rounds", "80", "--plant-bug", "drop-tombstones",
+                 "--delete-ratio", "0.5"},
+                &out, &err),
+            1)
+      << out;
+}
+
+}  // namespace
+}  // namespace scuttle::sim

@@ -1,0 +1,335 @@
+// Reproduces Demers et al. 1987 (seed 001) with the paper model in sim/demers.h, whose
+// per-site rumor state is the engine's RumorMonger.
+//
+// Tolerance. The paper gives 1-2 significant digits from an unstated (probably small)
+// number of runs, so the paper value itself is uncertain by several percent; our means
+// are uncertain by their standard error SE = sd / sqrt(trials). A cell passes when
+//     |ours - paper| <= allowance + 3 SE(ours)
+// with allowance 15% of the paper value for residue (two digits, and residue is a small
+// count of sites: 0.0012 is 1.2 sites of 1000), 10% for traffic, 1.5 cycles for t_last.
+// With 2000 trials SE is <= 3% of residue and <= 1% of traffic for every k; the 3 SE term
+// only matters for the k = 1 blind-coin chain, whose length has sd ~ 20 cycles.
+// Everything is seeded: the tests are deterministic; the margins are there so that a
+// different (equally valid) seed would pass too, not to absorb flakiness.
+#include "sim/demers.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace scuttle::sim {
+namespace {
+
+constexpr uint64_t kSeed = 20240601;
+
+// Debug and sanitizer builds run the same checks ~80x slower; they are there for memory
+// safety and UB, so they run 1/20 of the trials. The 3 SE term in every tolerance widens
+// to match, so the statistical checks stay meaningful (and deterministic per seed).
+#ifdef NDEBUG
+constexpr uint32_t kScale = 1;
+#else
+constexpr uint32_t kScale = 20;
+#endif
+constexpr uint32_t Scaled(uint32_t trials) { return trials / kScale; }
+constexpr uint32_t kTrials = Scaled(2000);
+
+DemersParams TableParams(RumorRemoval removal, RumorDecay decay, uint32_t k) {
+  DemersParams p;
+  p.n = 1000;
+  p.rumor.variant = RumorVariant::kPush;
+  p.rumor.removal = removal;
+  p.rumor.decay = decay;
+  p.rumor.k = k;
+  p.rumor.max_hot_rumors = 1;
+  p.trials = kTrials;
+  p.seed = kSeed;
+  return p;
+}
+
+DemersResult RunOk(const DemersParams& p) {
+  absl::StatusOr<DemersResult> r = RunDemers(p);
+  EXPECT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->truncated_trials, 0u);
+  return *r;
+}
+
+void ExpectMatchesPaper(const DemersResult& r, const PaperRow& paper) {
+  const std::string where = "k=" + std::to_string(paper.k) + " seed=" + std::to_string(kSeed);
+  EXPECT_NEAR(r.residue.mean, paper.residue, 0.15 * paper.residue + 3 * r.residue.standard_error())
+      << "residue " << where;
+  EXPECT_NEAR(r.traffic.mean, paper.traffic, 0.10 * paper.traffic + 3 * r.traffic.standard_error())
+      << "traffic " << where;
+  EXPECT_NEAR(r.t_last.mean, paper.t_last, 1.5 + 3 * r.t_last.standard_error())
+      << "t_last " << where;
+}
+
+TEST(DemersPaperTest, Table1PushFeedbackCounter) {
+  for (const PaperRow& paper : PaperTable1()) {
+    const DemersParams p = TableParams(RumorRemoval::kFeedback, RumorDecay::kCounter, paper.k);
+    ASSERT_EQ(PaperRowFor(p), &paper);
+    const DemersResult r = RunOk(p);
+    ExpectMatchesPaper(r, paper);
+    // The paper's t_ave (11.0..12.8, rising with k) does not follow from its model; the
+    // model gives ~10 cycles for every k (docs/demers.md). Pin what the model gives.
+    EXPECT_NEAR(r.t_ave.mean, 10.0, 0.4) << "t_ave k=" << paper.k;
+  }
+}
+
+TEST(DemersPaperTest, Table2PushBlindCoin) {
+  for (const PaperRow& paper : PaperTable2()) {
+    const DemersParams p = TableParams(RumorRemoval::kBlind, RumorDecay::kCoin, paper.k);
+    ASSERT_EQ(PaperRowFor(p), &paper);
+    ExpectMatchesPaper(RunOk(p), paper);
+  }
+}
+
+// Blind coin with k = 1 is a single chain: every site pushes once and stops, so the run
+// ends at the first push that reaches a site that already knows — a birthday problem.
+// With N = n - 1 possible partners, E[t_last] = Q(N) = sum_j prod_{i<=j} (1 - i/N)
+// (Ramanujan's Q), E[sites reached] = 1 + Q(N), and traffic = sites reached / n exactly.
+TEST(DemersPaperTest, BlindCoinK1IsTheBirthdayChain) {
+  const DemersParams p = TableParams(RumorRemoval::kBlind, RumorDecay::kCoin, 1);
+  const double big_n = p.n - 1;
+  double q = 0, term = 1;
+  for (int j = 0; term > 1e-18; ++j) {
+    q += term;
+    term *= 1 - (j + 1) / big_n;
+  }
+  EXPECT_NEAR(q, 39.28, 0.01);
+  const DemersResult r = RunOk(p);
+  EXPECT_NEAR(r.t_last.mean, q, 3 * r.t_last.standard_error());
+  EXPECT_NEAR(r.residue.mean, 1 - (1 + q) / p.n, 3 * r.residue.standard_error());
+  EXPECT_NEAR(r.traffic.mean + r.residue.mean, 1.0, 1e-12);
+}
+
+// s = e^{-(k+1)(1-s)} comes from the paper's differential equations for feedback + coin,
+// in which contacts happen one at a time: the model's sequential delivery.
+TEST(DemersPaperTest, ResidueEquationMatchesSequentialFeedbackCoin) {
+  const double expected[] = {0.2032, 0.0595, 0.0198, 0.0070, 0.0025};
+  for (uint32_t k = 1; k <= 5; ++k) {
+    const double s = ResidueEquation(k);
+    EXPECT_NEAR(s, std::exp(-(k + 1.0) * (1 - s)), 1e-12);
+    EXPECT_NEAR(s, expected[k - 1], 0.00006);
+    DemersParams p = TableParams(RumorRemoval::kFeedback, RumorDecay::kCoin, k);
+    p.delivery = Delivery::kSequential;
+    p.trials = Scaled(1000);
+    const DemersResult r = RunOk(p);
+    EXPECT_NEAR(r.residue.mean, s, 0.05 * s + 3 * r.residue.standard_error()) << "k=" << k;
+  }
+}
+
+// Sum over k of the relative errors of residue and traffic against Table 1.
+double Table1Misfit(RumorCounter counter, Delivery delivery) {
+  double misfit = 0;
+  for (const PaperRow& paper : PaperTable1()) {
+    DemersParams p = TableParams(RumorRemoval::kFeedback, RumorDecay::kCounter, paper.k);
+    p.rumor.counter = counter;
+    p.delivery = delivery;
+    p.trials = 500;
+    const DemersResult r = RunOk(p);
+    misfit +=
+        std::abs(r.residue.mean / paper.residue - 1) + std::abs(r.traffic.mean / paper.traffic - 1);
+  }
+  return misfit;
+}
+
+// How the counting rules were chosen (docs/demers.md): of the four readings of "what a
+// counter counts" x "when is a contact unnecessary", the chosen one fits Table 1 far
+// better than any other (misfit 0.1-0.25 vs >= 1.5 at 500 trials, over several seeds).
+TEST(DemersPaperTest, ChosenReadingFitsTable1BestOfFour) {
+  if (kScale != 1) {
+    // 20 runs of 100 trials: half of the sanitizer run for a purely statistical check.
+    // Sanitizers still cover both alternatives: sequential delivery in
+    // ResidueEquationMatchesSequentialFeedbackCoin, the cumulative counter in rumor_test.
+    GTEST_SKIP() << "statistical; runs in optimized (NDEBUG) builds";
+  }
+  const double chosen = Table1Misfit(RumorCounter::kConsecutive, Delivery::kSnapshot);
+  EXPECT_LT(chosen, 0.5);
+  for (RumorCounter counter : {RumorCounter::kConsecutive, RumorCounter::kCumulative}) {
+    for (Delivery delivery : {Delivery::kSnapshot, Delivery::kSequential}) {
+      if (counter == RumorCounter::kConsecutive && delivery == Delivery::kSnapshot) continue;
+      EXPECT_LT(3 * chosen, Table1Misfit(counter, delivery))
+          << ToString(counter) << " " << ToString(delivery);
+    }
+  }
+}
+
+TEST(DemersModelTest, PullAndPushPullSpreadFurtherThanPush) {
+  DemersParams push = TableParams(RumorRemoval::kFeedback, RumorDecay::kCounter, 1);
+  push.trials = Scaled(400);
+  const double push_residue = RunOk(push).residue.mean;
+  for (RumorVariant v : {RumorVariant::kPull, RumorVariant::kPushPull}) {
+    DemersParams p = push;
+    p.rumor.variant = v;
+    const DemersResult r = RunOk(p);
+    EXPECT_LT(r.residue.mean, 0.5 * push_residue) << ToString(v);
+    EXPECT_GT(r.traffic.mean, 1.0) << ToString(v);
+  }
+}
+
+TEST(DemersModelTest, SameSeedSameResultDifferentSeedDifferent) {
+  DemersParams p = TableParams(RumorRemoval::kFeedback, RumorDecay::kCoin, 2);
+  p.trials = Scaled(400);
+  const DemersResult a = RunOk(p), b = RunOk(p);
+  EXPECT_EQ(a.residue.mean, b.residue.mean);
+  EXPECT_EQ(a.traffic.stddev, b.traffic.stddev);
+  EXPECT_EQ(a.t_ave.mean, b.t_ave.mean);
+  EXPECT_EQ(a.t_last.max, b.t_last.max);
+  EXPECT_EQ(a.rumor_stats.unnecessary, b.rumor_stats.unnecessary);
+  p.seed += 1;
+  const DemersResult c = RunOk(p);
+  EXPECT_NE(a.traffic.mean, c.traffic.mean);
+}
+
+TEST(DemersModelTest, RejectsBadParams) {
+  DemersParams p;
+  p.n = 1;
+  EXPECT_FALSE(RunDemers(p).ok());
+  p = DemersParams{};
+  p.trials = 0;
+  EXPECT_FALSE(RunDemers(p).ok());
+  p = DemersParams{};
+  p.rumor.k = 0;
+  EXPECT_FALSE(RunDemers(p).ok());
+}
+
+TEST(DemersModelTest, MaxCyclesBoundsATrialAndIsCounted) {
+  DemersParams p = TableParams(RumorRemoval::kFeedback, RumorDecay::kCounter, 5);
+  p.trials = 3;
+  p.max_cycles = 4;
+  absl::StatusOr<DemersResult> r = RunDemers(p);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->truncated_trials, 3u);
+  EXPECT_LE(r->t_last.max, 4);
+}
+
+// ---------------------------------------------------------------------------------------
+// Anti-entropy laws (§1.3).
+
+AntiEntropyResult RunAe(AntiEntropyMode mode) {
+  AntiEntropyParams p;
+  p.n = 1000;
+  p.mode = mode;
+  p.trials = 1000;
+  p.seed = kSeed;
+  absl::StatusOr<AntiEntropyResult> r = RunAntiEntropy(p);
+  EXPECT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->truncated_trials, 0u);
+  return *r;
+}
+
+// Each cycle with enough susceptible sites to measure (>= 5 of 1000 on average over 1000
+// trials, so >= 5000 site-samples) follows the one-step law within 5%.
+void ExpectFollowsLaw(const AntiEntropyResult& r) {
+  int checked = 0;
+  for (size_t i = 1; i < r.cycles.size(); ++i) {
+    const AntiEntropyCycle& c = r.cycles[i];
+    if (c.susceptible_sites < 5) continue;
+    ++checked;
+    EXPECT_NEAR(c.measured / c.predicted, 1.0, 0.05)
+        << ToString(r.params.mode) << " cycle " << c.cycle << " seed " << r.params.seed;
+  }
+  EXPECT_GE(checked, 8);
+}
+
+TEST(AntiEntropyModelTest, PullSquaresTheSusceptibleFraction) {
+  const AntiEntropyResult r = RunAe(AntiEntropyMode::kPull);
+  ExpectFollowsLaw(r);  // predicted = p_{i-1}^2
+  for (size_t i = 1; i < r.cycles.size(); ++i) {
+    EXPECT_EQ(r.cycles[i].predicted, r.cycles[i].asymptotic);
+  }
+}
+
+TEST(AntiEntropyModelTest, PushShrinksByOneOverEOnceSmall) {
+  const AntiEntropyResult r = RunAe(AntiEntropyMode::kPush);
+  ExpectFollowsLaw(r);  // predicted = p (1 - 1/n)^{n(1-p)}
+  int checked = 0;
+  for (size_t i = 1; i < r.cycles.size(); ++i) {
+    const AntiEntropyCycle& prev = r.cycles[i - 1];
+    const AntiEntropyCycle& c = r.cycles[i];
+    if (prev.measured > 0.05 || c.susceptible_sites < 5) continue;
+    ++checked;
+    EXPECT_NEAR(c.measured / prev.measured, std::exp(-1.0), 0.1 * std::exp(-1.0))
+        << "cycle " << c.cycle;
+    EXPECT_NEAR(c.measured / c.asymptotic, 1.0, 0.1) << "cycle " << c.cycle;
+  }
+  EXPECT_GE(checked, 2);
+}
+
+TEST(AntiEntropyModelTest, PushPullFollowsProductLawAndIsFastest) {
+  const AntiEntropyResult pp = RunAe(AntiEntropyMode::kPushPull);
+  ExpectFollowsLaw(pp);
+  const AntiEntropyResult pull = RunAe(AntiEntropyMode::kPull);
+  const AntiEntropyResult push = RunAe(AntiEntropyMode::kPush);
+  EXPECT_LT(pp.cycles_to_converge.mean, pull.cycles_to_converge.mean);
+  // Pull's quadratic endgame beats push's geometric one (the paper's case for pull).
+  EXPECT_LT(pull.cycles_to_converge.mean, push.cycles_to_converge.mean);
+}
+
+// ---------------------------------------------------------------------------------------
+// Command line.
+
+struct CliRun {
+  int code;
+  std::string out, err;
+};
+
+CliRun Cli(int (*cmd)(std::span<const std::string_view>, std::ostream&, std::ostream&),
+           std::vector<std::string_view> args) {
+  std::ostringstream out, err;
+  const int code = cmd(args, out, err);
+  return {code, out.str(), err.str()};
+}
+
+TEST(ScuttleSimCliTest, SameSeedSameOutput) {
+  const std::vector<std::string_view> args = {"--k",    "1..2", "--trials", "10",
+                                              "--seed", "9",    "--json"};
+  const CliRun a = Cli(DemersCommand, args), b = Cli(DemersCommand, args);
+  ASSERT_EQ(a.code, 0) << a.err;
+  EXPECT_EQ(a.out, b.out);
+  EXPECT_NE(a.out.find("\"paper\""), std::string::npos);
+  std::vector<std::string_view> other = args;
+  other[5] = "10";
+  EXPECT_NE(Cli(DemersCommand, other).out, a.out);
+
+  const std::vector<std::string_view> ae = {"--mode=push", "--trials=20", "--seed=3"};
+  const CliRun c = Cli(AntiEntropyCommand, ae), d = Cli(AntiEntropyCommand, ae);
+  ASSERT_EQ(c.code, 0) << c.err;
+  EXPECT_EQ(c.out, d.out);
+}
+
+TEST(ScuttleSimCliTest, BadFlagsExitTwoWithAMessage) {
+  struct Case {
+    std::vector<std::string_view> args;
+    std::string_view message;
+  };
+  const Case cases[] = {
+      {{"--bogus", "1"}, "unknown flag --bogus"},
+      {{"--k", "0"}, "--k:"},
+      {{"--k", "3..1"}, "--k:"},
+      {{"--n", "1"}, "--n:"},
+      {{"--n", "ten"}, "--n:"},
+      {{"--variant", "sideways"}, "push|pull|push-pull"},
+      {{"--removal=maybe"}, "feedback|blind"},
+      {{"--trials"}, "needs a value"},
+      {{"--json=yes"}, "takes no value"},
+      {{"stray"}, "unexpected argument"},
+  };
+  for (const Case& c : cases) {
+    const CliRun r = Cli(DemersCommand, c.args);
+    EXPECT_EQ(r.code, 2) << c.message;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_TRUE(r.out.empty());
+  }
+  const CliRun ae = Cli(AntiEntropyCommand, {"--mode", "gossip"});
+  EXPECT_EQ(ae.code, 2);
+  EXPECT_NE(ae.err.find("push|pull|push-pull"), std::string::npos) << ae.err;
+  EXPECT_EQ(Cli(DemersCommand, {"--help"}).code, 0);
+}
+
+}  // namespace
+}  // namespace scuttle::sim

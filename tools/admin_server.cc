@@ -1,0 +1,525 @@
+#include "tools/admin_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <exception>
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "engine/delta_applier.h"
+#include "engine/engine.h"
+#include "httplib.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+#include "wire/absl_compat.h"
+#include "wire/packet.h"
+
+namespace scuttle {
+namespace {
+
+using json = nlohmann::json;
+using httplib::Request;
+using httplib::Response;
+
+// ---- Small JSON/HTTP helpers --------------------------------------------------------------
+
+// Remote peers name nodes and keys with arbitrary bytes: never let dump() throw on them.
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+void Reply(Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(Dump(body), "application/json");
+}
+
+const char* ErrorCode(int status) {
+  switch (status) {
+    case 400: return "bad_request";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 413: return "too_large";
+    case 414: return "too_large";
+    case 503: return "unavailable";
+    default: return status < 500 ? "bad_request" : "internal";
+  }
+}
+
+void Error(Response& res, int status, std::string_view detail) {
+  Reply(res, status, json{{"error", ErrorCode(status)}, {"detail", detail}});
+}
+
+int HttpStatus(const absl::Status& s) {
+  switch (s.code()) {
+    case absl::StatusCode::kInvalidArgument: return 400;
+    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kResourceExhausted: return 413;  // e.g. max_keys_per_node
+    case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded: return 503;
+    default: return 500;
+  }
+}
+
+void Error(Response& res, const absl::Status& s) { Error(res, HttpStatus(s), SV(s.message())); }
+
+bool IsUtf8(std::string_view s) {
+  const auto* p = reinterpret_cast<const unsigned char*>(s.data());
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = p[i];
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t n;  // continuation bytes
+    uint32_t cp;
+    if ((c & 0xE0) == 0xC0) {
+      n = 1, cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2, cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3, cp = c & 0x07;
+    } else {
+      return false;
+    }
+    if (s.size() - i <= n) return false;
+    for (size_t k = 1; k <= n; ++k) {
+      if ((p[i + k] & 0xC0) != 0x80) return false;
+      cp = (cp << 6) | (p[i + k] & 0x3F);
+    }
+    // Overlong forms, surrogates and values past U+10FFFF are not UTF-8.
+    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+        cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+      return false;
+    }
+    i += n + 1;
+  }
+  return true;
+}
+
+// Sets `field` when the bytes are valid UTF-8, else `field`_base64 (standard base64).
+void PutBytes(json& j, const char* field, std::string_view bytes) {
+  if (IsUtf8(bytes)) {
+    j[field] = bytes;
+  } else {
+    j[std::string(field) + "_base64"] = absl::Base64Escape(AV(bytes));
+  }
+}
+
+json EntryJson(const KvEntry& e) {
+  json j;
+  j["node"] = e.node;
+  PutBytes(j, "key", e.key);
+  PutBytes(j, "value", e.value);
+  j["version"] = e.version;
+  return j;
+}
+
+int HexDigit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string PercentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && HexDigit(s[i + 1]) >= 0 && HexDigit(s[i + 2]) >= 0) {
+      out.push_back(static_cast<char>(HexDigit(s[i + 1]) * 16 + HexDigit(s[i + 2])));
+      i += 2;
+    } else {
+      out.push_back(s[i] == '+' ? ' ' : s[i]);
+    }
+  }
+  return out;
+}
+
+// Query parameters from the request target only. httplib also merges a
+// form-urlencoded body into req.params, and `curl --data-binary` labels every PUT body
+// that way: a value must never be read as parameters.
+using Query = std::vector<std::pair<std::string, std::string>>;
+Query ParseQuery(const Request& req) {
+  Query q;
+  const size_t qm = req.target.find('?');
+  if (qm == std::string::npos) return q;
+  std::string_view rest = std::string_view(req.target).substr(qm + 1);
+  while (!rest.empty()) {
+    const size_t amp = rest.find('&');
+    const std::string_view part = rest.substr(0, amp);
+    rest = amp == std::string_view::npos ? std::string_view() : rest.substr(amp + 1);
+    if (part.empty()) continue;
+    const size_t eq = part.find('=');
+    q.emplace_back(PercentDecode(part.substr(0, eq)),
+                   eq == std::string_view::npos ? std::string() : PercentDecode(part.substr(eq + 1)));
+  }
+  return q;
+}
+
+// 400 unless every query parameter is one of `allowed` (typos like ?prefx= are caught).
+bool CheckParams(const Query& q, Response& res, std::initializer_list<std::string_view> allowed) {
+  for (const auto& [name, value] : q) {
+    bool ok = false;
+    for (std::string_view a : allowed) ok = ok || name == a;
+    if (!ok) {
+      Error(res, 400, absl::StrCat("unknown query parameter '", name, "'"));
+      return false;
+    }
+  }
+  return true;
+}
+
+const std::string* Find(const Query& q, std::string_view name) {
+  for (const auto& [k, v] : q) {
+    if (k == name) return &v;
+  }
+  return nullptr;
+}
+
+std::string Param(const Query& q, std::string_view name) {
+  const std::string* v = Find(q, name);
+  return v != nullptr ? *v : std::string();
+}
+
+template <size_t N, typename NameFn>
+json Counters(const uint64_t (&values)[N], NameFn name) {
+  json j = json::object();
+  for (size_t i = 0; i < N; ++i) j[name(i)] = values[i];
+  return j;
+}
+
+json StatsJson(const NodeStats& s) {
+  json t;
+  t["name"] = s.transport_name;
+  t["rx_packets"] = s.transport.rx_packets;
+  t["rx_bytes"] = s.transport.rx_bytes;
+  t["tx_packets"] = s.transport.tx_packets;
+  t["tx_bytes"] = s.transport.tx_bytes;
+  t["polls"] = s.transport.polls;
+  t["flushes"] = s.transport.flushes;
+  t["wakeups"] = s.transport.wakeups;
+  t["rx_rearms"] = s.transport.rx_rearms;
+  t["tx_retries"] = s.transport.tx_retries;
+  json drops = json::object();
+  for (size_t i = 0; i < io::kDropReasonCount; ++i) {
+    drops[io::DropName(static_cast<io::Drop>(i))] = s.transport.drops[i];
+  }
+  t["drops"] = std::move(drops);
+
+  auto msg = [](size_t i) { return wire::MessageTypeName(static_cast<wire::MessageType>(i)); };
+  json e;
+  e["packets_in"] = Counters(s.engine.packets_in, msg);
+  e["bytes_in"] = Counters(s.engine.bytes_in, msg);
+  e["packets_out"] = Counters(s.engine.packets_out, msg);
+  e["bytes_out"] = Counters(s.engine.bytes_out, msg);
+  e["decode_drops"] = Counters(s.engine.decode_drops, [](size_t i) {
+    return wire::DropReasonName(static_cast<wire::DropReason>(i));
+  });
+  e["engine_drops"] = Counters(s.engine.engine_drops, [](size_t i) {
+    return EngineDropName(static_cast<EngineDrop>(i));
+  });
+  e["parts"] = Counters(s.apply.parts, [](size_t i) {
+    return PartOutcomeName(static_cast<PartOutcome>(i));
+  });
+  e["entries_applied"] = s.apply.entries_applied;
+  e["entries_skipped"] = s.apply.entries_skipped;
+  e["generations_replaced"] = s.apply.generations_replaced;
+  e["bad_cluster_received"] = s.engine.bad_cluster_received;
+  e["gc_runs"] = s.engine.gc_runs;
+  e["tombstones_gced"] = s.engine.tombstones_gced;
+  e["keys_expired"] = s.engine.keys_expired;
+  e["rounds"] = s.engine.rounds;
+  e["delta_parts_built"] = s.build.parts;
+  e["delta_resets_built"] = s.build.resets;
+  e["delta_entries_built"] = s.build.entries;
+  e["deltas_truncated"] = s.build.truncated;
+
+  json l;
+  l["iterations"] = s.loop.iterations;
+  l["iteration_us_sum"] = s.loop.iteration_us_sum;
+  l["iteration_us_max"] = s.loop.iteration_us_max;
+  l["commands_run"] = s.loop.commands_run;
+  l["timers_fired"] = s.loop.timers_fired;
+
+  json n;
+  n["gossip_rounds"] = s.gossip_rounds;
+  n["seed_resolutions"] = s.seed_resolutions;
+  n["seed_resolve_failures"] = s.seed_resolve_failures;
+  n["member_events"] = s.member_events;
+  n["key_events"] = s.key_events;
+  return json{{"transport", std::move(t)}, {"engine", std::move(e)}, {"loop", std::move(l)},
+              {"node", std::move(n)}};
+}
+
+std::string IpString(const Endpoint& ep) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(ep.family == 4 ? AF_INET : AF_INET6, ep.addr.data(), buf, sizeof(buf));
+  return buf;
+}
+
+// httplib reports a failed bind as `false` only: bind a probe socket first so the error
+// names the cause (EADDRINUSE, EADDRNOTAVAIL, EACCES).
+absl::Status ProbeBind(const Endpoint& ep) {
+  const int fd = ::socket(ep.family == 4 ? AF_INET : AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError(absl::StrCat("admin: socket: ", std::strerror(errno)));
+  const int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));  // as httplib does
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (ep.family == 4) {
+    auto* sa = reinterpret_cast<sockaddr_in*>(&ss);
+    sa->sin_family = AF_INET;
+    sa->sin_port = htons(ep.port);
+    std::memcpy(&sa->sin_addr, ep.addr.data(), 4);
+    len = sizeof(sockaddr_in);
+  } else {
+    auto* sa = reinterpret_cast<sockaddr_in6*>(&ss);
+    sa->sin6_family = AF_INET6;
+    sa->sin6_port = htons(ep.port);
+    std::memcpy(&sa->sin6_addr, ep.addr.data(), 16);
+    len = sizeof(sockaddr_in6);
+  }
+  const int rc = ::bind(fd, reinterpret_cast<sockaddr*>(&ss), len);
+  const int err = errno;
+  ::close(fd);
+  if (rc != 0) {
+    return absl::UnavailableError(
+        absl::StrCat("admin: bind ", ep.ToString(), ": ", std::strerror(err)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+// ---- Server -----------------------------------------------------------------------------
+
+absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Bind(const AdminOptions& options) {
+  if (!options.listen.valid()) return absl::InvalidArgumentError("admin: no listen address");
+  if (absl::Status s = ProbeBind(options.listen); !s.ok()) return s;
+  std::unique_ptr<AdminServer> a(new AdminServer());
+  a->options_ = options;
+  a->server_ = std::make_unique<httplib::Server>();
+  // httplib's default is SO_REUSEPORT, which lets a second scuttled (same uid) bind the
+  // same admin port silently. SO_REUSEADDR alone refuses a live listener and still
+  // allows a restart over the old process's TIME_WAIT connections.
+  a->server_->set_socket_options([](int sock) {
+    const int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
+  const std::string host = IpString(options.listen);
+  if (options.listen.port == 0) {
+    a->port_ = a->server_->bind_to_any_port(host);
+    if (a->port_ <= 0) return absl::UnavailableError("admin: bind " + host + ":0 failed");
+  } else {
+    if (!a->server_->bind_to_port(host, options.listen.port)) {
+      return absl::UnavailableError("admin: bind " + options.listen.ToString() + " failed");
+    }
+    a->port_ = options.listen.port;
+  }
+  return a;
+}
+
+AdminServer::~AdminServer() { Stop(); }
+
+void AdminServer::Serve(Node* node) {
+  node_ = node;
+  Route();
+  thread_ = std::thread([this] {
+    if (!server_->listen_after_bind()) spdlog::error("admin: server stopped with an error");
+  });
+  spdlog::info("admin: serving on {}:{}", IpString(options_.listen), port_);
+}
+
+void AdminServer::Stop() {
+  if (server_ == nullptr || !thread_.joinable()) return;
+  // httplib's stop() is a no-op until listen_after_bind() has marked the server running:
+  // a stop right after Serve() must wait for that, or the join below would hang.
+  for (int i = 0; i < 1000 && !server_->is_running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  server_->stop();
+  thread_.join();
+}
+
+void AdminServer::Route() {
+  httplib::Server& s = *server_;
+  Node* node = node_;
+  const AdminOptions opt = options_;
+  // Bodies past the value limit are refused by httplib with 413 before any handler runs.
+  s.set_payload_max_length(opt.max_value_bytes);
+  // Bounds how long Stop() waits for idle keep-alive connections.
+  s.set_keep_alive_timeout(1);
+
+  s.Get("/healthz", [node](const Request&, Response& res) {
+    Reply(res, 200,
+          json{{"status", "ok"}, {"node", node->name()}, {"transport", node->transport_name()}});
+  });
+
+  s.Get("/v1/members", [node](const Request& req, Response& res) {
+    if (!CheckParams(ParseQuery(req), res, {})) return;
+    auto ms = node->Members();
+    if (!ms.ok()) return Error(res, ms.status());
+    json arr = json::array();
+    for (const MemberInfo& m : *ms) {
+      arr.push_back(json{{"name", m.name},
+                         {"generation", m.generation},
+                         {"gossip_addr", m.gossip_addr.ToString()},
+                         {"state", MemberStateName(m.state)},
+                         {"phi", m.phi},
+                         {"heartbeat", m.heartbeat},
+                         {"max_version", m.max_version},
+                         {"last_gc_version", m.last_gc_version},
+                         {"keys", m.keys},
+                         {"tombstones", m.tombstones},
+                         {"self", m.is_self}});
+    }
+    Reply(res, 200, json{{"members", std::move(arr)}});
+  });
+
+  s.Get("/v1/kv", [node, opt](const Request& req, Response& res) {
+    const Query q = ParseQuery(req);
+    if (!CheckParams(q, res, {"prefix", "node"})) return;
+    auto entries = node->Scan(Param(q, "prefix"), Param(q, "node"));
+    if (!entries.ok()) return Error(res, entries.status());
+    json arr = json::array();
+    const size_t n = std::min(entries->size(), opt.max_scan_entries);
+    for (size_t i = 0; i < n; ++i) arr.push_back(EntryJson((*entries)[i]));
+    json body{{"entries", std::move(arr)}};
+    if (n < entries->size()) body["truncated"] = true;
+    Reply(res, 200, body);
+  });
+
+  // [\s\S]: keys may hold any byte once URL-decoded, newlines included.
+  static constexpr const char* kKeyPath = R"(/v1/kv/([\s\S]+))";
+  auto check_key = [opt](const std::string& key, Response& res) {
+    if (key.size() > opt.max_key_bytes) {
+      Error(res, 413, absl::StrCat("key is ", key.size(), " bytes; the limit is ",
+                                   opt.max_key_bytes));
+      return false;
+    }
+    return true;
+  };
+
+  s.Get(kKeyPath, [node, check_key](const Request& req, Response& res) {
+    const Query q = ParseQuery(req);
+    if (!CheckParams(q, res, {"node"})) return;
+    const std::string key = req.matches[1];
+    if (!check_key(key, res)) return;
+    auto e = node->Get(key, Param(q, "node"));
+    if (!e.ok()) return Error(res, e.status());
+    Reply(res, 200, EntryJson(*e));
+  });
+
+  s.Put(kKeyPath, [node, check_key, opt](const Request& req, Response& res) {
+    const Query q = ParseQuery(req);
+    if (!CheckParams(q, res, {"ttl"})) return;
+    const std::string key = req.matches[1];
+    if (!check_key(key, res)) return;
+    if (req.body.size() > opt.max_value_bytes) {
+      return Error(res, 413, absl::StrCat("value is ", req.body.size(), " bytes; the limit is ",
+                                          opt.max_value_bytes));
+    }
+    if (key.size() + req.body.size() + AdminOptions::kWriteOverheadBytes > opt.max_packet_bytes) {
+      return Error(res, 413, absl::StrCat("key+value of ", key.size() + req.body.size(),
+                                          " bytes cannot fit one packet (max_packet_bytes=",
+                                          opt.max_packet_bytes, ")"));
+    }
+    absl::StatusOr<Version> v;
+    if (const std::string* ttl_param = Find(q, "ttl"); ttl_param != nullptr) {
+      absl::Duration ttl;
+      const std::string& text = *ttl_param;
+      if (!absl::ParseDuration(AV(text), &ttl) || ttl <= absl::ZeroDuration() ||
+          ttl == absl::InfiniteDuration()) {
+        return Error(res, 400,
+                     absl::StrCat("bad ttl '", text, "': want a positive duration like 30s"));
+      }
+      v = node->SetWithTtl(key, req.body, ttl);
+    } else {
+      v = node->Set(key, req.body);
+    }
+    if (!v.ok()) return Error(res, v.status());
+    json j;
+    PutBytes(j, "key", key);
+    j["version"] = *v;
+    Reply(res, 200, j);
+  });
+
+  s.Delete(kKeyPath, [node, check_key](const Request& req, Response& res) {
+    if (!CheckParams(ParseQuery(req), res, {})) return;
+    const std::string key = req.matches[1];
+    if (!check_key(key, res)) return;
+    auto v = node->Delete(key);
+    if (!v.ok()) return Error(res, v.status());
+    json j;
+    PutBytes(j, "key", key);
+    j["version"] = *v;
+    Reply(res, 200, j);
+  });
+
+  s.Get("/v1/debug/stats", [node](const Request& req, Response& res) {
+    if (!CheckParams(ParseQuery(req), res, {})) return;
+    auto st = node->Stats();
+    if (!st.ok()) return Error(res, st.status());
+    Reply(res, 200, StatsJson(*st));
+  });
+
+  // An empty key is a bad request, not an unknown path.
+  auto empty_key = [](const Request&, Response& res) { Error(res, 400, "key is empty"); };
+  s.Get("/v1/kv/", empty_key);
+  s.Put("/v1/kv/", empty_key);
+  s.Delete("/v1/kv/", empty_key);
+
+  // Known paths, wrong method: 405 with Allow.
+  auto not_allowed = [](const char* allow) {
+    return [allow](const Request& req, Response& res) {
+      res.set_header("Allow", allow);
+      Error(res, 405, absl::StrCat(req.method, " is not allowed on ", req.path, "; use ", allow));
+    };
+  };
+  for (const char* path : {"/healthz", "/v1/members", "/v1/kv", "/v1/debug/stats"}) {
+    s.Post(path, not_allowed("GET"));
+    s.Put(path, not_allowed("GET"));
+    s.Delete(path, not_allowed("GET"));
+    s.Patch(path, not_allowed("GET"));
+  }
+  s.Post(kKeyPath, not_allowed("GET, PUT, DELETE"));
+  s.Patch(kKeyPath, not_allowed("GET, PUT, DELETE"));
+
+  // Anything that reached no handler (404), or that httplib refused itself (413 for a
+  // body over the limit, 400 for a malformed request), still answers in JSON.
+  s.set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
+    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+    std::string detail;
+    switch (res.status) {
+      case 404: detail = absl::StrCat("no such endpoint: ", req.method, " ", req.path); break;
+      case 413: detail = "request body is over the value limit"; break;
+      case 414: detail = "request URI is too long"; break;
+      default: detail = absl::StrCat("request refused with HTTP status ", res.status); break;
+    }
+    Error(res, res.status, detail);
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  s.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    Error(res, 500, what);
+  });
+}
+
+}  // namespace scuttle

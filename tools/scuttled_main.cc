@@ -1,0 +1,344 @@
+// scuttled: the scuttle sidecar daemon (DESIGN §10). One Node (gossip over UDP) plus the
+// local admin HTTP API. Flags are absl flags (--flagfile works); logs go to stderr.
+//
+// Exit codes: 0 after a graceful leave on SIGTERM/SIGINT; 2 on a bad flag (one line on
+// stderr naming it); 1 when the node cannot start (busy gossip or admin port, io_uring
+// refused with --io=uring, ...).
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/time.h"
+#include "io/node.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+#include "tools/admin_server.h"
+#include "wire/absl_compat.h"
+#include "wire/packet.h"
+
+ABSL_FLAG(std::string, node_name, "", "Node name, unique in the cluster (default: hostname)");
+ABSL_FLAG(std::string, listen_addr, "0.0.0.0:7400", "UDP gossip address to bind, ip:port");
+ABSL_FLAG(std::string, advertise_addr, "",
+          "Gossip address announced to peers, ip:port (default: listen_addr; when that is "
+          "0.0.0.0, the first non-loopback IPv4 address, else 127.0.0.1)");
+ABSL_FLAG(std::vector<std::string>, seeds, {},
+          "Comma-separated host:port seeds (hostnames re-resolved every "
+          "--seed_resolve_interval)");
+ABSL_FLAG(std::string, cluster_id, "scuttle", "Cluster id; peers with another id are refused");
+ABSL_FLAG(int32_t, gossip_interval_ms, 1000, "Gossip round interval (jittered by +-10%)");
+ABSL_FLAG(int32_t, fanout, 3, "Live peers contacted per round");
+ABSL_FLAG(int64_t, max_packet_bytes, 65507,
+          "Largest datagram sent, 600..65507 (about 1400 on paths that fragment)");
+ABSL_FLAG(double, phi_threshold, 8.0, "Phi-accrual threshold: suspect at half, dead at it");
+ABSL_FLAG(int32_t, phi_window, 1000, "Phi-accrual sampling window (heartbeat arrivals)");
+ABSL_FLAG(int64_t, phi_initial_interval_ms, 5000,
+          "Assumed heartbeat interval before any has been sampled");
+ABSL_FLAG(int64_t, phi_max_interval_ms, 10000,
+          "Heartbeat gaps longer than this are not rhythm samples (pauses, partitions)");
+ABSL_FLAG(absl::Duration, dead_node_grace, absl::Hours(24),
+          "A node dead or left for this long is forgotten");
+ABSL_FLAG(absl::Duration, tombstone_grace, absl::Hours(1), "Deleted keys are GC'd after this");
+ABSL_FLAG(std::string, admin_addr, "127.0.0.1:7480",
+          "Admin HTTP API address, ip:port (empty: no admin API)");
+ABSL_FLAG(std::string, io, "auto", "Transport: auto (io_uring, else epoll) | uring | epoll");
+ABSL_FLAG(int32_t, shards, 1, "Engine shards (only 1 is supported for now)");
+ABSL_FLAG(int64_t, max_key_bytes, 1024, "Largest key");
+ABSL_FLAG(int64_t, max_value_bytes, 61440, "Largest value");
+ABSL_FLAG(int64_t, max_keys_per_node, 4 * 1024 * 1024, "Most keys (incl. tombstones) per node");
+ABSL_FLAG(int64_t, max_nodes, 16 * 1024, "Most nodes known in the cluster");
+ABSL_FLAG(absl::Duration, seed_resolve_interval, absl::Seconds(60),
+          "How often seed hostnames are re-resolved");
+ABSL_FLAG(std::string, log_level, "info", "trace | debug | info | warn | error");
+ABSL_FLAG(uint64_t, generation, 0, "Node generation; 0 = wall-clock microseconds (tests only)");
+
+namespace scuttle {
+namespace {
+
+constexpr int kExitBadFlags = 2;
+constexpr int kExitStartFailed = 1;
+
+// absl's parser exits with 1 on a malformed flag; scuttled promises 2 for every bad flag.
+bool g_parsing_flags = false;
+void ExitTwoIfParsing() {
+  if (g_parsing_flags) std::_Exit(kExitBadFlags);
+}
+
+[[noreturn]] void BadFlag(const std::string& msg) {
+  std::fprintf(stderr, "scuttled: %s\n", msg.c_str());
+  std::exit(kExitBadFlags);
+}
+
+std::string Hostname() {
+  char buf[256] = {};
+  if (::gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "scuttle";
+  return buf;
+}
+
+// The address peers can reach us at when we listen on the wildcard address.
+Endpoint DefaultAdvertise(const Endpoint& listen) {
+  Endpoint ep = *Endpoint::Parse("127.0.0.1:0");
+  ifaddrs* ifs = nullptr;
+  if (::getifaddrs(&ifs) == 0) {
+    for (const ifaddrs* i = ifs; i != nullptr; i = i->ifa_next) {
+      if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+      const auto* sa = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+      const uint32_t ip = ntohl(sa->sin_addr.s_addr);
+      if ((ip >> 24) == 127) continue;
+      ep = Endpoint::V4(ip, 0);
+      break;
+    }
+    ::freeifaddrs(ifs);
+  }
+  ep.port = listen.port;
+  return ep;
+}
+
+bool IsUnspecified(const Endpoint& ep) {
+  for (uint8_t b : ep.addr) {
+    if (b != 0) return false;
+  }
+  return true;
+}
+
+Endpoint ParseAddrFlag(const char* flag, const std::string& text, bool allow_port0) {
+  auto ep = Endpoint::Parse(text);
+  if (!ep.ok()) {
+    BadFlag(absl::StrCat("--", flag, "=", text, ": want ip:port (", ep.status().message(), ")"));
+  }
+  if (ep->port == 0 && !allow_port0) BadFlag(absl::StrCat("--", flag, "=", text, ": port is 0"));
+  return *ep;
+}
+
+template <typename T>
+T CheckRange(const char* flag, T v, T lo, T hi) {
+  if (v < lo || v > hi) {
+    BadFlag(absl::StrCat("--", flag, "=", v, " is out of range [", lo, ", ", hi, "]"));
+  }
+  return v;
+}
+
+absl::Duration CheckPositive(const char* flag, absl::Duration d) {
+  if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+    BadFlag(absl::StrCat("--", flag, "=", absl::FormatDuration(d),
+                         " must be a positive, finite duration"));
+  }
+  return d;
+}
+
+struct Config {
+  NodeOptions node;
+  std::optional<AdminOptions> admin;
+  spdlog::level::level_enum log_level = spdlog::level::info;
+};
+
+// Reads and validates every flag; exits 2 with one line on the first bad one.
+Config ReadFlags() {
+  Config c;
+  EngineConfig& e = c.node.engine;
+  e.node_name = absl::GetFlag(FLAGS_node_name);
+  if (e.node_name.empty()) e.node_name = Hostname();
+  if (e.node_name.size() > wire::kMaxNameBytes) {
+    BadFlag(absl::StrCat("--node_name is ", e.node_name.size(), " bytes; the limit is ",
+                         wire::kMaxNameBytes));
+  }
+  e.cluster_id = absl::GetFlag(FLAGS_cluster_id);
+  if (e.cluster_id.empty() || e.cluster_id.size() > 128) {
+    BadFlag("--cluster_id must be 1..128 bytes");
+  }
+
+  const std::string listen = absl::GetFlag(FLAGS_listen_addr);
+  c.node.listen = ParseAddrFlag("listen_addr", listen, /*allow_port0=*/true);
+  const std::string adv = absl::GetFlag(FLAGS_advertise_addr);
+  if (adv.empty()) {
+    e.advertise = IsUnspecified(c.node.listen) ? DefaultAdvertise(c.node.listen) : c.node.listen;
+  } else {
+    e.advertise = ParseAddrFlag("advertise_addr", adv, /*allow_port0=*/false);
+    if (IsUnspecified(e.advertise)) {
+      BadFlag("--advertise_addr=" + adv + ": peers cannot reach a wildcard address");
+    }
+  }
+  for (const std::string& seed : absl::GetFlag(FLAGS_seeds)) {
+    std::string host;
+    uint16_t port = 0;
+    if (absl::Status s = ParseHostPort(seed, &host, &port); !s.ok()) {
+      BadFlag(absl::StrCat("--seeds: ", s.message()));
+    }
+    c.node.seeds.push_back(seed);
+  }
+
+  e.gossip_interval_us = int64_t{CheckRange<int32_t>("gossip_interval_ms",
+                                                     absl::GetFlag(FLAGS_gossip_interval_ms), 1,
+                                                     3'600'000)} * kUsPerMs;
+  e.fanout = CheckRange<int32_t>("fanout", absl::GetFlag(FLAGS_fanout), 1, 1024);
+  e.max_packet_bytes = static_cast<size_t>(CheckRange<int64_t>(
+      "max_packet_bytes", absl::GetFlag(FLAGS_max_packet_bytes), 600, 65507));
+  const double phi = absl::GetFlag(FLAGS_phi_threshold);
+  if (!(phi > 0) || phi > 1e6) BadFlag(absl::StrCat("--phi_threshold=", phi, " must be > 0"));
+  e.membership.phi_threshold = phi;
+  e.membership.window =
+      CheckRange<int32_t>("phi_window", absl::GetFlag(FLAGS_phi_window), 1, 1'000'000);
+  e.membership.initial_interval_us =
+      CheckRange<int64_t>("phi_initial_interval_ms", absl::GetFlag(FLAGS_phi_initial_interval_ms),
+                          1, 86'400'000) * kUsPerMs;
+  e.membership.max_interval_us =
+      CheckRange<int64_t>("phi_max_interval_ms", absl::GetFlag(FLAGS_phi_max_interval_ms), 1,
+                          86'400'000) * kUsPerMs;
+  e.membership.dead_node_grace_us = absl::ToInt64Microseconds(
+      CheckPositive("dead_node_grace", absl::GetFlag(FLAGS_dead_node_grace)));
+  e.tombstone_grace_us = absl::ToInt64Microseconds(
+      CheckPositive("tombstone_grace", absl::GetFlag(FLAGS_tombstone_grace)));
+  c.node.seed_resolve_interval =
+      CheckPositive("seed_resolve_interval", absl::GetFlag(FLAGS_seed_resolve_interval));
+
+  const int32_t shards = absl::GetFlag(FLAGS_shards);
+  if (shards < 1) BadFlag(absl::StrCat("--shards=", shards, " must be >= 1"));
+  if (shards != 1) {
+    BadFlag(absl::StrCat("--shards=", shards, " is not supported yet (only 1)"));
+  }
+
+  e.limits.max_key_bytes = static_cast<size_t>(
+      CheckRange<int64_t>("max_key_bytes", absl::GetFlag(FLAGS_max_key_bytes), 1, 65535));
+  e.limits.max_value_bytes = static_cast<size_t>(CheckRange<int64_t>(
+      "max_value_bytes", absl::GetFlag(FLAGS_max_value_bytes), 0, 65507));
+  e.limits.max_keys_per_node = static_cast<size_t>(CheckRange<int64_t>(
+      "max_keys_per_node", absl::GetFlag(FLAGS_max_keys_per_node), 1, int64_t{1} << 32));
+  e.limits.max_nodes = static_cast<size_t>(
+      CheckRange<int64_t>("max_nodes", absl::GetFlag(FLAGS_max_nodes), 1, 1 << 20));
+
+  const std::string io = absl::GetFlag(FLAGS_io);
+  if (io == "auto") {
+    c.node.io = io::IoKind::kAuto;
+  } else if (io == "uring") {
+    c.node.io = io::IoKind::kUring;
+  } else if (io == "epoll") {
+    c.node.io = io::IoKind::kEpoll;
+  } else {
+    BadFlag("--io=" + io + ": want auto, uring or epoll");
+  }
+
+  const std::string level = absl::GetFlag(FLAGS_log_level);
+  if (level == "trace") {
+    c.log_level = spdlog::level::trace;
+  } else if (level == "debug") {
+    c.log_level = spdlog::level::debug;
+  } else if (level == "info") {
+    c.log_level = spdlog::level::info;
+  } else if (level == "warn") {
+    c.log_level = spdlog::level::warn;
+  } else if (level == "error") {
+    c.log_level = spdlog::level::err;
+  } else {
+    BadFlag("--log_level=" + level + ": want trace, debug, info, warn or error");
+  }
+  c.node.generation = absl::GetFlag(FLAGS_generation);
+
+  const std::string admin = absl::GetFlag(FLAGS_admin_addr);
+  if (!admin.empty()) {  // empty: no admin API (embedded use, tests)
+    AdminOptions a;
+    a.listen = ParseAddrFlag("admin_addr", admin, /*allow_port0=*/true);
+    a.max_key_bytes = e.limits.max_key_bytes;
+    a.max_value_bytes = e.limits.max_value_bytes;
+    a.max_packet_bytes = e.max_packet_bytes;
+    c.admin = a;
+  }
+  return c;
+}
+
+}  // namespace
+}  // namespace scuttle
+
+int main(int argc, char** argv) {
+  using namespace scuttle;
+  absl::SetProgramUsageMessage(
+      "scuttle sidecar daemon: gossip-replicated key-value store and membership.\n"
+      "  scuttled --node_name=n1 --listen_addr=0.0.0.0:7400 --seeds=host1:7400,host2:7400");
+  bool usage = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view a = argv[i];
+    usage = usage || a.starts_with("--help") || a.starts_with("-help") ||
+            a.starts_with("--version") || a.starts_with("--only_check_args");
+  }
+  if (!usage) {
+    g_parsing_flags = true;
+    std::atexit(ExitTwoIfParsing);
+  }
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  g_parsing_flags = false;
+  if (rest.size() > 1) {
+    BadFlag(absl::StrCat("unexpected argument '", rest[1], "' (flags look like --name=value)"));
+  }
+  Config config = ReadFlags();
+
+  auto logger = spdlog::stderr_color_mt("scuttled");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(config.log_level);
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%L%$ %v");
+
+  // Signals are taken synchronously by this thread (sigwait); every thread started below
+  // inherits the mask, so none of them is interrupted.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  // Bind the admin port before gossiping, so a busy port fails before peers see us.
+  std::unique_ptr<AdminServer> admin;
+  if (config.admin.has_value()) {
+    auto a = AdminServer::Bind(*config.admin);
+    if (!a.ok()) {
+      spdlog::error("{}", SV(a.status().message()));
+      return kExitStartFailed;
+    }
+    admin = std::move(*a);
+  }
+  const EngineConfig& ec = config.node.engine;
+  if (ec.limits.max_key_bytes + ec.limits.max_value_bytes + AdminOptions::kWriteOverheadBytes >
+      ec.max_packet_bytes) {
+    spdlog::warn(
+        "--max_packet_bytes={} limits key+value to {} bytes, below --max_key_bytes + "
+        "--max_value_bytes; larger writes are refused (413)",
+        ec.max_packet_bytes,
+        ec.max_packet_bytes > AdminOptions::kWriteOverheadBytes
+            ? ec.max_packet_bytes - AdminOptions::kWriteOverheadBytes
+            : 0);
+  }
+  auto node = Node::Start(config.node);
+  if (!node.ok()) {
+    spdlog::error("{}", SV(node.status().message()));
+    return kExitStartFailed;
+  }
+  if (admin != nullptr) admin->Serve(node->get());
+  spdlog::info("scuttled: {} up (cluster '{}', seeds [{}])", (*node)->name(), ec.cluster_id,
+               absl::StrJoin(config.node.seeds, ","));
+
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  spdlog::info("scuttled: {}: leaving the cluster", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  if (admin != nullptr) admin->Stop();
+  absl::Status s = (*node)->Stop();
+  if (!s.ok()) {
+    spdlog::error("scuttled: event loop: {}", SV(s.message()));
+    return kExitStartFailed;
+  }
+  spdlog::info("scuttled: bye");
+  return 0;
+}
