@@ -9,7 +9,10 @@ KvArena::Ref KvArena::Append(std::string_view a, std::string_view b) {
   const size_t n = a.size() + b.size();
   if (chunks_.empty() || chunks_.back().size - chunks_.back().used < n) {
     // Oversized records get a chunk of their own; small ones share kChunkBytes chunks.
-    const size_t size = std::max(kChunkBytes, n);
+    const size_t grow = chunks_.empty()
+                            ? kFirstChunkBytes
+                            : std::min(kChunkBytes, chunks_.back().size * 2);
+    const size_t size = std::max(grow, n);
     chunks_.push_back(Chunk{std::unique_ptr<char[]>(new char[size]), size, 0});
     allocated_bytes_ += size;
   }

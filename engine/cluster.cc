@@ -49,6 +49,42 @@ NodeState* Cluster::Upsert(std::string_view name, Generation generation, bool* r
   return p;
 }
 
+void Cluster::Forget(std::string_view name, TimeUs remember_until_us, size_t max_remembered) {
+  NodeState* node = Find(name);
+  if (node == nullptr || node == self_) return;
+  const Generation gen = node->generation();
+  const uint64_t heartbeat = node->heartbeat;
+  Erase(name);
+  auto it = forgotten_.find(name);
+  if (it != forgotten_.end()) {
+    forgotten_by_time_.erase({it->second.until_us, it->first});
+    forgotten_.erase(it);
+  }
+  while (!forgotten_by_time_.empty() && forgotten_.size() >= std::max<size_t>(max_remembered, 1)) {
+    forgotten_.erase(forgotten_by_time_.begin()->second);
+    forgotten_by_time_.erase(forgotten_by_time_.begin());
+  }
+  forgotten_.emplace(std::string(name), Forgotten{gen, heartbeat, remember_until_us});
+  forgotten_by_time_.insert({remember_until_us, std::string(name)});
+}
+
+void Cluster::ExpireForgotten(TimeUs now_us) {
+  while (!forgotten_by_time_.empty() && forgotten_by_time_.begin()->first <= now_us) {
+    forgotten_.erase(forgotten_by_time_.begin()->second);
+    forgotten_by_time_.erase(forgotten_by_time_.begin());
+  }
+}
+
+bool Cluster::IsForgotten(std::string_view name, Generation generation, uint64_t heartbeat,
+                          TimeUs now_us) {
+  if (forgotten_.empty()) return false;
+  ExpireForgotten(now_us);
+  auto it = forgotten_.find(name);
+  if (it == forgotten_.end()) return false;
+  const Forgotten& f = it->second;
+  return generation < f.generation || (generation == f.generation && heartbeat <= f.heartbeat);
+}
+
 void Cluster::Erase(std::string_view name) {
   assert(name != self_->name());
   auto it = nodes_.find(name);

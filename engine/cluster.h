@@ -8,6 +8,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "engine/node_state.h"
 
@@ -25,8 +26,20 @@ class Cluster {
   // Creates the node, or replaces it when `generation` is newer than the one held.
   // Returns the (possibly new) state. REQUIRES: name != self name.
   NodeState* Upsert(std::string_view name, Generation generation, bool* replaced);
-  // Removes a node entirely (forgetting, seed 002). REQUIRES: name != self name.
+  // Removes a node entirely. REQUIRES: name != self name.
   void Erase(std::string_view name);
+  // Forgetting (seed 002): removes the node and remembers (name, generation, heartbeat)
+  // until `remember_until_us`, so digests from peers that have not forgotten it yet (clock
+  // skew, late detection, a longer grace) cannot bring it back. What does bring it back is
+  // news: a newer generation (it restarted) or, in the same generation, a heartbeat above
+  // the one we forgot it at (it was only partitioned away). At most `max_remembered`
+  // names are remembered; the oldest memory goes first.
+  void Forget(std::string_view name, TimeUs remember_until_us, size_t max_remembered);
+  // True when (name, generation, heartbeat) is no news about a node we forgot. Pass
+  // heartbeat 0 when unknown (delta parts): then any generation not newer is refused.
+  bool IsForgotten(std::string_view name, Generation generation, uint64_t heartbeat,
+                   TimeUs now_us);
+  size_t forgotten_count() const { return forgotten_.size(); }
 
   size_t size() const { return nodes_.size(); }
   // Stable iteration order is not guaranteed; `nodes()` is the insertion-ordered list of
@@ -46,6 +59,14 @@ class Cluster {
   absl::flat_hash_map<std::string, std::unique_ptr<NodeState>, StrHash, StrEq> nodes_;
   std::vector<NodeState*> order_;
   NodeState* self_;
+  struct Forgotten {
+    Generation generation;
+    uint64_t heartbeat;
+    TimeUs until_us;
+  };
+  absl::flat_hash_map<std::string, Forgotten, StrHash, StrEq> forgotten_;
+  absl::btree_set<std::pair<TimeUs, std::string>> forgotten_by_time_;
+  void ExpireForgotten(TimeUs now_us);
 };
 
 }  // namespace scuttle

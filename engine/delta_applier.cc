@@ -8,6 +8,7 @@ const char* PartOutcomeName(PartOutcome o) {
     case PartOutcome::kReset: return "reset";
     case PartOutcome::kGap: return "gap";
     case PartOutcome::kStale: return "stale";
+    case PartOutcome::kForgotten: return "forgotten";
     case PartOutcome::kBehindReset: return "behind_reset";
     case PartOutcome::kStaleGeneration: return "stale_generation";
     case PartOutcome::kSelf: return "self";
@@ -53,12 +54,14 @@ PartOutcome DeltaApplier::ApplyPart(const wire::DecodedPacket& pkt,
   const Generation gen = part.node->generation;
   if (name == cluster_->self().name()) return PartOutcome::kSelf;
   NodeState* node = cluster_->Find(name);
+  if (node == nullptr && cluster_->IsForgotten(name, gen, 0, now_us)) return PartOutcome::kForgotten;
   if (node == nullptr && cluster_->size() >= limits_.max_nodes) return PartOutcome::kNodeLimit;
   if (node != nullptr && gen < node->generation()) return PartOutcome::kStaleGeneration;
   if (node == nullptr || gen > node->generation()) {
     bool replaced = false;
     node = cluster_->Upsert(name, gen, &replaced);
     node->endpoint = wire::NodeRefEndpoint(*part.node);
+    InitLiveness(node->liveness, now_us);
     if (replaced) ++stats_.generations_replaced;
     if (events_ != nullptr) {
       events_->OnMember(*node, replaced ? MemberEvent::kRestarted : MemberEvent::kJoined);

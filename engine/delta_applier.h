@@ -32,6 +32,7 @@ enum class PartOutcome : uint8_t {
   kBehindReset,  // we are mid-reset and the sender had not reached our last_gc_version
   kStaleGeneration,
   kSelf,        // a part about our own node: we are its only writer
+  kForgotten,   // a node (generation) we forgot recently: not re-learned (seed 002)
   kNodeLimit,   // unknown node and the cluster is at Limits::max_nodes
   kKeyLimit,    // would exceed Limits::max_keys_per_node: dropped whole, nothing applied
   kCount,

@@ -32,8 +32,8 @@ size_t DigestBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
   blob_bytes_ = 0;
   const auto& nodes = cluster.nodes();
   auto cost = [](const NodeState* n) { return sizeof(wire::DigestEntry) + n->name().size(); };
+  // Self is always listed, even past the budget (callers reserve room for it).
   size_t used = cost(&cluster.self());
-  if (used > budget_bytes) return 0;
   planned_.push_back(&cluster.self());
   // Rotate through the others so every node is advertised within a few rounds even when
   // the whole digest does not fit (DESIGN §2 "rotating partial digest").
@@ -93,6 +93,7 @@ PeerView DeltaBuilder::Lookup(const NodeState& node) const {
 size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
   candidates_.clear();
   planned_.clear();
+  slots_.clear();
   blob_bytes_ = 0;
   if (peer_ == nullptr) return 0;
   const bool partial = peer_->digest.partial;
@@ -122,6 +123,7 @@ size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
     return a.node->name() < b.node->name();
   });
   size_t budget = budget_bytes;
+  blocked_ = false;
   for (const Candidate& c : candidates_) {
     if (!PlanCandidate(c, &budget)) break;
   }
@@ -131,6 +133,7 @@ size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
 size_t DeltaBuilder::PlanRanges(const std::vector<VersionRange>& ranges, size_t budget_bytes) {
   peer_ = nullptr;
   planned_.clear();
+  slots_.clear();
   blob_bytes_ = 0;
   size_t budget = budget_bytes;
   for (const VersionRange& r : ranges) {
@@ -146,6 +149,7 @@ bool DeltaBuilder::PlanCandidate(const Candidate& c, size_t* budget) {
   const size_t part_cost = wire::kPartWireBytes + c.node->name().size();
   if (part_cost > *budget) return false;
   size_t left = *budget - part_cost;
+  const size_t first_slot = slots_.size();
   size_t count = 0;
   size_t kv_bytes = 0;
   Version last = c.from;
@@ -162,13 +166,19 @@ bool DeltaBuilder::PlanCandidate(const Candidate& c, size_t* budget) {
     kv_bytes += s.key_len + s.value_len;
     last = s.version;
     ++count;
+    slots_.push_back(&s);
     return true;
   });
-  if (truncated && count == 0) return false;
+  if (truncated && count == 0) {
+    // Not even the first entry fits: stop (the packet is full), and note it if nothing at
+    // all was planned, so the caller can make room.
+    blocked_ = planned_.empty();
+    return false;
+  }
   // seed 000: a truncated part claims only up to its last entry; a complete one claims the
   // node's max_version (skipped tombstones and overwritten versions included).
   const Version max_version = truncated ? last : std::min(c.cap, c.node->max_version());
-  planned_.push_back(Planned{c, max_version, count});
+  planned_.push_back(Planned{c, max_version, count, first_slot});
   blob_bytes_ += c.node->name().size() + kv_bytes;
   *budget = left;
   if (truncated) ++stats_.truncated;
@@ -183,11 +193,9 @@ bool DeltaBuilder::Write(wire::PacketEncoder& enc, BlobWriter& blob) {
     auto out = enc.AddPart(ref, p.c.from, node.last_gc_version(), p.max_version,
                            node.max_version(), p.count, &ok);
     if (!ok) return false;
-    size_t i = 0;
-    node.ForEachAbove(p.c.from, [&](const NodeState::Slot& s) {
-      if (i == p.count) return false;
-      if (s.status == KeyStatus::kTombstone && s.version <= p.c.tomb_floor) return true;
-      wire::Entry& e = out[i++];
+    for (size_t i = 0; i < p.count; ++i) {
+      const NodeState::Slot& s = *slots_[p.first_slot + i];
+      wire::Entry& e = out[i];
       e.version = s.version;
       e.key_len = s.key_len;
       e.value_len = s.value_len;
@@ -196,9 +204,9 @@ bool DeltaBuilder::Write(wire::PacketEncoder& enc, BlobWriter& blob) {
                                           : wire::EntryStatus::kSet);
       e.reserved0 = 0;
       e.reserved1 = 0;
-      e.off = blob.Put(node.KeyOf(s), node.ValueOf(s));
-      return true;
-    });
+      // Key and value sit back to back in the arena: one copy.
+      e.off = blob.Put(node.KeyValueOf(s));
+    }
     ++stats_.parts;
     stats_.entries += p.count;
     if (p.c.reset) ++stats_.resets;

@@ -74,6 +74,8 @@ class DeltaBuilder {
   // node with version in (from, to], truncated like any delta. Clears the peer digest.
   size_t PlanRanges(const std::vector<VersionRange>& ranges, size_t budget_bytes);
   size_t blob_bytes() const { return blob_bytes_; }
+  // After Plan: true when nothing was planned because the first entry due did not fit.
+  bool blocked() const { return blocked_; }
   bool Write(wire::PacketEncoder& enc, BlobWriter& blob);
   // The parts planned, as (node, from, max) — for rumor feedback bookkeeping.
   size_t planned_parts() const { return planned_.size(); }
@@ -96,6 +98,7 @@ class DeltaBuilder {
     Candidate c;
     Version max_version;  // what the part claims: the node's max, or the last entry sent
     size_t count;
+    size_t first_slot;    // its entries are slots_[first_slot, first_slot + count)
   };
   PeerView Lookup(const NodeState& node) const;
   bool PlanCandidate(const Candidate& c, size_t* budget);
@@ -104,7 +107,10 @@ class DeltaBuilder {
   absl::flat_hash_map<std::string_view, uint32_t> peer_index_;
   std::vector<Candidate> candidates_;
   std::vector<Planned> planned_;
+  // The slots chosen while planning, so writing does not walk the version index again.
+  std::vector<const NodeState::Slot*> slots_;
   size_t blob_bytes_ = 0;
+  bool blocked_ = false;
   Stats stats_;
 };
 

@@ -16,6 +16,7 @@ const char* EngineDropName(EngineDrop d) {
     case EngineDrop::kNoTxBuffer: return "no_tx_buffer";
     case EngineDrop::kEncodeFailed: return "encode_failed";
     case EngineDrop::kUnexpected: return "unexpected";
+    case EngineDrop::kForgotten: return "forgotten";
     case EngineDrop::kCount: break;
   }
   return "unknown";
@@ -51,10 +52,7 @@ absl::Status Engine::CheckWrite(std::string_view key, std::string_view value) co
         absl::StrCat("value is ", value.size(), " bytes; the limit is ", l.max_value_bytes));
   }
   // A value must fit one packet with its key, or it could never replicate.
-  const size_t need = wire::kHeaderBytes + wire::kPacketFixedWireBytes + wire::kPartWireBytes +
-                      wire::kMaxNameBytes + wire::kEntryWireBytes + key.size() + value.size() +
-                      512;
-  if (need > config_.max_packet_bytes) {
+  if (key.size() + value.size() > MaxKeyValueBytes()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "key+value of ", key.size() + value.size(), " bytes cannot fit max_packet_bytes=",
         config_.max_packet_bytes));
@@ -65,6 +63,16 @@ absl::Status Engine::CheckWrite(std::string_view key, std::string_view value) co
         absl::StrCat("node holds ", self.num_keys(), " keys; the limit is ", l.max_keys_per_node));
   }
   return absl::OkStatus();
+}
+
+size_t Engine::MaxKeyValueBytes() const {
+  // One packet holding one part with one entry and the largest names, beside a digest of
+  // just the sender (a SynAck shrinks its digest to that when a big entry needs the room,
+  // see Send), plus the encoder's slack.
+  const size_t fixed = wire::kHeaderBytes + wire::kPacketFixedWireBytes + wire::kPartWireBytes +
+                       wire::kEntryWireBytes + sizeof(wire::DigestEntry) +
+                       3 * wire::kMaxNameBytes + 64 + 512;
+  return config_.max_packet_bytes > fixed ? config_.max_packet_bytes - fixed : 0;
 }
 
 absl::Status Engine::Set(std::string_view key, std::string_view value, TimeUs now_us) {
@@ -125,7 +133,7 @@ void Engine::OnTick(TimeUs now_us) {
   ++cluster_.self().heartbeat;
   ExpireTtl(now_us);
   RunGc(now_us);
-  membership_.Update(cluster_, now_us, events_);
+  membership_.Update(cluster_, now_us, events_, config_.limits.max_nodes);
   membership_.ChoosePeers(cluster_, config_.fanout, config_.seeds, rng_, &peers_);
   // Copy: SendSyn may not reuse peers_, but rumor sending below does.
   const std::vector<Endpoint> peers = peers_;
@@ -332,7 +340,14 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
     }
     NodeState* node = cluster_.Find(name);
     if (node != nullptr && e.node.generation < node->generation()) continue;
+    const Endpoint ep = wire::NodeRefEndpoint(e.node);
     if (node == nullptr || e.node.generation > node->generation()) {
+      // seed 002: a node we forgot stays forgotten, whoever still gossips it; only a new
+      // generation (a restart) comes back.
+      if (node == nullptr && cluster_.IsForgotten(name, e.node.generation, e.heartbeat, now_us)) {
+        Drop(EngineDrop::kForgotten);
+        continue;
+      }
       if (node == nullptr && cluster_.size() >= config_.limits.max_nodes) {
         Drop(EngineDrop::kNodeLimit);
         continue;
@@ -340,13 +355,15 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
       bool replaced = false;
       node = cluster_.Upsert(name, e.node.generation, &replaced);
       membership_.OnDiscovered(*node, now_us);
+      if (ep.valid()) node->endpoint = ep;
+      node->heartbeat = e.heartbeat;
       if (events_ != nullptr) {
         events_->OnMember(*node, replaced ? MemberEvent::kRestarted : MemberEvent::kJoined);
       }
     }
-    const Endpoint ep = wire::NodeRefEndpoint(e.node);
     if (ep.valid()) node->endpoint = ep;
-    node->leaving = (e.node.flags & wire::kNodeLeaving) != 0;
+    // Leaving is sticky within a generation: a stale relayed entry must not undo it.
+    if ((e.node.flags & wire::kNodeLeaving) != 0) node->leaving = true;
     if (e.heartbeat > node->heartbeat) {
       node->heartbeat = e.heartbeat;
       membership_.OnHeartbeat(*node, now_us, events_);
@@ -400,15 +417,22 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
       blob_bytes += f.name.size();
     }
   }
+  const bool delta = out.peer != nullptr || out.ranges != nullptr;
+  if (out.peer != nullptr) delta_builder_.SetPeerDigest(*out.peer);
   if (out.digest) {
-    // A SynAck keeps at least half the packet for the delta it carries.
+    // A SynAck keeps at least half the packet for the delta it carries...
     const size_t digest_budget = out.peer != nullptr ? budget / 2 : budget;
-    budget -= digest_builder_.Plan(cluster_, digest_budget);
+    size_t digest_bytes = digest_builder_.Plan(cluster_, digest_budget);
+    if (out.peer != nullptr && delta_builder_.Plan(cluster_, budget - digest_bytes) == 0 &&
+        delta_builder_.blocked()) {
+      // ...and when its next entry is larger than that, the digest shrinks to just us
+      // (a partial digest; others rotate in next time) so the entry still gets out.
+      digest_bytes = digest_builder_.Plan(cluster_, 0);
+    }
+    budget -= digest_bytes;
     blob_bytes += digest_builder_.blob_bytes();
   }
-  const bool delta = out.peer != nullptr || out.ranges != nullptr;
   if (out.peer != nullptr) {
-    delta_builder_.SetPeerDigest(*out.peer);
     delta_builder_.Plan(cluster_, budget);
   } else if (out.ranges != nullptr) {
     delta_builder_.PlanRanges(*out.ranges, budget);

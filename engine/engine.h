@@ -77,6 +77,7 @@ enum class EngineDrop : uint8_t {
   kNoTxBuffer,      // the sink had no free send buffer
   kEncodeFailed,    // planning bug guard: the encoder refused the packet
   kUnexpected,      // a message type we do not expect (e.g. BadCluster to a non-Syn)
+  kForgotten,       // digest entry for a node generation we recently forgot (seed 002)
   kCount,
 };
 inline constexpr size_t kEngineDropCount = static_cast<size_t>(EngineDrop::kCount);
@@ -120,6 +121,9 @@ class Engine {
   absl::Status SetWithTtl(std::string_view key, std::string_view value, TimeUs ttl_us,
                           TimeUs now_us);
   absl::Status Delete(std::string_view key, TimeUs now_us);
+  // The largest key+value a write may have so that it fits one packet next to a SynAck's
+  // digest. Writes above it fail with InvalidArgument.
+  size_t MaxKeyValueBytes() const;
   // Gossips that this node is leaving (flag in its digest entry), so peers mark it left at
   // once instead of waiting for the failure detector.
   void Leave();

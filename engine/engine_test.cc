@@ -374,3 +374,71 @@ TEST(EpidemicTest, RetentionSitesKeepTombstonesLonger) {
 
 }  // namespace
 }  // namespace scuttle
+
+namespace scuttle {
+namespace {
+
+TEST(ForgettingTest, EarlyForgetterIgnoresLateForgettersButAcceptsNewGeneration) {
+  Net net;
+  EngineConfig ca = Config("a", 1);
+  ca.membership.dead_node_grace_us = 30 * kUsPerSec;
+  Engine& a = net.Add(ca);
+  EngineConfig cb = Config("b", 2);
+  cb.membership.dead_node_grace_us = 3600 * kUsPerSec;  // b forgets much later
+  cb.seeds = {Ep(1)};
+  Engine& b = net.Add(cb);
+  EngineConfig cc = Config("c", 3, /*gen=*/5);
+  cc.seeds = {Ep(1)};
+  net.Add(cc);
+  for (int round = 0; round < 5; ++round) {
+    net.now += kUsPerSec;
+    for (auto& [port, e] : net.engines) e->OnTick(net.now);
+    net.Pump();
+  }
+  ASSERT_NE(a.FindNode("c"), nullptr);
+  net.engines.erase(7403);  // c crashes
+  for (int round = 0; round < 120; ++round) {
+    net.now += kUsPerSec;
+    a.OnTick(net.now);
+    b.OnTick(net.now);
+    net.Pump();
+    a.SendSyn(Ep(2));  // b keeps gossiping c to a
+    b.SendSyn(Ep(1));
+    net.Pump();
+  }
+  EXPECT_EQ(a.FindNode("c"), nullptr) << "a forgot c and b's digests did not revive it";
+  ASSERT_NE(b.FindNode("c"), nullptr);
+  EXPECT_EQ(b.FindNode("c")->liveness.state, MemberState::kDead);
+  EXPECT_GT(a.stats().engine_drops[static_cast<size_t>(EngineDrop::kForgotten)], 0u);
+  // c comes back with a new generation: everyone takes it.
+  Engine& c2 = net.Add(Config("c", 3, /*gen=*/6));
+  ASSERT_TRUE(c2.Set("back", "yes", net.now).ok());
+  c2.SendSyn(Ep(1));
+  net.Pump();
+  ASSERT_NE(a.FindNode("c"), nullptr);
+  EXPECT_EQ(a.FindNode("c")->generation(), 6u);
+  EXPECT_EQ(Get(a, "c", "back"), "yes");
+}
+
+TEST(ForgettingTest, LeavingIsStickyAgainstStaleRelays) {
+  Net net;
+  Engine& a = net.Add(Config("a", 1));
+  Engine& b = net.Add(Config("b", 2));
+  Engine& c = net.Add(Config("c", 3));
+  a.SendSyn(Ep(2));
+  a.SendSyn(Ep(3));
+  net.Pump();
+  a.Leave();
+  a.SendSyn(Ep(2));
+  net.Pump();
+  ASSERT_TRUE(b.FindNode("a")->leaving);
+  // c still holds a's older, unflagged entry and relays it to b.
+  c.SendSyn(Ep(2));
+  net.Pump();
+  b.OnTick(net.now + kUsPerSec);
+  EXPECT_TRUE(b.FindNode("a")->leaving);
+  EXPECT_EQ(b.FindNode("a")->liveness.state, MemberState::kLeft);
+}
+
+}  // namespace
+}  // namespace scuttle

@@ -19,10 +19,14 @@ const char* MemberStateName(MemberState s) {
   return "unknown";
 }
 
+void InitLiveness(Liveness& l, TimeUs now_us) {
+  l = Liveness{};
+  l.last_arrival_us = now_us;
+  l.state_since_us = now_us;
+}
+
 void Membership::OnDiscovered(NodeState& node, TimeUs now_us) const {
-  node.liveness = Liveness{};
-  node.liveness.last_arrival_us = now_us;
-  node.liveness.state_since_us = now_us;
+  InitLiveness(node.liveness, now_us);
 }
 
 void Membership::OnHeartbeat(NodeState& node, TimeUs now_us, EventSink* events) const {
@@ -31,10 +35,13 @@ void Membership::OnHeartbeat(NodeState& node, TimeUs now_us, EventSink* events) 
     const double interval = static_cast<double>(now_us - l.last_arrival_us);
     // Long silences (a partition, a pause) are not samples of the normal rhythm.
     if (interval > 0 && interval <= static_cast<double>(config_->max_interval_us)) {
-      const double alpha = 2.0 / (std::max(config_->window, 1) + 1.0);
-      l.mean_interval_us = l.mean_interval_us == 0
-                               ? interval
-                               : l.mean_interval_us + alpha * (interval - l.mean_interval_us);
+      if (l.mean_interval_us == 0) {
+        l.mean_interval_us = static_cast<double>(config_->initial_interval_us);
+      }
+      // The prior counts as one sample.
+      const double n = std::min<double>(l.samples + 2.0, std::max(config_->window, 1));
+      l.mean_interval_us += (interval - l.mean_interval_us) / n;
+      ++l.samples;
     }
   }
   l.last_arrival_us = now_us;
@@ -67,7 +74,8 @@ void Membership::SetState(NodeState& node, MemberState s, TimeUs now_us,
   }
 }
 
-size_t Membership::Update(Cluster& cluster, TimeUs now_us, EventSink* events) const {
+size_t Membership::Update(Cluster& cluster, TimeUs now_us, EventSink* events,
+                          size_t max_remembered) const {
   std::vector<std::string> forget;
   for (NodeState* node : cluster.nodes()) {
     if (node == &cluster.self()) continue;
@@ -90,7 +98,9 @@ size_t Membership::Update(Cluster& cluster, TimeUs now_us, EventSink* events) co
   }
   for (const std::string& name : forget) {
     if (events != nullptr) events->OnMember(*cluster.Find(name), MemberEvent::kForgotten);
-    cluster.Erase(name);
+    // Remember for long after every peer should have forgotten too (their grace or clock
+    // may differ); the memory is bounded by max_remembered.
+    cluster.Forget(name, now_us + 10 * config_->dead_node_grace_us, max_remembered);
   }
   return forget.size();
 }

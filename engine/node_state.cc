@@ -18,6 +18,18 @@ bool NodeState::KeyEq::operator()(uint32_t a, std::string_view k) const {
   return s->KeyOf(s->slots_[a]) == k;
 }
 
+uint32_t NodeState::Slab::Append() {
+  if ((size_ & kMask) == 0 && (size_ >> kPageShift) == pages_.size()) {
+    pages_.push_back(std::unique_ptr<Slot[]>(new Slot[size_t{1} << kPageShift]));
+  }
+  pages_[size_ >> kPageShift][size_ & kMask] = Slot{};
+  return size_++;
+}
+
+size_t NodeState::Slab::bytes() const {
+  return pages_.size() * (sizeof(Slot) << kPageShift) + pages_.capacity() * sizeof(void*);
+}
+
 NodeState::NodeState(std::string name, Generation generation)
     : name_(std::move(name)),
       generation_(generation),
@@ -60,8 +72,7 @@ uint32_t NodeState::Write(Version version, std::string_view key, std::string_vie
   const bool fresh = idx == kNoSlot;
   if (fresh) {
     if (free_slots_.empty()) {
-      idx = static_cast<uint32_t>(slots_.size());
-      slots_.push_back(Slot{});
+      idx = slots_.Append();
     } else {
       idx = free_slots_.back();
       free_slots_.pop_back();
@@ -146,7 +157,7 @@ void NodeState::RaiseMaxVersion(Version v) {
 
 void NodeState::ResetTo(Version last_gc_version) {
   arena_.Clear();
-  slots_.clear();
+  slots_.Clear();
   free_slots_.clear();
   key_set_.clear();
   by_version_.clear();
@@ -191,7 +202,7 @@ void NodeState::MaybeCompact() {
 size_t NodeState::OverheadBytes() const {
   // Slab + hash set (slot index + control byte per bucket) + version index; btree nodes
   // are estimated from their value size and a 70% fill.
-  const size_t slab = slots_.capacity() * sizeof(Slot);
+  const size_t slab = slots_.bytes();
   const size_t set = key_set_.capacity() * (sizeof(uint32_t) + 1);
   const size_t btree = by_version_.size() * (sizeof(Version) + sizeof(uint32_t)) * 10 / 7;
   const size_t tomb = tombstones_by_time_.size() * 16 * 10 / 7;

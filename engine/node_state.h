@@ -11,6 +11,7 @@
 #define SCUTTLE_ENGINE_NODE_STATE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -28,6 +29,31 @@
 namespace scuttle {
 
 class NodeState {
+ public:
+  struct Slot;
+
+ private:
+  // Slots in fixed pages: growth never copies the slab or doubles its footprint, so
+  // the bookkeeping per key stays flat in state size (DESIGN §7, ≤ 64 B per entry).
+  class Slab {
+   public:
+    static constexpr uint32_t kPageShift = 12;  // 4096 slots = 128 KiB per page
+    Slot& operator[](uint32_t i) { return pages_[i >> kPageShift][i & kMask]; }
+    const Slot& operator[](uint32_t i) const { return pages_[i >> kPageShift][i & kMask]; }
+    uint32_t size() const { return size_; }
+    uint32_t Append();
+    void Clear() {
+      pages_.clear();
+      size_ = 0;
+    }
+    size_t bytes() const;
+
+   private:
+    static constexpr uint32_t kMask = (1u << kPageShift) - 1;
+    std::vector<std::unique_ptr<Slot[]>> pages_;
+    uint32_t size_ = 0;
+  };
+
  public:
   struct Slot {
     Version version;
@@ -67,6 +93,10 @@ class NodeState {
   uint32_t Find(std::string_view key) const;
   const Slot& slot(uint32_t idx) const { return slots_[idx]; }
   std::string_view KeyOf(const Slot& s) const { return {arena_.At(s.kv), s.key_len}; }
+  // Key bytes immediately followed by value bytes.
+  std::string_view KeyValueOf(const Slot& s) const {
+    return {arena_.At(s.kv), size_t{s.key_len} + s.value_len};
+  }
   std::string_view ValueOf(const Slot& s) const {
     return {arena_.At(s.kv) + s.key_len, s.value_len};
   }
@@ -135,7 +165,7 @@ class NodeState {
   size_t num_tombstones_ = 0;
 
   KvArena arena_;
-  std::vector<Slot> slots_;
+  Slab slots_;
   std::vector<uint32_t> free_slots_;
   absl::flat_hash_set<uint32_t, KeyHash, KeyEq> key_set_;
   absl::btree_map<Version, uint32_t> by_version_;

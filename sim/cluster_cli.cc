@@ -247,7 +247,7 @@ ClusterSimConfig RandomFaultMix(uint64_t seed, uint32_t nodes, uint32_t rounds) 
   c.max_clock_offset_us = static_cast<TimeUs>(pick({0, 0.5, 30})) * kUsPerSec;
   c.max_drift = pick({0, 1e-4, 1e-2});
   c.tick_jitter = pick({0, 0.1, 0.3});
-  c.max_packet_bytes = static_cast<size_t>(pick({65507, 1400, 1100}));
+  c.max_packet_bytes = static_cast<size_t>(pick({65507, 1400, 1300}));
   c.tombstone_grace_us = static_cast<TimeUs>(pick({3600, 3, 10})) * kUsPerSec;
   c.keys = static_cast<uint32_t>(pick({4, 16, 64}));
   c.write_rate = pick({1, 4, 12});
@@ -258,7 +258,7 @@ ClusterSimConfig RandomFaultMix(uint64_t seed, uint32_t nodes, uint32_t rounds) 
   // Catching up is bandwidth-bound: a restarted node refetches every owner's map through
   // max_packet_bytes-sized deltas, so small packets get a longer bound.
   // Short tombstone grace makes lagging replicas reset and refetch whole maps, and fanout
-  // 2 with 30% loss thins the exchanges: the harshest mixes need ~100 rounds at 1100 bytes.
+  // 2 with 30% loss thins the exchanges: the harshest mixes need ~100 rounds at 1300 bytes.
   c.converge_bound_rounds = c.max_packet_bytes >= 65507  ? 30
                             : c.max_packet_bytes >= 1400 ? 80
                                                          : 100;

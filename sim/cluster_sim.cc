@@ -329,6 +329,10 @@ void ClusterSim::DoWrite() {
   }
   std::string value = absl::StrCat("w", stats_.writes, ":");
   value.resize(std::max<size_t>(len, value.size()), static_cast<char>('a' + rng_.Below(26)));
+  // Small packets bound what one write may carry (Engine::CheckWrite); stay within it so
+  // the workload keeps writing, unless even the prefix cannot fit (then errors are counted).
+  const size_t room = e.MaxKeyValueBytes();
+  if (room > key.size() + 8 && value.size() + key.size() > room) value.resize(room - key.size());
   absl::Status s;
   if (ttl) {
     const TimeUs ttl_us = static_cast<TimeUs>(1 + rng_.Below(10)) * config_.gossip_interval_us;

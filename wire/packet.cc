@@ -41,6 +41,23 @@ class SlotAllocator final : public flatbuffers::Allocator {
   bool used_ = false;
 };
 
+// flatbuffers 2.0.8's CreateUninitializedVectorOfStructs aligns to sizeof(T) as if it
+// were a power of two (24- and 56-byte structs come out misaligned); this builder lays
+// struct vectors out 8-aligned, as CreateVectorOfStructs does.
+class Builder : public flatbuffers::FlatBufferBuilder {
+ public:
+  using FlatBufferBuilder::FlatBufferBuilder;
+  template <typename T>
+  flatbuffers::Offset<flatbuffers::Vector<const T*>> UninitializedStructs(size_t len, T** out) {
+    static_assert(sizeof(T) % 8 == 0 && alignof(T) <= 8);
+    Align(8);  // PreAlign skips empty vectors
+    StartVector(len * sizeof(T) / 8, 8);
+    buf_.make_space(len * sizeof(T));
+    *out = reinterpret_cast<T*>(buf_.data());
+    return flatbuffers::Offset<flatbuffers::Vector<const T*>>(EndVector(len));
+  }
+};
+
 const fb::NodeRef& AsFb(const NodeRef& r) { return reinterpret_cast<const fb::NodeRef&>(r); }
 
 }  // namespace
@@ -105,6 +122,7 @@ const char* DropReasonName(DropReason r) {
     case DropReason::kEntryOutOfRange: return "entry_out_of_range";
     case DropReason::kTooManyParts: return "too_many_parts";
     case DropReason::kTooManyEntries: return "too_many_entries";
+    case DropReason::kMisaligned: return "misaligned";
     case DropReason::kCount: break;
   }
   return "unknown";
@@ -119,6 +137,14 @@ bool PeekHeader(std::span<const uint8_t> datagram, PacketHeader* out) {
 }
 
 namespace {
+
+// The verifier checks only that a vector's length prefix is 4-aligned; our structs hold
+// u64s and are read in place, so their vectors must be 8-aligned.
+bool Aligned8(const void* p, DropReason* reason) {
+  if (reinterpret_cast<uintptr_t>(p) % 8 == 0) return true;
+  *reason = DropReason::kMisaligned;
+  return false;
+}
 
 bool InBlob(size_t blob_size, uint64_t off, uint64_t len) {
   return off <= blob_size && len <= blob_size - off;
@@ -147,6 +173,7 @@ bool CheckDigest(const fb::Digest* d, const DecodeLimits& limits, size_t blob_si
     *reason = DropReason::kTooManyEntries;
     return false;
   }
+  if (v->size() > 0 && !Aligned8(v->data(), reason)) return false;
   out->entries = {reinterpret_cast<const DigestEntry*>(v->data()), v->size()};
   out->partial = d->partial();
   for (const DigestEntry& e : out->entries) {
@@ -220,6 +247,11 @@ bool CheckDelta(const fb::Delta* d, const DecodeLimits& limits, size_t blob_size
       *reason = DropReason::kMissingField;
       return false;
     }
+    if (!Aligned8(nd->node(), reason)) return false;
+    if (nd->entries() != nullptr && nd->entries()->size() > 0 &&
+        !Aligned8(nd->entries()->data(), reason)) {
+      return false;
+    }
     const NodeDeltaView v = ViewOf(nd);
     if (!CheckNodeRef(*v.node, blob_size, reason)) return false;
     total_entries += v.entries.size();
@@ -245,6 +277,7 @@ bool CheckFeedback(const flatbuffers::Vector<const fb::RumorFeedback*>* v,
     *reason = DropReason::kTooManyParts;
     return false;
   }
+  if (v->size() > 0 && !Aligned8(v->data(), reason)) return false;
   *out = {reinterpret_cast<const RumorFeedback*>(v->data()), v->size()};
   for (const RumorFeedback& f : *out) {
     if (!InBlob(blob_size, f.name_off, f.name_len)) {
@@ -291,6 +324,7 @@ bool Decode(std::span<const uint8_t> datagram, const DecodeLimits& limits, Decod
             DropReason* reason) {
   *out = DecodedPacket();
   if (!CheckHeader(datagram, &out->header, reason)) return false;
+  if (!Aligned8(datagram.data(), reason)) return false;
   const uint8_t* payload = datagram.data() + kHeaderBytes;
   const size_t payload_size = datagram.size() - kHeaderBytes;
   // Bounded verification: depth and table counts far above what a valid packet needs.
@@ -309,6 +343,7 @@ bool Decode(std::span<const uint8_t> datagram, const DecodeLimits& limits, Decod
   }
   out->cluster_id = std::string_view(p->cluster_id()->c_str(), p->cluster_id()->size());
   out->blob = {p->blob()->data(), p->blob()->size()};
+  if (!Aligned8(p->sender(), reason)) return false;
   out->sender = reinterpret_cast<const NodeRef*>(p->sender());
   out->shard_count = p->shard_count();
   if (!CheckNodeRef(*out->sender, out->blob.size(), reason)) return false;
@@ -386,7 +421,7 @@ struct PacketEncoder::Impl {
   std::span<uint8_t> slot;
   EncodeOptions options;
   SlotAllocator allocator;
-  flatbuffers::FlatBufferBuilder builder;
+  Builder builder;
   size_t payload_budget = 0;
   flatbuffers::Offset<flatbuffers::String> cluster_id;
   flatbuffers::Offset<flatbuffers::Vector<uint8_t>> blob;
@@ -417,7 +452,7 @@ std::span<uint8_t> PacketEncoder::AllocBlob(size_t bytes) {
 std::span<DigestEntry> PacketEncoder::AllocDigest(size_t count, bool partial) {
   if (count * sizeof(DigestEntry) + 16 > impl_->Remaining()) return {};
   fb::DigestEntry* p = nullptr;
-  impl_->digest = impl_->builder.CreateUninitializedVectorOfStructs(count, &p);
+  impl_->digest = impl_->builder.UninitializedStructs(count, &p);
   impl_->digest_partial = partial;
   impl_->has_digest = true;
   return {reinterpret_cast<DigestEntry*>(p), count};
@@ -426,7 +461,7 @@ std::span<DigestEntry> PacketEncoder::AllocDigest(size_t count, bool partial) {
 std::span<RumorFeedback> PacketEncoder::AllocFeedback(size_t count) {
   if (count * sizeof(RumorFeedback) + 16 > impl_->Remaining()) return {};
   fb::RumorFeedback* p = nullptr;
-  impl_->feedback = impl_->builder.CreateUninitializedVectorOfStructs(count, &p);
+  impl_->feedback = impl_->builder.UninitializedStructs(count, &p);
   return {reinterpret_cast<RumorFeedback*>(p), count};
 }
 
@@ -439,7 +474,7 @@ std::span<Entry> PacketEncoder::AddPart(const NodeRef& node, uint64_t from_versi
     return {};
   }
   fb::Entry* p = nullptr;
-  auto entries = impl_->builder.CreateUninitializedVectorOfStructs(count, &p);
+  auto entries = impl_->builder.UninitializedStructs(count, &p);
   fb::NodeDeltaBuilder b(impl_->builder);
   b.add_node(&AsFb(node));
   b.add_from_version_excluded(from_version_excluded);

@@ -143,6 +143,7 @@ enum class DropReason : uint8_t {
   kEntryOutOfRange,   // entry outside (from_version_excluded, max_version], or max > source max
   kTooManyParts,
   kTooManyEntries,
+  kMisaligned,        // a struct vector not 8-aligned (crafted offsets), or an unaligned buffer
   kCount,
 };
 inline constexpr size_t kDropReasonCount = static_cast<size_t>(DropReason::kCount);
@@ -204,6 +205,8 @@ class DecodedPacket {
 };
 
 // Returns true and fills *out, or false and sets *reason.
+// REQUIRES: datagram.data() is 8-byte aligned (receive buffers are); structs are read in
+// place, so an unaligned datagram is rejected as kMisaligned.
 bool Decode(std::span<const uint8_t> datagram, const DecodeLimits& limits, DecodedPacket* out,
             DropReason* reason);
 

@@ -195,6 +195,14 @@ TEST(PacketTest, TooShortAndBadHeader) {
   EXPECT_EQ(DecodeFails(std::span(good).first(good.size() - 1)), DropReason::kBadLength);
 }
 
+TEST(PacketTest, UnalignedBufferIsRejectedNotReadInPlace) {
+  auto good = OneEntryAck(0, 1, {E(1, 8, 1, 1)}, "kv");
+  std::vector<uint64_t> storage(good.size() / 8 + 2);
+  uint8_t* shifted = reinterpret_cast<uint8_t*>(storage.data()) + 4;
+  std::memcpy(shifted, good.data(), good.size());
+  EXPECT_EQ(DecodeFails({shifted, good.size()}), DropReason::kMisaligned);
+}
+
 TEST(PacketTest, CorruptPayloadFailsVerification) {
   auto good = OneEntryAck(0, 1, {E(1, 8, 1, 1)}, "kv");
   auto bad = good;

@@ -211,12 +211,12 @@ TEST(ClusterSim, RandomCrashesAndRestarts) {
 // Small packets force truncated deltas and partial digests; a short grace forces GC and
 // resets (seed 000's hard paths).
 TEST(ClusterSim, SmallPacketsShortGraceTruncateGcAndReset) {
-  for (size_t mtu : {1400u, 1100u}) {
+  for (size_t mtu : {1400u, 1300u}) {
     ClusterSimConfig c = Base(7, 12, 200);
     c.max_packet_bytes = mtu;
     c.tombstone_grace_us = 3 * kUsPerSec;
     c.keys = 48;
-    c.value_max_bytes = 64;  // CheckWrite: key + value + ~1000 bytes must fit one packet
+    c.value_max_bytes = 64;  // clamped to Engine::MaxKeyValueBytes() by the simulator
     c.delete_ratio = 0.4;
     c.link.loss = 0.1;
     c.partition_at = 20;  // the far side misses GCs: resets on healing
@@ -231,8 +231,8 @@ TEST(ClusterSim, SmallPacketsShortGraceTruncateGcAndReset) {
   }
 }
 
-// At 600 bytes the engine refuses every write (Engine::CheckWrite reserves ~1000 bytes of
-// packet overhead per value), cleanly; membership still works.
+// At 600 bytes the engine refuses every write (Engine::MaxKeyValueBytes() reserves ~1250
+// bytes of packet overhead), cleanly; membership still works.
 TEST(ClusterSim, TinyPacketsRefuseWritesButKeepMembership) {
   ClusterSimConfig c = Base(8, 10, 80);
   c.max_packet_bytes = 600;
@@ -367,7 +367,7 @@ TEST(ClusterFinding, LiteralSeedInvariantFailsInTruncatedResetWindows) {
   ClusterSimConfig c = Base(1, 20, 100);
   c.link.loss = 0.1;
   c.link.reorder = 0.1;
-  c.max_packet_bytes = 1100;
+  c.max_packet_bytes = 1300;
   c.tombstone_grace_us = 3 * kUsPerSec;
   c.keys = 32;
   c.write_rate = 8;
@@ -390,10 +390,13 @@ TEST(ClusterFinding, LiteralSeedInvariantFailsInTruncatedResetWindows) {
 // it (the newer update is above the replica's max); DESIGN §4's "nothing deleted ever comes
 // back" does not. Fails today.
 TEST(ClusterFinding, DISABLED_NoStaleRegressionAfterCoveredDelete) {
-  ClusterSim sim(RandomFaultMix(5194, 20, 160));  // 15 stale regressions at 20 nodes
-  sim.Run();
-  EXPECT_EQ(sim.stats().stale_regressions, 0u);
-  for (const Violation& v : sim.checker().recorded_anomalies()) ADD_FAILURE() << v.ToString();
+  // About 1 seed in 150 at 20 nodes (which ones shifts as the engine changes): scan 300.
+  for (uint64_t seed = 7000; seed < 7300; ++seed) {
+    ClusterSim sim(RandomFaultMix(seed, 20, 160));
+    sim.Run();
+    for (const Violation& v : sim.checker().recorded_anomalies()) ADD_FAILURE() << v.ToString();
+    if (HasFailure()) return;
+  }
 }
 
 // ---- CLI ---------------------------------------------------------------------------------
