@@ -98,7 +98,12 @@ PartOutcome DeltaApplier::ApplyPart(const wire::DecodedPacket& pkt,
 
 void DeltaApplier::ApplyEntries(NodeState* node, const wire::DecodedPacket& pkt,
                                 const wire::NodeDeltaView& part, TimeUs now_us) {
-  for (const wire::Entry& e : part.entries) {
+  constexpr size_t kAhead = 6;
+  const auto& entries = part.entries;
+  for (size_t i = 0; i < entries.size() && i < kAhead; ++i) node->Prefetch(pkt.Key(entries[i]));
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const wire::Entry& e = entries[i];
+    if (i + kAhead < entries.size()) node->Prefetch(pkt.Key(entries[i + kAhead]));
     // Entries ascend (checked by the decoder), so everything at or below our max is a
     // prefix: already reflected locally.
     if (e.version <= node->max_version()) {
