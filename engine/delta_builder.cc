@@ -27,21 +27,25 @@ wire::NodeRef MakeNodeRef(const NodeState& node, uint32_t name_off) {
 
 // ---- Digest ------------------------------------------------------------------------------
 
-size_t DigestBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
+size_t DigestBuilder::Plan(const Cluster& cluster, size_t budget_bytes, const NodeState* peer) {
   planned_.clear();
   blob_bytes_ = 0;
   const auto& nodes = cluster.nodes();
   auto cost = [](const NodeState* n) { return sizeof(wire::DigestEntry) + n->name().size(); };
-  // Self is always listed, even past the budget (callers reserve room for it).
+  // Self (and the peer) are always listed, even past the budget (callers reserve room).
   size_t used = cost(&cluster.self());
   planned_.push_back(&cluster.self());
+  if (peer != nullptr && peer != &cluster.self()) {
+    used += cost(peer);
+    planned_.push_back(peer);
+  }
   // Rotate through the others so every node is advertised within a few rounds even when
   // the whole digest does not fit (DESIGN §2 "rotating partial digest").
   const size_t n = nodes.size();
   size_t i = 0;
   for (; i < n; ++i) {
     const NodeState* node = nodes[(cursor_ + i) % n];
-    if (node == &cluster.self()) continue;
+    if (node == &cluster.self() || node == peer) continue;
     if (used + cost(node) > budget_bytes) break;
     used += cost(node);
     planned_.push_back(node);

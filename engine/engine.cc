@@ -66,12 +66,13 @@ absl::Status Engine::CheckWrite(std::string_view key, std::string_view value) co
 }
 
 size_t Engine::MaxKeyValueBytes() const {
-  // One packet holding one part with one entry and the largest names, beside a digest of
-  // just the sender (a SynAck shrinks its digest to that when a big entry needs the room,
-  // see Send), plus the encoder's slack.
-  const size_t fixed = wire::kHeaderBytes + wire::kPacketFixedWireBytes + wire::kPartWireBytes +
-                       wire::kEntryWireBytes + sizeof(wire::DigestEntry) +
-                       3 * wire::kMaxNameBytes + 64 + 512;
+  // One packet holding one part with one entry, beside a digest of just the sender and
+  // the initiator (a SynAck shrinks its digest to those when a big entry needs the room,
+  // see Send): the header, the encoder's fixed reserve, Send's slack, the sender, digest
+  // and part names, the part and entry, the cluster id and the vector prefixes.
+  const size_t fixed = wire::kHeaderBytes + wire::kPacketFixedWireBytes + 64 +
+                       4 * wire::kMaxNameBytes + wire::kPartWireBytes + wire::kEntryWireBytes +
+                       2 * sizeof(wire::DigestEntry) + config_.cluster_id.size() + 32;
   return config_.max_packet_bytes > fixed ? config_.max_packet_bytes - fixed : 0;
 }
 
@@ -377,7 +378,8 @@ void Engine::HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from) {
   const bool push_only = pkt.message_flags == wire::kModePush;
   Send(from, Outgoing{.type = wire::MessageType::kSynAck,
                       .digest = true,
-                      .peer = push_only ? nullptr : &pkt});
+                      .peer = push_only ? nullptr : &pkt,
+                      .peer_node = cluster_.Find(pkt.Name(*pkt.sender))});
 }
 
 void Engine::HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
@@ -422,12 +424,13 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
   if (out.digest) {
     // A SynAck keeps at least half the packet for the delta it carries...
     const size_t digest_budget = out.peer != nullptr ? budget / 2 : budget;
-    size_t digest_bytes = digest_builder_.Plan(cluster_, digest_budget);
+    const NodeState* initiator = out.peer_node;
+    size_t digest_bytes = digest_builder_.Plan(cluster_, digest_budget, initiator);
     if (out.peer != nullptr && delta_builder_.Plan(cluster_, budget - digest_bytes) == 0 &&
         delta_builder_.blocked()) {
-      // ...and when its next entry is larger than that, the digest shrinks to just us
-      // (a partial digest; others rotate in next time) so the entry still gets out.
-      digest_bytes = digest_builder_.Plan(cluster_, 0);
+      // ...and when its next entry is larger than that, the digest shrinks to us and the
+      // initiator (a partial digest; others rotate in next time) so the entry gets out.
+      digest_bytes = digest_builder_.Plan(cluster_, 0, initiator);
     }
     budget -= digest_bytes;
     blob_bytes += digest_builder_.blob_bytes();

@@ -162,6 +162,7 @@ class Engine {
     const wire::DecodedPacket* peer = nullptr;        // delta against this peer's digest
     const std::vector<VersionRange>* ranges = nullptr;  // or explicit version ranges
     const std::vector<Feedback>* feedback = nullptr;
+    const NodeState* peer_node = nullptr;  // the initiator, always listed in a SynAck digest
   };
 
   absl::Status CheckWrite(std::string_view key, std::string_view value) const;

@@ -442,3 +442,40 @@ TEST(ForgettingTest, LeavingIsStickyAgainstStaleRelays) {
 
 }  // namespace
 }  // namespace scuttle
+
+namespace scuttle {
+namespace {
+
+// The advertised write limit is exact enough to use and safe: a write at the limit
+// replicates in both handshake directions at the smallest packet size.
+TEST(EngineTest, LargestAllowedWriteReplicatesAtSmallPackets) {
+  for (size_t mtu : {size_t{1400}, size_t{9000}, wire::kMaxUdpPayloadBytes}) {
+    Net net;
+    EngineConfig ca = Config(std::string(64, 'a'), 1);
+    ca.max_packet_bytes = mtu;
+    Engine& a = net.Add(ca);
+    EngineConfig cb = Config(std::string(64, 'b'), 2);
+    cb.max_packet_bytes = mtu;
+    Engine& b = net.Add(cb);
+    const size_t kv = a.MaxKeyValueBytes();
+    EXPECT_GT(kv, mtu / 3);
+    const std::string key(std::min<size_t>(kv / 2, 1024), 'k');
+    const std::string value(std::min(kv - key.size(), size_t{60 * 1024}), 'v');
+    ASSERT_TRUE(a.Set(key, value, 1).ok()) << mtu;
+    ASSERT_TRUE(b.Set(key, value, 1).ok()) << mtu;
+    EXPECT_FALSE(a.Set(key, value + std::string(kv + 1 - key.size() - value.size(), 'x'), 1).ok());
+    a.SendSyn(Ep(2));
+    net.Pump();
+    EXPECT_TRUE(Get(b, a.self().name(), key) == value)
+        << "via Ack, mtu " << mtu << " acks out " << a.stats().packets_out[3] << " encode failed "
+        << a.stats().engine_drops[static_cast<size_t>(EngineDrop::kEncodeFailed)] << " b decode drops "
+        << b.stats().decode_drops[static_cast<size_t>(wire::DropReason::kValueTooLong)] << "/"
+        << b.stats().decode_drops[static_cast<size_t>(wire::DropReason::kKeyTooLong)] << " parts applied "
+        << b.apply_stats().parts[0] << " entries " << a.build_stats().entries;
+    EXPECT_TRUE(Get(a, b.self().name(), key) == value) << "via SynAck, mtu " << mtu;
+    EXPECT_EQ(a.stats().engine_drops[static_cast<size_t>(EngineDrop::kEncodeFailed)], 0u);
+  }
+}
+
+}  // namespace
+}  // namespace scuttle
