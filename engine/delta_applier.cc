@@ -10,6 +10,7 @@ const char* PartOutcomeName(PartOutcome o) {
     case PartOutcome::kStale: return "stale";
     case PartOutcome::kForgotten: return "forgotten";
     case PartOutcome::kBehindReset: return "behind_reset";
+    case PartOutcome::kMissedGc: return "missed_gc";
     case PartOutcome::kStaleGeneration: return "stale_generation";
     case PartOutcome::kSelf: return "self";
     case PartOutcome::kNodeLimit: return "node_limit";
@@ -80,6 +81,11 @@ PartOutcome DeltaApplier::ApplyPart(const wire::DecodedPacket& pkt,
     if (max < gc && part.last_gc_version < gc && part.source_max_version < gc) {
       return PartOutcome::kBehindReset;
     }
+    // seed 000: the sender collected tombstones above everything we hold (its gc is past
+    // both our max and our gc), so deletes we never saw may be missing from this part.
+    // Only a reset may follow; an incremental part built on a stale or projected view of
+    // us is dropped.
+    if (part.last_gc_version > max && part.last_gc_version > gc) return PartOutcome::kMissedGc;
   }
   // Bound the keys one node may hold (Limits): drop the part whole rather than apply half.
   if (node->num_keys() + part.entries.size() > limits_.max_keys_per_node &&

@@ -7,6 +7,8 @@
 //     then apply every entry.
 //   - gap: from > max → dropped (applying it could skip updates we never saw).
 //   - stale: max' <= max → no-op (old or duplicate).
+//   - missed_gc: not a reset, yet the sender's gc is above our max and our gc: it may
+//     have collected deletes we never saw → dropped (only a reset can follow).
 //   - behind_reset: we are mid-reset (max < gc) and the sender had reached neither our gc
 //     by its gc nor by its own max → dropped (its sets could resurrect deleted keys).
 //   - otherwise apply, in version order, only entries above max (those at or below are
@@ -30,6 +32,7 @@ enum class PartOutcome : uint8_t {
   kGap,
   kStale,
   kBehindReset,  // we are mid-reset and the sender had not reached our last_gc_version
+  kMissedGc,     // incremental part from a sender whose gc is past our max and gc
   kStaleGeneration,
   kSelf,        // a part about our own node: we are its only writer
   kForgotten,   // a node (generation) we forgot recently: not re-learned (seed 002)

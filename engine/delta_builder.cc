@@ -73,7 +73,51 @@ bool DigestBuilder::Write(wire::PacketEncoder& enc, BlobWriter& blob) const {
 
 // ---- Delta -------------------------------------------------------------------------------
 
+void PeerProjection::Reset(const wire::DecodedPacket& peer) {
+  nodes.clear();
+  Merge(peer);
+  partial = peer.digest.partial;
+}
+
+void PeerProjection::Merge(const wire::DecodedPacket& peer) {
+  for (const wire::DigestEntry& e : peer.digest.entries) {
+    PeerView& v = nodes[AV(peer.Name(e.node))];
+    if (!v.listed || e.node.generation > v.generation) {
+      v = PeerView{true, e.node.generation, e.last_gc_version, e.max_version};
+    } else if (e.node.generation == v.generation) {
+      v.last_gc_version = std::max(v.last_gc_version, e.last_gc_version);
+      v.max_version = std::max(v.max_version, e.max_version);
+    }
+  }
+  if (!peer.digest.partial) partial = false;
+}
+
+void DeltaBuilder::SetProjection(const PeerProjection& projection) {
+  peer_ = nullptr;
+  peer_index_.clear();
+  projection_ = &projection;
+}
+
+void DeltaBuilder::Advance(PeerProjection* projection) const {
+  for (const Planned& p : planned_) {
+    const NodeState& node = *p.c.node;
+    PeerView& v = projection->nodes[node.name()];
+    const bool same = v.listed && v.generation == node.generation();
+    if (p.c.reset) {
+      v.last_gc_version = node.last_gc_version();  // the applier's ResetTo
+      v.max_version = 0;
+    } else if (!same) {
+      v.last_gc_version = 0;  // a new generation starts empty
+      v.max_version = 0;
+    }
+    v.listed = true;
+    v.generation = node.generation();
+    v.max_version = std::max(v.max_version, p.max_version);
+  }
+}
+
 void DeltaBuilder::SetPeerDigest(const wire::DecodedPacket& peer) {
+  projection_ = nullptr;
   peer_ = &peer;
   peer_index_.clear();
   const auto& entries = peer.digest.entries;
@@ -84,6 +128,10 @@ void DeltaBuilder::SetPeerDigest(const wire::DecodedPacket& peer) {
 
 PeerView DeltaBuilder::Lookup(const NodeState& node) const {
   PeerView v;
+  if (projection_ != nullptr) {
+    auto pit = projection_->nodes.find(AV(node.name()));
+    return pit == projection_->nodes.end() ? v : pit->second;
+  }
   auto it = peer_index_.find(std::string_view(node.name()));
   if (it == peer_index_.end()) return v;
   const wire::DigestEntry& e = peer_->digest.entries[it->second];
@@ -99,8 +147,9 @@ size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
   planned_.clear();
   slots_.clear();
   blob_bytes_ = 0;
-  if (peer_ == nullptr) return 0;
-  const bool partial = peer_->digest.partial;
+  complete_ = false;
+  if (peer_ == nullptr && projection_ == nullptr) return 0;
+  const bool partial = peer_ != nullptr ? peer_->digest.partial : projection_->partial;
   for (const NodeState* node : cluster.nodes()) {
     const PeerView pv = Lookup(*node);
     if (pv.listed && pv.generation > node->generation()) continue;  // we are the stale one
@@ -128,14 +177,19 @@ size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
   });
   size_t budget = budget_bytes;
   blocked_ = false;
+  complete_ = true;
   for (const Candidate& c : candidates_) {
-    if (!PlanCandidate(c, &budget)) break;
+    if (!PlanCandidate(c, &budget)) {
+      complete_ = false;
+      break;
+    }
   }
   return budget_bytes - budget;
 }
 
 size_t DeltaBuilder::PlanRanges(const std::vector<VersionRange>& ranges, size_t budget_bytes) {
   peer_ = nullptr;
+  projection_ = nullptr;
   planned_.clear();
   slots_.clear();
   blob_bytes_ = 0;

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -35,6 +36,18 @@ struct PeerView {
   Generation generation = 0;
   Version last_gc_version = 0;
   Version max_version = 0;
+};
+
+// A sender-side model of what one peer holds, per node name (welcome sessions, seed 002):
+// initialised from the peer's digest and advanced by what each sent delta claims.
+struct PeerProjection {
+  absl::flat_hash_map<std::string, PeerView> nodes;
+  bool partial = false;  // built from a partial digest: unlisted nodes are unknown
+
+  // Replaces the projection with `peer`'s digest.
+  void Reset(const wire::DecodedPacket& peer);
+  // Raises each node to the digest's view (the peer may have learned more elsewhere).
+  void Merge(const wire::DecodedPacket& peer);
 };
 
 class DigestBuilder {
@@ -67,7 +80,13 @@ class DeltaBuilder {
   // Indexes the peer's digest by name.
   // REQUIRES: the packet stays alive until Write() returns.
   void SetPeerDigest(const wire::DecodedPacket& peer);
-  void ClearPeer() { peer_ = nullptr; }
+  // Plans against a projection instead of a received digest (same planning rules).
+  // REQUIRES: the projection stays alive and unchanged until Write() returns.
+  void SetProjection(const PeerProjection& projection);
+  void ClearPeer() {
+    peer_ = nullptr;
+    projection_ = nullptr;
+  }
   // Plans the delta the peer is missing, in seed-000 order: nodes the peer has never seen
   // first, then the stalest; entries ascend by version so a truncated part is a valid
   // prefix whose max_version is its last entry. Returns the wire bytes planned.
@@ -78,6 +97,12 @@ class DeltaBuilder {
   size_t blob_bytes() const { return blob_bytes_; }
   // After Plan: true when nothing was planned because the first entry due did not fit.
   bool blocked() const { return blocked_; }
+  // After Plan: true when every candidate was planned in full (the peer, as seen by the
+  // digest or projection, misses nothing beyond this delta).
+  bool complete() const { return complete_; }
+  // After Plan/Write: raises `projection` by what the planned parts claim (their
+  // max_version, a reset's last_gc_version), i.e. the peer's state once it applies them.
+  void Advance(PeerProjection* projection) const;
   bool Write(wire::PacketEncoder& enc, BlobWriter& blob);
   // The parts planned, as (node, from, max) — for rumor feedback bookkeeping.
   size_t planned_parts() const { return planned_.size(); }
@@ -106,6 +131,7 @@ class DeltaBuilder {
   bool PlanCandidate(const Candidate& c, size_t* budget);
 
   const wire::DecodedPacket* peer_ = nullptr;
+  const PeerProjection* projection_ = nullptr;
   absl::flat_hash_map<std::string_view, uint32_t> peer_index_;
   std::vector<Candidate> candidates_;
   std::vector<Planned> planned_;
@@ -113,6 +139,7 @@ class DeltaBuilder {
   std::vector<const NodeState::Slot*> slots_;
   size_t blob_bytes_ = 0;
   bool blocked_ = false;
+  bool complete_ = false;
   Stats stats_;
 };
 

@@ -315,8 +315,10 @@ TEST_F(ApplierTest, OverlappingPartAppliesOnlyAboveMax) {
 
 TEST_F(ApplierTest, ResetOnlyFromVersionZeroWithLargerGc) {
   Apply({"a", 1, 0, 0, 5, {{2, "x", "1"}, {5, "y", "2"}}});
-  // from > 0 with a larger gc is not a reset: it is an ordinary delta.
-  EXPECT_EQ(Apply({"a", 1, 5, 9, 6, {{6, "w", "3"}}}), PartOutcome::kApplied);
+  // from > 0 is never a reset; with a gc past our max it is dropped (missed GC)...
+  EXPECT_EQ(Apply({"a", 1, 5, 9, 6, {{6, "w", "3"}}}), PartOutcome::kMissedGc);
+  // ...and with a gc at or below our max it is an ordinary delta.
+  EXPECT_EQ(Apply({"a", 1, 5, 4, 6, {{6, "w", "3"}}}), PartOutcome::kApplied);
   EXPECT_EQ(cluster.Find("a")->last_gc_version(), 0u);
   // A reset: from 0, gc 20 > 0 and our max (6) < 20.
   EXPECT_EQ(Apply({"a", 1, 0, 20, 25, {{21, "q", "4"}}}), PartOutcome::kReset);
@@ -394,6 +396,23 @@ TEST(DeltaBuilderTest, SkipsNodesUselessToAMidResetPeer) {
   for (int i = 1; i <= 9; ++i) a->ApplyEntry(i, "k" + std::to_string(i), "v", false, 0);
   // Peer is mid-reset at gc 20, max 5; we only reached 9 with gc 0: nothing we can give.
   EXPECT_TRUE(Parts(Build(c, SynWith({{"self", 1, 0, 0}, {"a", 1, 20, 5}}))).empty());
+}
+
+}  // namespace
+}  // namespace scuttle
+
+namespace scuttle {
+namespace {
+
+TEST_F(ApplierTest, IncrementalPartFromASenderPastOurGcIsDropped) {
+  Apply({"a", 1, 0, 0, 50, {{46, "k28", "old"}, {50, "x", "1"}}});
+  // The sender collected the tombstone of k28 at v54 (gc 54 > our max 50): an incremental
+  // part from it cannot tell us k28 is gone. Only a reset may be applied.
+  EXPECT_EQ(Apply({"a", 1, 47, 54, 64, {{60, "y", "2"}}}), PartOutcome::kMissedGc);
+  EXPECT_EQ(Live("a").at("k28"), "old");
+  EXPECT_EQ(cluster.Find("a")->max_version(), 50u);
+  EXPECT_EQ(Apply({"a", 1, 0, 54, 64, {{60, "y", "2"}}}), PartOutcome::kReset);
+  EXPECT_EQ(Live("a").count("k28"), 0u);
 }
 
 }  // namespace

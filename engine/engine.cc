@@ -131,6 +131,7 @@ void Engine::Leave() { cluster_.self().leaving = true; }
 void Engine::OnTick(TimeUs now_us) {
   last_now_us_ = std::max(last_now_us_, now_us);
   ++stats_.rounds;
+  WelcomeTick(now_us);
   ++cluster_.self().heartbeat;
   ExpireTtl(now_us);
   RunGc(now_us);
@@ -166,6 +167,27 @@ void Engine::RunGc(TimeUs now_us) {
   const EpidemicConfig& ec = config_.epidemic;
   const TimeUs dormant_us =
       ec.dormant_grace_us > 0 ? ec.dormant_grace_us : 10 * config_.tombstone_grace_us;
+  // seed 002 ack frontier: our tombstones every live peer has replicated go at once, and
+  // so do other owners' tombstones up to the gc their owner announced.
+  if (config_.frontier_gc) {
+    Version frontier = UINT64_MAX;
+    size_t live = 0;
+    for (const NodeState* node : cluster_.nodes()) {
+      if (node == &cluster_.self()) continue;
+      const MemberState s = node->liveness.state;
+      if (s == MemberState::kDead || s == MemberState::kLeft) continue;
+      frontier = std::min(frontier, node->acked_self_max);
+      ++live;
+    }
+    NodeState& self = cluster_.self();
+    if (live > 0) stats_.tombstones_gced_frontier += self.GcTombstonesUpTo(frontier);
+    for (NodeState* node : cluster_.nodes()) {
+      if (node != &self && node->owner_gc > 0) {
+        stats_.tombstones_gced_frontier +=
+            node->GcTombstonesUpTo(std::min(node->owner_gc, node->max_version()));
+      }
+    }
+  }
   for (NodeState* node : cluster_.nodes()) {
     // seed 001 dormant death certificates: retention sites keep tombstones for τ2.
     const bool retain = epidemic_.IsRetentionSite(*node, cluster_.self(), cluster_.size());
@@ -214,7 +236,8 @@ void Engine::ApplyRumorParts(const wire::DecodedPacket& pkt, TimeUs now_us,
     applier_.Count(o);
     // Demers: a contact is unnecessary when the recipient already knew the rumor.
     const bool knew = o != PartOutcome::kApplied && o != PartOutcome::kReset &&
-                      o != PartOutcome::kGap && o != PartOutcome::kBehindReset;
+                      o != PartOutcome::kGap && o != PartOutcome::kBehindReset &&
+                      o != PartOutcome::kMissedGc;
     feedback->push_back(Feedback{name, part.node->generation, part.from_version_excluded,
                                  part.max_version, knew});
     if (knew) continue;
@@ -293,6 +316,12 @@ void Engine::OnPacket(TimeUs now_us, const Endpoint& from, std::span<const uint8
     case wire::MessageType::kRumorAck:
       HandleRumorAck(pkt, from, now_us);
       break;
+    case wire::MessageType::kWelcomeRequest:
+      HandleWelcomeRequest(pkt, from, now_us);
+      break;
+    case wire::MessageType::kWelcomeChunk:
+      HandleWelcomeChunk(pkt, from, now_us);
+      break;
     default:
       Drop(EngineDrop::kUnexpected);
       break;
@@ -337,6 +366,12 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
     const std::string_view name = pkt.Name(e.node);
     if (name == cluster_.self().name()) {
       if (e.node.generation > cluster_.self().generation()) Drop(EngineDrop::kSelfConflict);
+      if (e.node.generation == cluster_.self().generation()) {
+        NodeState* sender = cluster_.Find(pkt.Name(*pkt.sender));
+        if (sender != nullptr && sender->generation() == pkt.sender->generation) {
+          sender->acked_self_max = e.max_version;
+        }
+      }
       continue;
     }
     NodeState* node = cluster_.Find(name);
@@ -363,6 +398,11 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
       }
     }
     if (ep.valid()) node->endpoint = ep;
+    // Ack frontier (seed 002): what the sender holds of our map, and the gc an owner
+    // announces for its own map.
+    if (name == pkt.Name(*pkt.sender) && e.node.generation == node->generation()) {
+      node->owner_gc = std::max(node->owner_gc, e.last_gc_version);
+    }
     // Leaving is sticky within a generation: a stale relayed entry must not undo it.
     if ((e.node.flags & wire::kNodeLeaving) != 0) node->leaving = true;
     if (e.heartbeat > node->heartbeat) {
@@ -384,6 +424,7 @@ void Engine::HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from) {
 
 void Engine::HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
   applier_.Apply(pkt, now_us);
+  MaybeStartWelcome(pkt, from);
   if (config_.epidemic.anti_entropy == AntiEntropyMode::kPull) return;
   Send(from, Outgoing{.type = wire::MessageType::kAck, .peer = &pkt});
 }
@@ -406,6 +447,7 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
   opts.max_packet_bytes = config_.max_packet_bytes;
   opts.message_flags = out.flags;
   opts.sender = MakeNodeRef(self, 0);
+  if (out.welcome != nullptr) opts.welcome = *out.welcome;
   wire::PacketEncoder enc(slot, opts);
   // Space: blob and digest/feedback vector prefixes come off the top.
   size_t budget = enc.Remaining() > 64 + self.name().size()
@@ -419,8 +461,9 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
       blob_bytes += f.name.size();
     }
   }
-  const bool delta = out.peer != nullptr || out.ranges != nullptr;
+  const bool delta = out.peer != nullptr || out.ranges != nullptr || out.projection != nullptr;
   if (out.peer != nullptr) delta_builder_.SetPeerDigest(*out.peer);
+  if (out.projection != nullptr) delta_builder_.SetProjection(*out.projection);
   if (out.digest) {
     // A SynAck keeps at least half the packet for the delta it carries...
     const size_t digest_budget = out.peer != nullptr ? budget / 2 : budget;
@@ -439,6 +482,10 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
     delta_builder_.Plan(cluster_, budget);
   } else if (out.ranges != nullptr) {
     delta_builder_.PlanRanges(*out.ranges, budget);
+  } else if (out.projection != nullptr) {
+    delta_builder_.Plan(cluster_, budget);
+    enc.SetWelcomeLast(delta_builder_.complete());
+    if (out.complete != nullptr) *out.complete = delta_builder_.complete();
   }
   if (delta) blob_bytes += delta_builder_.blob_bytes();
   BlobWriter blob{enc.AllocBlob(blob_bytes)};

@@ -30,6 +30,7 @@
 #include "engine/membership.h"
 #include "engine/rng.h"
 #include "engine/types.h"
+#include "engine/welcome.h"
 #include "wire/endpoint.h"
 #include "wire/packet.h"
 
@@ -65,6 +66,10 @@ struct EngineConfig {
   std::vector<Endpoint> seeds;
   MembershipConfig membership;
   EpidemicConfig epidemic;
+  // seed 002: drop tombstones as soon as every live peer has them (the time-based
+  // tombstone_grace stays as the upper bound).
+  bool frontier_gc = true;
+  WelcomeConfig welcome;  // seed 002 bulk join (engine/welcome.h)
   uint64_t rng_seed = 1;
 };
 
@@ -95,12 +100,14 @@ struct EngineStats {
   uint64_t bad_cluster_received = 0;
   uint64_t gc_runs = 0;
   uint64_t tombstones_gced = 0;
+  uint64_t tombstones_gced_frontier = 0;
   uint64_t keys_expired = 0;
   uint64_t rounds = 0;
   uint64_t direct_mails = 0;
   uint64_t rumor_contacts = 0;
   uint64_t rumor_feedback_knew = 0;
   uint64_t rumor_feedback_new = 0;
+  WelcomeStats welcome;  // seed 002 bulk join (engine/welcome.h)
 };
 
 class Engine {
@@ -115,6 +122,12 @@ class Engine {
   void OnTick(TimeUs now_us);
   // Starts a handshake with one peer (OnTick calls it for each chosen peer).
   void SendSyn(const Endpoint& to);
+  // Welcome (seed 002 bulk join, engine/welcome.cc): asks `peer` for a snapshot streamed
+  // as WelcomeChunks. When a session is already running, `peer` is queued (bounded) and
+  // tried next. Returns true when a session started now.
+  bool StartWelcome(const Endpoint& peer);
+  bool welcome_active() const { return welcome_.join.active; }
+  size_t welcome_serving() const { return welcome_.serving.size(); }
 
   // ---- Local writes (this node's own map) ----
   absl::Status Set(std::string_view key, std::string_view value, TimeUs now_us);
@@ -163,6 +176,9 @@ class Engine {
     const std::vector<VersionRange>* ranges = nullptr;  // or explicit version ranges
     const std::vector<Feedback>* feedback = nullptr;
     const NodeState* peer_node = nullptr;  // the initiator, always listed in a SynAck digest
+    const PeerProjection* projection = nullptr;  // delta against this projection (welcome)
+    const wire::WelcomeFields* welcome = nullptr;  // WelcomeRequest / WelcomeChunk fields
+    bool* complete = nullptr;  // with projection: set to DeltaBuilder::complete()
   };
 
   absl::Status CheckWrite(std::string_view key, std::string_view value) const;
@@ -187,6 +203,15 @@ class Engine {
                             const std::vector<Feedback>& feedback);
   void Drop(EngineDrop d) { ++stats_.engine_drops[static_cast<size_t>(d)]; }
   void RunGc(TimeUs now_us);
+  // Welcome (engine/welcome.cc).
+  void HandleWelcomeRequest(const wire::DecodedPacket& pkt, const Endpoint& from,
+                            TimeUs now_us);
+  void HandleWelcomeChunk(const wire::DecodedPacket& pkt, const Endpoint& from,
+                          TimeUs now_us);
+  void MaybeStartWelcome(const wire::DecodedPacket& synack, const Endpoint& from);
+  void SendWelcomeRequest(bool resync);
+  void WelcomeTick(TimeUs now_us);
+  bool WelcomeCaughtUp() const;
   void ExpireTtl(TimeUs now_us);
 
   EngineConfig config_;
@@ -205,6 +230,7 @@ class Engine {
   uint32_t cluster_hash_;
   EngineStats stats_;
   TimeUs last_now_us_ = 0;
+  WelcomeState welcome_;
 };
 
 }  // namespace scuttle

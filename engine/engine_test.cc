@@ -479,3 +479,54 @@ TEST(EngineTest, LargestAllowedWriteReplicatesAtSmallPackets) {
 
 }  // namespace
 }  // namespace scuttle
+
+namespace scuttle {
+namespace {
+
+TEST(FrontierGcTest, TombstonesGoOnceEveryLivePeerHasThemAndLatecomersAreReset) {
+  Net net;
+  std::vector<Engine*> all;
+  for (int i = 1; i <= 4; ++i) {
+    EngineConfig c = Config("n" + std::to_string(i), i);
+    c.seeds = {Ep(1)};
+    c.tombstone_grace_us = 3600 * kUsPerSec;  // time-based GC would take an hour
+    all.push_back(&net.Add(c));
+  }
+  auto rounds = [&](int n, const std::vector<Engine*>& who) {
+    for (int r = 0; r < n; ++r) {
+      net.now += kUsPerSec;
+      for (Engine* e : who) e->OnTick(net.now);
+      net.Pump();
+    }
+  };
+  Engine& owner = *all[0];
+  ASSERT_TRUE(owner.Set("gone", "soon", net.now).ok());
+  ASSERT_TRUE(owner.Set("kept", "yes", net.now).ok());
+  rounds(8, all);
+  for (Engine* e : all) ASSERT_EQ(Get(*e, "n1", "gone"), "soon");
+  // n4 is partitioned away (its engine stops; we keep it to bring it back).
+  std::unique_ptr<Engine> n4 = std::move(net.engines[7404]);
+  net.engines.erase(7404);
+  const std::vector<Engine*> rest = {all[0], all[1], all[2]};
+  rounds(40, rest);  // n4 is declared dead and drops out of the frontier
+  ASSERT_TRUE(owner.Delete("gone", net.now).ok());
+  rounds(10, rest);
+  EXPECT_EQ(owner.self().num_tombstones(), 0u) << "acked by every live peer: collected";
+  EXPECT_GT(owner.self().last_gc_version(), 0u);
+  EXPECT_GT(owner.stats().tombstones_gced_frontier, 0u);
+  for (Engine* e : rest) {
+    EXPECT_EQ(e->FindNode("n1")->num_tombstones(), 0u) << e->self().name();
+    EXPECT_EQ(Get(*e, "n1", "gone"), "<absent>");
+  }
+  // n4 returns with the old set of "gone": it must be reset, never resurrect the key.
+  EXPECT_EQ(Get(*n4, "n1", "gone"), "soon");
+  net.engines[7404] = std::move(n4);
+  rounds(10, all);
+  for (Engine* e : all) {
+    EXPECT_EQ(Get(*e, "n1", "gone"), "<absent>") << e->self().name();
+    EXPECT_EQ(Get(*e, "n1", "kept"), "yes") << e->self().name();
+  }
+}
+
+}  // namespace
+}  // namespace scuttle

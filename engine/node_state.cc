@@ -59,6 +59,7 @@ void NodeState::Unindex(uint32_t idx) {
   by_version_.erase(s.version);
   if (s.status == KeyStatus::kTombstone) {
     tombstones_by_time_.erase({s.time_us, s.version});
+    tombstones_by_version_.erase(s.version);
     --num_tombstones_;
   } else if (s.status == KeyStatus::kExpiring) {
     ttl_index_.erase({s.time_us, s.version});
@@ -91,6 +92,7 @@ uint32_t NodeState::Write(Version version, std::string_view key, std::string_vie
   by_version_.emplace(version, idx);
   if (status == KeyStatus::kTombstone) {
     tombstones_by_time_.insert({time_us, version});
+    tombstones_by_version_.insert(version);
     ++num_tombstones_;
   } else if (status == KeyStatus::kExpiring) {
     ttl_index_.insert({time_us, version});
@@ -162,6 +164,7 @@ void NodeState::ResetTo(Version last_gc_version) {
   key_set_.clear();
   by_version_.clear();
   tombstones_by_time_.clear();
+  tombstones_by_version_.clear();
   ttl_index_.clear();
   num_tombstones_ = 0;
   max_version_ = 0;
@@ -178,12 +181,25 @@ size_t NodeState::GcTombstones(TimeUs now_us, TimeUs grace_us, Version max_remov
       continue;
     }
     it = tombstones_by_time_.erase(it);
+    tombstones_by_version_.erase(v);
     const uint32_t idx = by_version_.at(v);
-    // Already out of the tombstone index: let RemoveSlot treat it as a plain slot.
+    // Already out of the tombstone indexes: let RemoveSlot treat it as a plain slot.
     slots_[idx].status = KeyStatus::kSet;
     --num_tombstones_;
     RemoveSlot(idx);
     if (v > last_gc_version_) last_gc_version_ = v;
+    ++removed;
+  }
+  return removed;
+}
+
+size_t NodeState::GcTombstonesUpTo(Version v) {
+  size_t removed = 0;
+  while (!tombstones_by_version_.empty() && *tombstones_by_version_.begin() <= v) {
+    const Version tv = *tombstones_by_version_.begin();
+    const uint32_t idx = by_version_.at(tv);
+    RemoveSlot(idx);  // drops it from both tombstone indexes
+    if (tv > last_gc_version_) last_gc_version_ = tv;
     ++removed;
   }
   return removed;
@@ -205,7 +221,7 @@ size_t NodeState::OverheadBytes() const {
   const size_t slab = slots_.bytes();
   const size_t set = key_set_.capacity() * (sizeof(uint32_t) + 1);
   const size_t btree = by_version_.size() * (sizeof(Version) + sizeof(uint32_t)) * 10 / 7;
-  const size_t tomb = tombstones_by_time_.size() * 16 * 10 / 7;
+  const size_t tomb = tombstones_by_time_.size() * (16 + 8) * 10 / 7;
   const size_t ttl = ttl_index_.size() * 16 * 10 / 7;
   return slab + set + btree + tomb + ttl + arena_.allocated_bytes() - arena_.live_bytes();
 }

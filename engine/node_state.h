@@ -81,6 +81,10 @@ class NodeState {
   uint64_t heartbeat = 0;
   bool leaving = false;
   Liveness liveness;  // failure-detector record (engine/membership.h)
+  // Ack frontier (seed 002), learned from digests: for a peer, the max_version of OUR map
+  // it last reported; for an owner, the last_gc_version it announced for its own map.
+  Version acked_self_max = 0;
+  Version owner_gc = 0;
 
   size_t num_keys() const { return key_set_.size(); }
   size_t num_live() const { return key_set_.size() - num_tombstones_; }
@@ -134,6 +138,9 @@ class NodeState {
   // version <= max_removable_version (the ack frontier of seed 002, or UINT64_MAX).
   // Returns the number removed.
   size_t GcTombstones(TimeUs now_us, TimeUs grace_us, Version max_removable_version);
+  // Ack-frontier GC (seed 002): removes every tombstone with version <= v at once, however
+  // young, in O(k log n) through the tombstone-by-version index. Returns the number removed.
+  size_t GcTombstonesUpTo(Version v);
 
   // Bytes of index/bookkeeping per key beyond key and value bytes (for benchmarks).
   size_t OverheadBytes() const;
@@ -173,6 +180,7 @@ class NodeState {
   absl::flat_hash_set<uint32_t, KeyHash, KeyEq> key_set_;
   absl::btree_map<Version, uint32_t> by_version_;
   absl::btree_set<std::pair<TimeUs, Version>> tombstones_by_time_;
+  absl::btree_set<Version> tombstones_by_version_;
   absl::btree_set<std::pair<TimeUs, Version>> ttl_index_;
 };
 

@@ -174,7 +174,8 @@ void ClusterChecker::BeforeDeliver(uint32_t replica, uint32_t from, const Engine
   wire::DecodedPacket pkt;
   wire::DropReason reason;
   if (!wire::Decode(datagram, limits, &pkt, &reason)) return;
-  if (pkt.type != wire::MessageType::kSynAck && pkt.type != wire::MessageType::kAck) return;
+  // Every message carrying a delta (SynAck, Ack, and any later kind such as welcome chunks).
+  if (pkt.num_parts() == 0) return;
   packet_desc_ = absl::StrCat(wire::MessageTypeName(pkt.type), " from ",
                               from < names_.size() ? names_[from] : "?");
   for (size_t i = 0; i < pkt.num_parts(); ++i) {

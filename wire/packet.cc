@@ -99,6 +99,8 @@ const char* MessageTypeName(MessageType t) {
     case MessageType::kBadCluster: return "bad_cluster";
     case MessageType::kRumor: return "rumor";
     case MessageType::kRumorAck: return "rumor_ack";
+    case MessageType::kWelcomeRequest: return "welcome_request";
+    case MessageType::kWelcomeChunk: return "welcome_chunk";
   }
   return "unknown";
 }
@@ -389,6 +391,25 @@ bool Decode(std::span<const uint8_t> datagram, const DecodeLimits& limits, Decod
       return CheckFeedback(m->feedback(), limits, blob_size, &out->feedback, reason) &&
              CheckDelta(m->delta(), limits, blob_size, &out->parts_, &out->num_parts_, reason);
     }
+    case fb::Message::WelcomeRequest: {
+      out->type = MessageType::kWelcomeRequest;
+      const fb::WelcomeRequest* m = p->message_as_WelcomeRequest();
+      if (m == nullptr) break;
+      out->welcome.session = m->session();
+      out->welcome.window = m->window();
+      out->welcome.ack = m->ack();
+      out->welcome.resync = m->resync();
+      return CheckDigest(m->digest(), limits, blob_size, &out->digest, reason);
+    }
+    case fb::Message::WelcomeChunk: {
+      out->type = MessageType::kWelcomeChunk;
+      const fb::WelcomeChunk* m = p->message_as_WelcomeChunk();
+      if (m == nullptr) break;
+      out->welcome.session = m->session();
+      out->welcome.seq = m->seq();
+      out->welcome.last = m->last();
+      return CheckDelta(m->delta(), limits, blob_size, &out->parts_, &out->num_parts_, reason);
+    }
     default:
       break;
   }
@@ -441,6 +462,8 @@ PacketEncoder::PacketEncoder(std::span<uint8_t> slot, const EncodeOptions& optio
 PacketEncoder::~PacketEncoder() { impl_->~Impl(); }
 
 size_t PacketEncoder::Remaining() const { return impl_->Remaining(); }
+
+void PacketEncoder::SetWelcomeLast(bool last) { impl_->options.welcome.last = last; }
 
 std::span<uint8_t> PacketEncoder::AllocBlob(size_t bytes) {
   if (bytes + 8 > impl_->Remaining()) return {};
@@ -527,6 +550,19 @@ std::span<const uint8_t> PacketEncoder::Finish(MessageType type) {
       auto delta = make_delta();
       msg = fb::CreateRumorAck(fbb, m.feedback, delta, m.options.message_flags).Union();
       msg_type = fb::Message::RumorAck;
+      break;
+    }
+    case MessageType::kWelcomeRequest: {
+      const WelcomeFields& w = m.options.welcome;
+      msg = fb::CreateWelcomeRequest(fbb, make_digest(), w.session, w.window, w.ack, w.resync)
+                .Union();
+      msg_type = fb::Message::WelcomeRequest;
+      break;
+    }
+    case MessageType::kWelcomeChunk: {
+      const WelcomeFields& w = m.options.welcome;
+      msg = fb::CreateWelcomeChunk(fbb, make_delta(), w.session, w.seq, w.last).Union();
+      msg_type = fb::Message::WelcomeChunk;
       break;
     }
     case MessageType::kNone:

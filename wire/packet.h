@@ -112,8 +112,22 @@ enum class MessageType : uint8_t {
   kBadCluster = 4,
   kRumor = 5,
   kRumorAck = 6,
+  kWelcomeRequest = 7,
+  kWelcomeChunk = 8,
 };
-inline constexpr size_t kMessageTypeCount = 7;
+inline constexpr size_t kMessageTypeCount = 9;
+
+// Welcome (bulk join, seed 002) message fields: WelcomeRequest uses session, window, ack
+// and resync; WelcomeChunk uses session, seq and last.
+inline constexpr uint16_t kMaxWelcomeWindow = 64;
+struct WelcomeFields {
+  uint64_t session = 0;
+  uint32_t seq = 0;
+  uint32_t ack = 0;
+  uint16_t window = 0;
+  bool last = false;
+  bool resync = false;
+};
 
 // Syn.mode values (seed 001 anti-entropy variants).
 inline constexpr uint8_t kModePushPull = 0;
@@ -183,6 +197,7 @@ class DecodedPacket {
   DigestView digest;  // Syn, SynAck
   uint8_t message_flags = 0;  // Syn: mode; Rumor/RumorAck: flags
   std::span<const RumorFeedback> feedback;  // RumorAck
+  WelcomeFields welcome;  // WelcomeRequest (digest too), WelcomeChunk (delta too)
 
   size_t num_parts() const { return num_parts_; }
   // REQUIRES: i < num_parts().
@@ -237,6 +252,7 @@ struct EncodeOptions {
   uint16_t shard_count = 1;
   uint8_t message_flags = 0;      // Syn: mode; Rumor/RumorAck: flags
   NodeRef sender{};               // name_off filled in by the caller (a blob offset)
+  WelcomeFields welcome;          // WelcomeRequest / WelcomeChunk
   size_t max_packet_bytes = kMaxUdpPayloadBytes;  // header included
 };
 
@@ -261,6 +277,8 @@ class PacketEncoder {
   std::span<Entry> AddPart(const NodeRef& node, uint64_t from_version_excluded,
                            uint64_t last_gc_version, uint64_t max_version,
                            uint64_t source_max_version, size_t count, bool* ok);
+  // WelcomeChunk: sets `last` (decided after planning the chunk's delta).
+  void SetWelcomeLast(bool last);
   // Writes the message and header; returns the finished datagram inside the slot.
   std::span<const uint8_t> Finish(MessageType type);
 

@@ -399,6 +399,21 @@ TEST(ClusterFinding, DISABLED_NoStaleRegressionAfterCoveredDelete) {
   }
 }
 
+// ENGINE BUG (working tree with engine/welcome.*, not HEAD): a welcome chunk continuing a
+// reset the joiner never applied is accepted as a plain delta, and the delete it skipped is
+// lost for good. Seed 319, 8 nodes, loss 30%, 1400-byte packets, 10 s grace, partition
+// 35-56: n00000 (gc 54 for owner n00006, tombstone of k28@v54 already GC'd) serves n00007
+// (gc 49, max 50, holding k28@v46) a welcome session; the projection assumes the reset
+// chunk (from 0) landed, so a later chunk is {from 47, gc 54, max 64} with tombstones <= 54
+// left out. DeltaApplier::ApplyPart takes it (from 47 <= max 50, not mid-reset since
+// 50 >= 49): n00007 ends at max 64 still holding k28@v46, and every replica converges to
+// the resurrected key. The part's gc (54) is above our max (50) and our gc (49): we missed
+// a GC, so only a reset may be applied (seed 000).
+TEST(ClusterEngineBug, ContinuationOfUnappliedResetLosesDelete) {
+  ClusterSim sim(RandomFaultMix(319, 8, 160));
+  ExpectClean(sim);
+}
+
 // ---- CLI ---------------------------------------------------------------------------------
 
 int Cli(std::vector<std::string_view> args, std::string* out, std::string* err) {
