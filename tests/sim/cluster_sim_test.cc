@@ -409,7 +409,7 @@ TEST(ClusterFinding, DISABLED_NoStaleRegressionAfterCoveredDelete) {
 // 50 >= 49): n00007 ends at max 64 still holding k28@v46, and every replica converges to
 // the resurrected key. The part's gc (54) is above our max (50) and our gc (49): we missed
 // a GC, so only a reset may be applied (seed 000).
-TEST(ClusterEngineBug, ContinuationOfUnappliedResetLosesDelete) {
+TEST(ClusterRegression, IncrementalPartAfterMissedGcIsDropped) {
   ClusterSim sim(RandomFaultMix(319, 8, 160));
   ExpectClean(sim);
 }
