@@ -11,6 +11,7 @@
 #include <thread>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -47,51 +48,99 @@ bool Visible(const NodeState::Slot& s, TimeUs now_us) {
 // methods reach it only through posted commands.
 class Node::Runtime final : public PacketSink, public EventSink {
  public:
-  Runtime(io::EventLoop* loop, EngineConfig config, uint64_t jitter_seed)
+  Runtime(io::EventLoop* loop, EngineConfig config, uint64_t jitter_seed,
+          std::shared_ptr<EventLog> events)
       : loop_(loop),
         interval_us_(config.gossip_interval_us),
         jitter_(jitter_seed),
+        events_(std::move(events)),
         engine_(std::move(config), this, this) {}
 
   Engine& engine() { return engine_; }
   io::EventLoop& loop() { return *loop_; }
   NodeStats& counters() { return counters_; }
+  const EventLog& events() const { return *events_; }
 
   // ---- PacketSink: the engine encodes straight into transport send slots ----
   std::span<uint8_t> Acquire(size_t min_bytes) override {
     return loop_->transport().AcquireTx(min_bytes);
   }
   void Commit(const Endpoint& to, std::span<const uint8_t> packet) override {
+    ObserveSent(to, packet.size());
     loop_->transport().CommitTx(to, packet);
   }
   void Abort() override { loop_->transport().AbortTx(); }
 
   // ---- EventSink ----
+  // Kept cheap: the engine is waiting. One EventLog::Append each (an allocation, a short
+  // lock, a notify); readers and callbacks run elsewhere.
   void OnKey(const NodeState& node, KeyEvent event, std::string_view key,
-             std::string_view /*value*/, Version version) override {
+             std::string_view value, Version version) override {
     ++counters_.key_events;
+    ++counters_.key_events_by_type[static_cast<size_t>(event)];
     if (spdlog::should_log(spdlog::level::trace)) {
       spdlog::trace("key {}/{} {} v{}", node.name(), key, KeyEventName(event), version);
     }
+    WatchEvent e;
+    e.kind = WatchEvent::Kind::kKey;
+    e.key_event = event;
+    e.node = node.name();
+    e.generation = node.generation();
+    e.key = key;
+    if (event == KeyEvent::kSet) e.value = value;
+    e.version = version;
+    events_->Append(std::move(e));
   }
   void OnMember(const NodeState& node, MemberEvent event) override {
     ++counters_.member_events;
+    ++counters_.member_events_by_type[static_cast<size_t>(event)];
     spdlog::info("member {} (generation {}) {}", node.name(), node.generation(),
                  MemberEventName(event));
+    WatchEvent e;
+    e.kind = WatchEvent::Kind::kMember;
+    e.member_event = event;
+    e.node = node.name();
+    e.generation = node.generation();
+    e.version = node.max_version();
+    events_->Append(std::move(e));
+  }
+  void OnReset(const NodeState& node) override {
+    ++counters_.resets;
+    WatchEvent e;
+    e.kind = WatchEvent::Kind::kReset;
+    e.node = node.name();
+    e.generation = node.generation();
+    events_->Append(std::move(e));
   }
 
   void OnDatagram(const io::RxDatagram& d) {
-    if (!leaving_) {
-      engine_.OnPacket(io::MonotonicNowUs(), d.from, d.data);
-      return;
+    constexpr size_t kSynAck = static_cast<size_t>(wire::MessageType::kSynAck);
+    const uint64_t before = engine_.stats().packets_in[kSynAck];
+    const TimeUs now = io::MonotonicNowUs();
+    engine_.OnPacket(now, d.from, d.data);
+    if (engine_.stats().packets_in[kSynAck] == before) return;
+    // A SynAck accepted: the handshake latency is the time since our Syn to that address.
+    if (auto it = syn_sent_us_.find(d.from); it != syn_sent_us_.end()) {
+      counters_.handshake_seconds.Observe(static_cast<double>(now - it->second) * 1e-6);
+      syn_sent_us_.erase(it);
+    } else {
+      ++counters_.handshakes_unmatched;
     }
     // While leaving, a SynAck from a peer proves it received a Syn carrying our leaving
     // flag (every Syn after Leave() carries it).
-    constexpr size_t kSynAck = static_cast<size_t>(wire::MessageType::kSynAck);
-    const uint64_t before = engine_.stats().packets_in[kSynAck];
-    engine_.OnPacket(io::MonotonicNowUs(), d.from, d.data);
-    if (engine_.stats().packets_in[kSynAck] > before && leave_pending_.erase(d.from) > 0) {
-      MaybeFinishLeave(io::MonotonicNowUs());
+    if (leaving_ && leave_pending_.erase(d.from) > 0) MaybeFinishLeave(io::MonotonicNowUs());
+  }
+
+  // Changes the gossip interval at once: the pending round moves earlier when the new
+  // interval ends before it (a later one just takes effect after it).
+  void SetInterval(TimeUs interval_us) {
+    interval_us_ = interval_us;
+    engine_.mutable_config().gossip_interval_us = interval_us;
+    const TimeUs now = io::MonotonicNowUs();
+    const TimeUs deadline = now + JitteredIntervalUs();
+    if (tick_timer_ != 0 && deadline < tick_deadline_us_ && loop_->CancelTimer(tick_timer_)) {
+      tick_timer_ = 0;
+      ScheduleTick(now, deadline - now);
     }
   }
 
@@ -99,7 +148,12 @@ class Node::Runtime final : public PacketSink, public EventSink {
   // generation (so nodes started together drift apart instead of gossiping in lockstep).
   void ScheduleTick(TimeUs now_us, TimeUs delay_us) {
     auto id = loop_->AddTimer(now_us + delay_us, [this] { Tick(); });
-    if (!id.ok()) spdlog::error("node: cannot arm the gossip timer: {}", SV(id.status().message()));
+    if (!id.ok()) {
+      spdlog::error("node: cannot arm the gossip timer: {}", SV(id.status().message()));
+      return;
+    }
+    tick_timer_ = *id;
+    tick_deadline_us_ = now_us + delay_us;
   }
   TimeUs JitteredIntervalUs() {
     const double f = 0.9 + 0.2 * jitter_.Unit();
@@ -133,9 +187,11 @@ class Node::Runtime final : public PacketSink, public EventSink {
 
  private:
   void Tick() {
+    tick_timer_ = 0;
     const TimeUs now = io::MonotonicNowUs();
     engine_.OnTick(now);
     ++counters_.gossip_rounds;
+    counters_.round_seconds.Observe(static_cast<double>(io::MonotonicNowUs() - now) * 1e-6);
     if (leaving_) {
       // Resend to peers that have not answered yet (UDP may have lost either packet).
       for (const Endpoint& to : leave_pending_) engine_.SendSyn(to);
@@ -155,9 +211,42 @@ class Node::Runtime final : public PacketSink, public EventSink {
     leave_done_.clear();
   }
 
+  // Called by the engine's Send after it counted the packet in packets_out: the counter that
+  // moved names the message type (the PacketSink interface does not carry it).
+  void ObserveSent(const Endpoint& to, size_t bytes) {
+    const EngineStats& st = engine_.stats();
+    size_t type = kMessageTypeCount;
+    for (size_t i = 0; i < kMessageTypeCount; ++i) {
+      if (st.packets_out[i] != sent_seen_[i]) {
+        sent_seen_[i] = st.packets_out[i];
+        type = i;
+      }
+    }
+    switch (static_cast<wire::MessageType>(type)) {
+      case wire::MessageType::kSyn:
+        // Bounded: peers that never answer are dropped wholesale past the bound.
+        if (syn_sent_us_.size() >= kMaxPendingSyns) syn_sent_us_.clear();
+        syn_sent_us_[to] = io::MonotonicNowUs();
+        break;
+      case wire::MessageType::kSynAck:
+      case wire::MessageType::kAck:
+      case wire::MessageType::kRumor:
+        counters_.delta_packet_bytes.Observe(static_cast<double>(bytes));
+        break;
+      default: break;
+    }
+  }
+
+  static constexpr size_t kMaxPendingSyns = 4096;
+
   io::EventLoop* loop_;
   TimeUs interval_us_;
   Rng jitter_;
+  std::shared_ptr<EventLog> events_;
+  io::EventLoop::TimerId tick_timer_ = 0;
+  TimeUs tick_deadline_us_ = 0;
+  uint64_t sent_seen_[kMessageTypeCount] = {};
+  absl::flat_hash_map<Endpoint, TimeUs> syn_sent_us_;
   Engine engine_;
   NodeStats counters_;
   bool leaving_ = false;
@@ -339,7 +428,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   const uint64_t seed = Fnv1a(ec.node_name) ^ (ec.generation * 0x9e3779b97f4a7c15ull);
   if (ec.rng_seed == 0) ec.rng_seed = seed;
   node->call_timeout_ = o.call_timeout;
-  node->gossip_interval_ = absl::Microseconds(ec.gossip_interval_us);
+  node->gossip_interval_us_ = ec.gossip_interval_us;
   node->leave_intervals_ = std::max(o.leave_intervals, 1);
 
   uint64_t failures = 0;
@@ -348,7 +437,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   io::EventLoopOptions lo;
   lo.command_queue_capacity = o.command_queue_capacity;
   node->loop_ = std::make_unique<io::EventLoop>(std::move(*transport), lo);
-  node->rt_ = std::make_unique<Runtime>(node->loop_.get(), std::move(ec), seed + 1);
+  node->events_ = std::make_shared<EventLog>(o.events);
+  node->dispatcher_ =
+      std::make_shared<EventDispatcher>(node->events_, o.subscription_queue_events);
+  node->rt_ = std::make_unique<Runtime>(node->loop_.get(), std::move(ec), seed + 1, node->events_);
   Runtime* rt = node->rt_.get();
   rt->counters().seed_resolutions = 1;
   rt->counters().seed_resolve_failures = failures;
@@ -384,7 +476,8 @@ absl::Status Node::Stop() {
   if (posted.ok()) {
     // The loop enforces the leave deadline; this wait only guards against a wedged loop.
     const auto limit =
-        absl::ToChronoMicroseconds(gossip_interval_ * (intervals + 1) + call_timeout_);
+        absl::ToChronoMicroseconds(absl::Microseconds(gossip_interval_us_.load()) * (intervals + 1) +
+                                   call_timeout_);
     std::unique_lock<std::mutex> lock(done->mu);
     if (!done->cv.wait_for(lock, limit, [&] { return done->done; })) {
       spdlog::warn("node: graceful leave did not finish in time; stopping anyway");
@@ -394,6 +487,8 @@ absl::Status Node::Stop() {
   }
   loop_->Stop();
   absl::Status s = loop_->Join();
+  events_->Close();
+  dispatcher_->Stop();
   stopped_ = true;
   spdlog::info("node: {} stopped", name_);
   return s;
@@ -404,6 +499,8 @@ void Node::Abort() {
   StopResolver();
   loop_->Stop();
   (void)loop_->Join();
+  events_->Close();
+  dispatcher_->Stop();
   stopped_ = true;
 }
 
@@ -558,7 +655,7 @@ absl::StatusOr<std::vector<MemberInfo>> Node::Members() {
 }
 
 absl::StatusOr<NodeStats> Node::Stats() {
-  return Call<NodeStats>([](Runtime& rt) -> absl::StatusOr<NodeStats> {
+  absl::StatusOr<NodeStats> result = Call<NodeStats>([](Runtime& rt) -> absl::StatusOr<NodeStats> {
     NodeStats s = rt.counters();
     const io::Transport& t = rt.loop().transport();
     s.transport_name = t.name();
@@ -567,8 +664,185 @@ absl::StatusOr<NodeStats> Node::Stats() {
     s.apply = rt.engine().apply_stats();
     s.build = rt.engine().build_stats();
     s.loop = rt.loop().stats();
+    const Engine& e = rt.engine();
+    s.rumor = e.rumor_stats();
+    s.rumors_hot = e.epidemic_hot();
+    s.forgotten_remembered = e.cluster().forgotten_count();
+    for (const NodeState* ns : e.cluster().nodes()) {
+      const bool self = ns == &e.self();
+      const MemberState st = self ? (ns->leaving ? MemberState::kLeft : MemberState::kAlive)
+                                  : ns->liveness.state;
+      ++s.members_by_state[static_cast<size_t>(st)];
+      (self ? s.keys_local : s.keys_replicated) += ns->num_live();
+      (self ? s.tombstones_local : s.tombstones_replicated) += ns->num_tombstones();
+      if (self) s.expiring_local = ns->num_expiring();
+      s.arena_allocated_bytes += ns->arena().allocated_bytes();
+      s.arena_live_bytes += ns->arena().live_bytes();
+    }
+    s.watch = rt.events().stats();
     return s;
   });
+  if (result.ok()) result->subscription_overflows = dispatcher_->overflows();
+  return result;
+}
+
+}  // namespace scuttle
+
+namespace scuttle {
+
+absl::StatusOr<KvSnapshot> Node::Snapshot(std::string_view prefix, std::string_view node) {
+  return Call<KvSnapshot>([this, p = std::string(prefix), n = std::string(node)](Runtime& rt)
+                              -> absl::StatusOr<KvSnapshot> {
+    const Engine& e = rt.engine();
+    std::vector<const NodeState*> nodes;
+    if (n.empty()) {
+      nodes.assign(e.cluster().nodes().begin(), e.cluster().nodes().end());
+    } else if (const NodeState* ns = e.FindNode(n); ns != nullptr) {
+      nodes.push_back(ns);
+    } else {
+      return absl::NotFoundError(absl::StrCat("unknown node '", n, "'"));
+    }
+    const TimeUs now = io::MonotonicNowUs();
+    KvSnapshot out;
+    // Events are appended only on this thread, so no event can slip between the two.
+    out.seq = events_->last_seq();
+    for (const NodeState* ns : nodes) {
+      ns->Scan(p, [&](const NodeState::Slot& s) {
+        if (!Visible(s, now)) return;
+        out.entries.push_back(KvEntry{ns->name(), std::string(ns->KeyOf(s)),
+                                      std::string(ns->ValueOf(s)), s.version});
+      });
+    }
+    std::sort(out.entries.begin(), out.entries.end(), [](const KvEntry& a, const KvEntry& b) {
+      return a.node != b.node ? a.node < b.node : a.key < b.key;
+    });
+    return out;
+  });
+}
+
+std::unique_ptr<Subscription> Node::Subscribe(WatchFilter filter,
+                                              std::function<void(const WatchEvent&)> callback) {
+  const uint64_t id = dispatcher_->Add(std::move(filter), std::move(callback));
+  return std::unique_ptr<Subscription>(new Subscription(dispatcher_, id));
+}
+
+// ---- Live configuration ---------------------------------------------------------------------
+
+namespace {
+
+constexpr std::pair<const char*, spdlog::level::level_enum> kLogLevels[] = {
+    {"trace", spdlog::level::trace}, {"debug", spdlog::level::debug},
+    {"info", spdlog::level::info},   {"warn", spdlog::level::warn},
+    {"error", spdlog::level::err},   {"critical", spdlog::level::critical},
+    {"off", spdlog::level::off},
+};
+
+std::optional<spdlog::level::level_enum> ParseLogLevel(std::string_view name) {
+  for (const auto& [n, level] : kLogLevels) {
+    if (name == n) return level;
+  }
+  return std::nullopt;
+}
+
+std::string LogLevelName(spdlog::level::level_enum level) {
+  for (const auto& [n, l] : kLogLevels) {
+    if (l == level) return n;
+  }
+  return "info";
+}
+
+absl::Status CheckDuration(const char* field, const std::optional<absl::Duration>& d) {
+  if (d.has_value() && (*d <= absl::ZeroDuration() || *d == absl::InfiniteDuration())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        field, ": ", absl::FormatDuration(*d), " must be a positive, finite duration"));
+  }
+  return absl::OkStatus();
+}
+
+LiveConfig CurrentConfig(const Engine& e) {
+  const EngineConfig& c = e.config();
+  LiveConfig l;
+  l.gossip_interval_ms = c.gossip_interval_us / kUsPerMs;
+  l.fanout = c.fanout;
+  l.phi_threshold = c.membership.phi_threshold;
+  l.dead_node_grace = absl::Microseconds(c.membership.dead_node_grace_us);
+  l.tombstone_grace = absl::Microseconds(c.tombstone_grace_us);
+  l.log_level = LogLevelName(spdlog::get_level());
+  return l;
+}
+
+}  // namespace
+
+absl::Status ValidateLiveConfigPatch(const LiveConfigPatch& p) {
+  if (p.gossip_interval_ms.has_value() &&
+      (*p.gossip_interval_ms < 1 || *p.gossip_interval_ms > 3'600'000)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "gossip_interval_ms: ", *p.gossip_interval_ms, " is out of range [1, 3600000]"));
+  }
+  if (p.fanout.has_value() && (*p.fanout < 1 || *p.fanout > 1024)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fanout: ", *p.fanout, " is out of range [1, 1024]"));
+  }
+  if (p.phi_threshold.has_value() && !(*p.phi_threshold > 0 && *p.phi_threshold <= 1e6)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("phi_threshold: ", *p.phi_threshold, " is out of range (0, 1e6]"));
+  }
+  if (absl::Status s = CheckDuration("dead_node_grace", p.dead_node_grace); !s.ok()) return s;
+  if (absl::Status s = CheckDuration("tombstone_grace", p.tombstone_grace); !s.ok()) return s;
+  if (p.log_level.has_value() && !ParseLogLevel(*p.log_level).has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("log_level: '", *p.log_level,
+                     "' is not one of trace, debug, info, warn, error, critical, off"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<LiveConfig> Node::GetLiveConfig() {
+  return Call<LiveConfig>(
+      [](Runtime& rt) -> absl::StatusOr<LiveConfig> { return CurrentConfig(rt.engine()); });
+}
+
+absl::StatusOr<LiveConfig> Node::UpdateLiveConfig(const LiveConfigPatch& patch) {
+  if (absl::Status s = ValidateLiveConfigPatch(patch); !s.ok()) return s;
+  auto result = Call<LiveConfig>([patch](Runtime& rt) -> absl::StatusOr<LiveConfig> {
+    EngineConfig& c = rt.engine().mutable_config();
+    const LiveConfig before = CurrentConfig(rt.engine());
+    auto changed = [&](const char* field, const std::string& from, const std::string& to) {
+      spdlog::info("config: {} {} -> {}", field, from, to);
+      ++rt.counters().config_changes[field];
+    };
+    if (patch.gossip_interval_ms.has_value()) {
+      rt.SetInterval(*patch.gossip_interval_ms * kUsPerMs);
+      changed("gossip_interval_ms", absl::StrCat(before.gossip_interval_ms),
+              absl::StrCat(*patch.gossip_interval_ms));
+    }
+    if (patch.fanout.has_value()) {
+      c.fanout = static_cast<int>(*patch.fanout);
+      changed("fanout", absl::StrCat(before.fanout), absl::StrCat(*patch.fanout));
+    }
+    if (patch.phi_threshold.has_value()) {
+      c.membership.phi_threshold = *patch.phi_threshold;
+      changed("phi_threshold", absl::StrCat(before.phi_threshold),
+              absl::StrCat(*patch.phi_threshold));
+    }
+    if (patch.dead_node_grace.has_value()) {
+      c.membership.dead_node_grace_us = absl::ToInt64Microseconds(*patch.dead_node_grace);
+      changed("dead_node_grace", absl::FormatDuration(before.dead_node_grace),
+              absl::FormatDuration(*patch.dead_node_grace));
+    }
+    if (patch.tombstone_grace.has_value()) {
+      c.tombstone_grace_us = absl::ToInt64Microseconds(*patch.tombstone_grace);
+      changed("tombstone_grace", absl::FormatDuration(before.tombstone_grace),
+              absl::FormatDuration(*patch.tombstone_grace));
+    }
+    if (patch.log_level.has_value()) {
+      changed("log_level", before.log_level, *patch.log_level);  // logged at the old level
+      spdlog::set_level(*ParseLogLevel(*patch.log_level));
+    }
+    return CurrentConfig(rt.engine());
+  });
+  if (result.ok()) gossip_interval_us_ = result->gossip_interval_ms * kUsPerMs;
+  return result;
 }
 
 }  // namespace scuttle

@@ -1,5 +1,35 @@
 // Node: one running scuttle member — the runtime of scuttled and the embedding API.
 //
+// ---- Embedding ---------------------------------------------------------------------------
+// A C++ service links `scuttle_node` (CMake target) instead of running the sidecar:
+//
+//   scuttle::NodeOptions o;
+//   o.engine.node_name = "web-1";                        // unique in the cluster
+//   o.engine.cluster_id = "prod";                        // peers of other ids are refused
+//   o.listen = *scuttle::Endpoint::Parse("0.0.0.0:7400");
+//   o.engine.advertise = *scuttle::Endpoint::Parse("10.0.0.5:7400");  // what peers dial
+//   o.seeds = {"scuttle-seeds.prod.svc:7400"};           // resolved and re-resolved here
+//   auto node = scuttle::Node::Start(std::move(o));      // StatusOr<unique_ptr<Node>>
+//   if (!node.ok()) return node.status();
+//
+//   (*node)->Set("svc/web-1/addr", "10.0.0.5:8080");     // StatusOr<Version>
+//   (*node)->SetWithTtl("lease/web-1", "", absl::Seconds(30));
+//   (*node)->Delete("svc/web-1/addr");
+//   auto e = (*node)->Get("svc/db-1/addr", "db-1");      // another node's key
+//   auto all = (*node)->Scan("svc/");                    // every node's keys, by (node, key)
+//   auto members = (*node)->Members();
+//
+//   // Callbacks run on a dispatcher thread (never the loop thread), in sequence order;
+//   // the handle unsubscribes when destroyed. A callback that lags gets one kOverflow event
+//   // and should resync with Scan()/Snapshot().
+//   std::unique_ptr<scuttle::Subscription> sub = (*node)->Subscribe(
+//       "svc/", [](const scuttle::WatchEvent& ev) { /* ev.name(), ev.node, ev.key, ... */ });
+//
+//   (*node)->Stop();  // graceful leave: peers see "left" at once, not "dead" later
+//
+// tools/examples/embed_example.cc is a complete program (built and run by ctest).
+//
+// ---- Runtime ------------------------------------------------------------------------------
 // A Node owns one event-loop thread with one Transport and one Engine (DESIGN §7, §9):
 //   - datagrams go to Engine::OnPacket with the monotonic clock;
 //   - a gossip timer every gossip_interval (±10% jitter, deterministic per name and
@@ -9,7 +39,12 @@
 //     the loop flushes them once per iteration;
 //   - seeds are host:port strings resolved with getaddrinfo here (never in the engine),
 //     re-resolved every seed_resolve_interval on a background thread that posts the
-//     result to the loop (Engine::SetSeeds).
+//     result to the loop (Engine::SetSeeds);
+//   - engine events (engine/events.h) are appended to a bounded EventLog (io/node_events.h)
+//     that /v1/watch streams and Subscribe() callbacks read with their own cursors, so a
+//     slow reader never blocks the loop or grows memory;
+//   - handshake latency (Syn sent → SynAck from that address) and gossip-round time are
+//     measured here into NodeStats histograms (the engine has no clock).
 //
 // Threading: every public method is thread-safe. Engine state is touched only on the loop
 // thread; other threads post a command to the loop's bounded queue and wait for its answer
@@ -18,8 +53,12 @@
 #ifndef SCUTTLE_IO_NODE_H_
 #define SCUTTLE_IO_NODE_H_
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +71,8 @@
 #include "engine/engine.h"
 #include "engine/membership.h"
 #include "io/event_loop.h"
+#include "io/node_events.h"
+#include "io/node_histogram.h"
 #include "io/transport.h"
 #include "wire/endpoint.h"
 
@@ -58,7 +99,35 @@ struct NodeOptions {
   size_t command_queue_capacity = 1024;
   size_t rx_buffer_count = 256;
   size_t tx_slot_count = 256;
+  // Recent watch events kept for readers that resume (since=SEQ) and lag.
+  EventLogOptions events;
+  // Per Subscribe() callback: events pending beyond this become one overflow event.
+  size_t subscription_queue_events = 1024;
 };
+
+// The settings that may change while the node runs (PATCH /v1/config). log_level is
+// process-wide: it sets spdlog's default logger.
+struct LiveConfig {
+  int64_t gossip_interval_ms = 0;
+  int fanout = 0;
+  double phi_threshold = 0;
+  absl::Duration dead_node_grace;
+  absl::Duration tombstone_grace;
+  std::string log_level;  // trace | debug | info | warn | error | critical | off
+};
+
+// Fields to change; unset ones keep their value. Applied all together or not at all.
+struct LiveConfigPatch {
+  std::optional<int64_t> gossip_interval_ms;  // 1 .. 3'600'000
+  std::optional<int64_t> fanout;              // 1 .. 1024
+  std::optional<double> phi_threshold;        // (0, 1e6]
+  std::optional<absl::Duration> dead_node_grace;  // positive, finite
+  std::optional<absl::Duration> tombstone_grace;  // positive, finite
+  std::optional<std::string> log_level;
+};
+// OK, or InvalidArgument whose message starts with the first bad field's name
+// ("fanout: 0 is out of range [1, 1024]").
+absl::Status ValidateLiveConfigPatch(const LiveConfigPatch& patch);
 
 // One key as read from some node's map. Values are arbitrary bytes.
 struct KvEntry {
@@ -95,6 +164,54 @@ struct NodeStats {
   uint64_t seed_resolve_failures = 0;
   uint64_t member_events = 0;
   uint64_t key_events = 0;
+  uint64_t key_events_by_type[3] = {};     // KeyEvent
+  uint64_t member_events_by_type[7] = {};  // MemberEvent
+  uint64_t resets = 0;                     // EventSink::OnReset
+  // Gauges, computed when Stats() runs.
+  size_t members_by_state[4] = {};  // MemberState, self included (alive, or left)
+  size_t forgotten_remembered = 0;
+  size_t keys_local = 0, tombstones_local = 0, expiring_local = 0;
+  size_t keys_replicated = 0, tombstones_replicated = 0;
+  size_t arena_allocated_bytes = 0, arena_live_bytes = 0;
+  size_t rumors_hot = 0;
+  RumorStats rumor;
+  // Handshake latency (Syn sent -> SynAck from that address), gossip round (OnTick) time,
+  // and sizes of sent delta-carrying packets (SynAck, Ack, Rumor), in base units.
+  Histogram handshake_seconds = Histogram::Exponential(50e-6, 2, 16);
+  Histogram round_seconds = Histogram::Exponential(10e-6, 2, 18);
+  Histogram delta_packet_bytes = Histogram::Exponential(64, 2, 11);
+  uint64_t handshakes_unmatched = 0;  // SynAcks with no Syn of ours pending from that address
+  std::map<std::string, uint64_t> config_changes;  // field -> times changed
+  EventLogStats watch;
+  uint64_t subscription_overflows = 0;
+};
+
+// The entries of a scan together with the watch sequence number they are current at:
+// events after `seq` are the changes since.
+struct KvSnapshot {
+  std::vector<KvEntry> entries;
+  uint64_t seq = 0;
+};
+
+// Unsubscribes when destroyed (see Node::Subscribe). May outlive the Node.
+class Subscription {
+ public:
+  ~Subscription() { Cancel(); }
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+  // After Cancel returns the callback is not running (unless Cancel is called from it)
+  // and is never called again. Idempotent.
+  void Cancel() {
+    if (dispatcher_ != nullptr) dispatcher_->Remove(id_);
+    dispatcher_.reset();
+  }
+
+ private:
+  friend class Node;
+  Subscription(std::shared_ptr<EventDispatcher> d, uint64_t id)
+      : dispatcher_(std::move(d)), id_(id) {}
+  std::shared_ptr<EventDispatcher> dispatcher_;
+  uint64_t id_ = 0;
 };
 
 class Node {
@@ -143,6 +260,33 @@ class Node {
   // Every known member, self included, sorted by name.
   absl::StatusOr<std::vector<MemberInfo>> Members();
   absl::StatusOr<NodeStats> Stats();
+  // Scan plus the watch sequence number it is consistent with (one loop-thread step).
+  absl::StatusOr<KvSnapshot> Snapshot(std::string_view prefix, std::string_view node = {});
+
+  // ---- Watching ----
+  // Calls `callback` for every event matching `filter` from now on (WatchEvent: key
+  // set/deleted/expired, member joined/alive/suspect/dead/left/forgotten/restarted, replica
+  // reset), in sequence order, on one dispatcher thread shared by this node's
+  // subscriptions — never on the loop thread, so a callback may call back into the Node.
+  // A callback that falls more than subscription_queue_events behind gets one
+  // WatchEvent::Kind::kOverflow (resync with Scan/Snapshot) and continues from the newest
+  // event. Destroying the handle unsubscribes.
+  std::unique_ptr<Subscription> Subscribe(WatchFilter filter,
+                                          std::function<void(const WatchEvent&)> callback);
+  std::unique_ptr<Subscription> Subscribe(std::string prefix,
+                                          std::function<void(const WatchEvent&)> callback) {
+    return Subscribe(WatchFilter{std::move(prefix), {}}, std::move(callback));
+  }
+  // The event log behind Subscribe, for cursor readers (the admin API's /v1/watch).
+  // Thread-safe; valid as long as the Node (and shared with readers beyond it).
+  const std::shared_ptr<EventLog>& event_log() const { return events_; }
+
+  // ---- Live configuration ----
+  absl::StatusOr<LiveConfig> GetLiveConfig();
+  // Validates every field first (InvalidArgument naming it; nothing changes), then applies
+  // all of them in one loop-thread step, logs each change and counts it in
+  // NodeStats::config_changes. Returns the configuration now in force.
+  absl::StatusOr<LiveConfig> UpdateLiveConfig(const LiveConfigPatch& patch);
 
  private:
   class Runtime;  // loop-thread state: engine, sink, timers (node.cc)
@@ -160,8 +304,10 @@ class Node {
   Endpoint bound_;
   Endpoint advertise_;
   absl::Duration call_timeout_;
-  absl::Duration gossip_interval_;
+  std::atomic<int64_t> gossip_interval_us_{0};  // changes live (UpdateLiveConfig)
   int leave_intervals_ = 2;
+  std::shared_ptr<EventLog> events_;
+  std::shared_ptr<EventDispatcher> dispatcher_;
 
   std::unique_ptr<io::EventLoop> loop_;
   std::unique_ptr<Runtime> rt_;  // used only on the loop thread once Start returns

@@ -5,24 +5,30 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <exception>
 #include <initializer_list>
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "engine/delta_applier.h"
 #include "engine/engine.h"
 #include "httplib.h"
+#include "io/clock.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
+#include "tools/node_metrics.h"
 #include "wire/absl_compat.h"
 #include "wire/packet.h"
 
@@ -300,6 +306,116 @@ absl::Status ProbeBind(const Endpoint& ep) {
   return absl::OkStatus();
 }
 
+// ---- Watch (server-sent events) -------------------------------------------------------------
+
+json EventJson(const WatchEvent& e) {
+  json j;
+  j["seq"] = e.seq;
+  j["event"] = e.name();
+  j["node"] = e.node;
+  j["generation"] = e.generation;
+  if (e.kind == WatchEvent::Kind::kKey) {
+    PutBytes(j, "key", e.key);
+    if (e.key_event == KeyEvent::kSet) PutBytes(j, "value", e.value);
+  }
+  j["version"] = e.version;
+  return j;
+}
+
+void AppendSse(std::string& out, const char* event, const json& data, const uint64_t* id) {
+  if (id != nullptr) absl::StrAppend(&out, "id: ", *id, "\n");
+  absl::StrAppend(&out, "event: ", event, "\ndata: ", Dump(data), "\n\n");
+}
+
+std::string OverflowDetail(uint64_t seq) {
+  return absl::StrCat("this watcher fell behind or resumed from a sequence no longer kept; "
+                      "events up to ", seq, " are skipped: resync from a snapshot (GET /v1/kv "
+                      "or ?snapshot=1) and resume with since=", seq);
+}
+
+// One /v1/watch stream: its cursor and what is left to send of its snapshot.
+struct WatchStream {
+  WatchFilter filter;
+  uint64_t after = 0;
+  bool started = false;
+  std::vector<KvEntry> snapshot;
+  size_t snapshot_sent = 0;
+  bool snapshot_pending = false;
+  int64_t last_write_us = 0;
+};
+
+bool ParseSeq(const std::string& text, uint64_t* seq) {
+  return !text.empty() && text.find_first_not_of("0123456789") == std::string::npos &&
+         absl::SimpleAtoi(AV(text), seq);
+}
+
+// ---- Config -----------------------------------------------------------------------------------
+
+json FlagValue(const ConfigFlag& f) {
+  switch (f.type) {
+    case ConfigFlag::Type::kInt: {
+      int64_t v;
+      if (absl::SimpleAtoi(AV(f.value), &v)) return v;
+      uint64_t u;
+      if (absl::SimpleAtoi(AV(f.value), &u)) return u;
+      break;
+    }
+    case ConfigFlag::Type::kDouble: {
+      double v;
+      if (absl::SimpleAtod(AV(f.value), &v)) return v;
+      break;
+    }
+    case ConfigFlag::Type::kBool: return f.value == "true";
+    case ConfigFlag::Type::kString: break;
+  }
+  return f.value;
+}
+
+json LiveJson(const LiveConfig& c) {
+  return json{{"gossip_interval_ms", c.gossip_interval_ms},
+              {"fanout", c.fanout},
+              {"phi_threshold", c.phi_threshold},
+              {"dead_node_grace", absl::FormatDuration(c.dead_node_grace)},
+              {"tombstone_grace", absl::FormatDuration(c.tombstone_grace)},
+              {"log_level", c.log_level}};
+}
+
+bool IsLiveField(std::string_view name) {
+  for (const char* f : kLiveConfigFields) {
+    if (name == f) return true;
+  }
+  return false;
+}
+
+void FieldError(Response& res, std::string_view field, std::string_view detail) {
+  Reply(res, 400, json{{"error", "bad_request"}, {"field", field}, {"detail", detail}});
+}
+
+// Reads one PATCH field into the patch; false (with the 400 written) on a wrong type.
+bool ReadField(const std::string& name, const json& v, LiveConfigPatch& p, Response& res) {
+  auto want = [&](const char* what) {
+    FieldError(res, name, absl::StrCat(name, ": want ", what, ", got ", Dump(v)));
+    return false;
+  };
+  if (name == "gossip_interval_ms" || name == "fanout") {
+    if (!v.is_number_integer()) return want("an integer");
+    (name == "fanout" ? p.fanout : p.gossip_interval_ms) = v.get<int64_t>();
+  } else if (name == "phi_threshold") {
+    if (!v.is_number()) return want("a number");
+    p.phi_threshold = v.get<double>();
+  } else if (name == "dead_node_grace" || name == "tombstone_grace") {
+    absl::Duration d;
+    if (!v.is_string() || !absl::ParseDuration(AV(v.get_ref<const std::string&>()), &d)) {
+      return want("a duration string like \"30s\" or \"2h\"");
+    }
+    (name == "dead_node_grace" ? p.dead_node_grace : p.tombstone_grace) = d;
+  } else if (name == "log_level") {
+    if (!v.is_string()) return want("a string");
+    p.log_level = v.get<std::string>();
+  }
+  return true;
+}
+
 }  // namespace
 
 // ---- Server -----------------------------------------------------------------------------
@@ -343,6 +459,7 @@ void AdminServer::Serve(Node* node) {
 
 void AdminServer::Stop() {
   if (server_ == nullptr || !thread_.joinable()) return;
+  stopping_ = true;  // watch streams end within one wait slice
   // httplib's stop() is a no-op until listen_after_bind() has marked the server running:
   // a stop right after Serve() must wait for that, or the join below would hang.
   for (int i = 0; i < 1000 && !server_->is_running(); ++i) {
@@ -360,6 +477,10 @@ void AdminServer::Route() {
   s.set_payload_max_length(opt.max_value_bytes);
   // Bounds how long Stop() waits for idle keep-alive connections.
   s.set_keep_alive_timeout(1);
+  // Each watch stream holds a worker thread for its lifetime: room for every allowed
+  // watcher plus the usual pool for short requests.
+  const size_t threads = opt.max_watchers + 8;
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
 
   s.Get("/healthz", [node](const Request&, Response& res) {
     Reply(res, 200,
@@ -474,6 +595,22 @@ void AdminServer::Route() {
     Reply(res, 200, StatsJson(*st));
   });
 
+  s.Get("/metrics", [this, node](const Request& req, Response& res) {
+    if (!CheckParams(ParseQuery(req), res, {})) return;
+    auto st = node->Stats();
+    if (!st.ok()) return Error(res, st.status());
+    AdminMetrics a;
+    a.watchers = watchers_.load();
+    a.watch_rejected = watch_rejected_.load();
+    a.watch_overflows = watch_overflows_.load();
+    a.watch_events_sent = watch_events_sent_.load();
+    res.status = 200;
+    res.set_content(RenderMetrics(node->name(), node->generation(), *st, a),
+                    "text/plain; version=0.0.4; charset=utf-8");
+  });
+  RouteWatch();
+  RouteConfig();
+
   // An empty key is a bad request, not an unknown path.
   auto empty_key = [](const Request&, Response& res) { Error(res, 400, "key is empty"); };
   s.Get("/v1/kv/", empty_key);
@@ -487,12 +624,16 @@ void AdminServer::Route() {
       Error(res, 405, absl::StrCat(req.method, " is not allowed on ", req.path, "; use ", allow));
     };
   };
-  for (const char* path : {"/healthz", "/v1/members", "/v1/kv", "/v1/debug/stats"}) {
+  for (const char* path :
+       {"/healthz", "/v1/members", "/v1/kv", "/v1/debug/stats", "/metrics", "/v1/watch"}) {
     s.Post(path, not_allowed("GET"));
     s.Put(path, not_allowed("GET"));
     s.Delete(path, not_allowed("GET"));
     s.Patch(path, not_allowed("GET"));
   }
+  s.Post("/v1/config", not_allowed("GET, PATCH"));
+  s.Put("/v1/config", not_allowed("GET, PATCH"));
+  s.Delete("/v1/config", not_allowed("GET, PATCH"));
   s.Post(kKeyPath, not_allowed("GET, PUT, DELETE"));
   s.Patch(kKeyPath, not_allowed("GET, PUT, DELETE"));
 
@@ -519,6 +660,175 @@ void AdminServer::Route() {
     } catch (...) {
     }
     Error(res, 500, what);
+  });
+}
+
+}  // namespace scuttle
+
+namespace scuttle {
+
+void AdminServer::RouteWatch() {
+  Node* node = node_;
+  const AdminOptions opt = options_;
+  server_->Get("/v1/watch", [this, node, opt](const Request& req, Response& res) {
+    const Query q = ParseQuery(req);
+    if (!CheckParams(q, res, {"prefix", "node", "since", "snapshot"})) return;
+    auto st = std::make_shared<WatchStream>();
+    st->filter.prefix = Param(q, "prefix");
+    st->filter.node = Param(q, "node");
+    std::optional<uint64_t> since;
+    if (const std::string* v = Find(q, "since"); v != nullptr) {
+      uint64_t seq;
+      if (!ParseSeq(*v, &seq)) {
+        return Error(res, 400, absl::StrCat("since='", *v, "': want a sequence number"));
+      }
+      since = seq;
+    } else if (req.has_header("Last-Event-ID")) {
+      const std::string v = req.get_header_value("Last-Event-ID");
+      uint64_t seq;
+      if (!ParseSeq(v, &seq)) {
+        return Error(res, 400, absl::StrCat("Last-Event-ID '", v, "': want a sequence number"));
+      }
+      since = seq;
+    }
+    const std::string snap = Param(q, "snapshot");
+    if (snap != "" && snap != "0" && snap != "1" && snap != "false" && snap != "true") {
+      return Error(res, 400, absl::StrCat("snapshot='", snap, "': want 0 or 1"));
+    }
+    st->snapshot_pending = snap == "1" || snap == "true";
+    if (st->snapshot_pending && since.has_value()) {
+      return Error(res, 400, "snapshot=1 starts from a snapshot: it cannot take since");
+    }
+    if (watchers_.fetch_add(1) >= opt.max_watchers) {
+      --watchers_;
+      ++watch_rejected_;
+      return Error(res, 503, absl::StrCat("too many watchers (the limit is ", opt.max_watchers,
+                                          "); retry later"));
+    }
+    if (st->snapshot_pending) {
+      auto snapshot = node->Snapshot(st->filter.prefix, st->filter.node);
+      if (!snapshot.ok()) {
+        --watchers_;
+        return Error(res, snapshot.status());
+      }
+      if (snapshot->entries.size() > opt.max_scan_entries) {
+        snapshot->entries.resize(opt.max_scan_entries);
+      }
+      st->snapshot = std::move(snapshot->entries);
+      st->after = snapshot->seq;
+    } else {
+      st->after = since.value_or(node->event_log()->last_seq());
+    }
+    res.status = 200;
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Accel-Buffering", "no");  // nginx: do not buffer the stream
+    std::shared_ptr<EventLog> log = node->event_log();
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [this, st, log, opt](size_t /*offset*/, httplib::DataSink& sink) -> bool {
+          std::string out;
+          if (!st->started) {
+            st->started = true;
+            // Makes the headers and a first chunk go out at once: the client knows the
+            // stream is live (and from which sequence) before anything changes.
+            absl::StrAppend(&out, ": scuttle watch from seq ", st->after, "\n\n");
+          }
+          if (st->snapshot_pending) {
+            const size_t end = std::min(st->snapshot.size(), st->snapshot_sent + 256);
+            for (; st->snapshot_sent < end; ++st->snapshot_sent) {
+              AppendSse(out, "snapshot", EntryJson(st->snapshot[st->snapshot_sent]), nullptr);
+            }
+            if (st->snapshot_sent == st->snapshot.size()) {
+              AppendSse(out, "snapshot_end",
+                        json{{"seq", st->after}, {"entries", st->snapshot.size()}}, &st->after);
+              st->snapshot_pending = false;
+              st->snapshot.clear();
+              st->snapshot.shrink_to_fit();
+            }
+          } else if (stopping_ || log->closed()) {
+            if (!out.empty() && !sink.write(out.data(), out.size())) return false;
+            sink.done();
+            return true;
+          } else {
+            EventLog::Batch b = log->Read(st->after, st->filter, opt.watch_buffer_events, 1024);
+            st->after = b.next_after;
+            if (b.overflow) {
+              ++watch_overflows_;
+              AppendSse(out, "overflow",
+                        json{{"event", "overflow"}, {"seq", b.next_after},
+                             {"detail", OverflowDetail(b.next_after)}},
+                        &b.next_after);
+            }
+            for (const auto& e : b.events) AppendSse(out, e->name(), EventJson(*e), &e->seq);
+            watch_events_sent_ += b.events.size();
+          }
+          const int64_t now = io::MonotonicNowUs();
+          if (out.empty()) {
+            if (log->Wait(st->after, 250'000)) return true;  // more to read: next call
+            if (now - st->last_write_us < absl::ToInt64Microseconds(opt.watch_keepalive)) {
+              return true;
+            }
+            out = ": keepalive\n\n";
+          }
+          st->last_write_us = now;
+          return sink.write(out.data(), out.size());
+        },
+        [this](bool /*success*/) { --watchers_; });
+  });
+}
+
+void AdminServer::RouteConfig() {
+  Node* node = node_;
+  const AdminOptions opt = options_;
+  server_->Get("/v1/config", [node, opt](const Request& req, Response& res) {
+    if (!CheckParams(ParseQuery(req), res, {})) return;
+    auto live = node->GetLiveConfig();
+    if (!live.ok()) return Error(res, live.status());
+    json cfg = json::object();
+    for (const ConfigFlag& f : opt.flags) {
+      cfg[f.name] = json{{"value", FlagValue(f)}, {"live", false}, {"help", f.help}};
+    }
+    const json current = LiveJson(*live);
+    for (auto it = current.begin(); it != current.end(); ++it) {
+      const std::string& name = it.key();
+      json entry = cfg.contains(name) ? cfg[name] : json{{"help", ""}};
+      entry["value"] = it.value();
+      entry["live"] = true;
+      cfg[name] = std::move(entry);
+    }
+    Reply(res, 200, json{{"config", std::move(cfg)}});
+  });
+
+  server_->Patch("/v1/config", [node, opt](const Request& req, Response& res) {
+    if (!CheckParams(ParseQuery(req), res, {})) return;
+    const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (body.is_discarded() || !body.is_object()) {
+      return Error(res, 400, "the body must be a JSON object of field: value, e.g. "
+                             "{\"fanout\": 4, \"log_level\": \"debug\"}");
+    }
+    LiveConfigPatch patch;
+    std::vector<std::string> changed;
+    for (const auto& [name, value] : body.items()) {
+      if (!IsLiveField(name)) {
+        bool known = false;
+        for (const ConfigFlag& f : opt.flags) known = known || f.name == name;
+        return FieldError(res, name,
+                          known ? absl::StrCat(name, " cannot change at runtime: restart with --",
+                                               name)
+                                : absl::StrCat("unknown field '", name, "'; live fields: ",
+                                               "gossip_interval_ms, fanout, phi_threshold, "
+                                               "dead_node_grace, tombstone_grace, log_level"));
+      }
+      if (!ReadField(name, value, patch, res)) return;
+      changed.push_back(name);
+    }
+    if (absl::Status s = ValidateLiveConfigPatch(patch); !s.ok()) {
+      const std::string msg(SV(s.message()));
+      return FieldError(res, msg.substr(0, msg.find(':')), msg);
+    }
+    auto live = node->UpdateLiveConfig(patch);
+    if (!live.ok()) return Error(res, live.status());
+    Reply(res, 200, json{{"changed", changed}, {"config", LiveJson(*live)}});
   });
 }
 

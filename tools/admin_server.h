@@ -9,6 +9,24 @@
 //   PUT    /v1/kv/{key}[?ttl=30s]   body = raw value bytes -> {key, version}
 //   DELETE /v1/kv/{key}             {key, version}
 //   GET    /v1/debug/stats          every counter of transport, engine and loop
+//   GET    /v1/watch?prefix=&node=&since=SEQ&snapshot=1
+//                                    server-sent events (text/event-stream), one per change:
+//                                    `id: SEQ`, `event: set|deleted|expired|joined|alive|
+//                                    suspect|dead|left|forgotten|restarted|reset`, `data:`
+//                                    {seq, event, node, generation, key, value, version}.
+//                                    A non-empty prefix selects key events only. Resume with
+//                                    since=SEQ or the Last-Event-ID header; a reader that
+//                                    lags more than watch_buffer_events, or resumes from a
+//                                    sequence no longer retained, gets `event: overflow`
+//                                    {seq} and continues after seq (resync from GET /v1/kv).
+//                                    snapshot=1 first sends `event: snapshot` per entry and
+//                                    `event: snapshot_end` {seq, entries}. 503 past
+//                                    max_watchers.
+//   GET    /v1/config               {"config": {NAME: {value, live, help}}}: every flag
+//   PATCH  /v1/config               JSON object of live fields -> {changed, config}; all
+//                                    validated first (400 names the field), then applied
+//                                    at once; unknown or non-live fields are 400
+//   GET    /metrics                 Prometheus text format 0.0.4 (tools/node_metrics.h)
 //
 // Values (and keys) are "value"/"key" when valid UTF-8, else "value_base64"/"key_base64".
 // Keys in paths are URL-decoded and may contain '/'. Errors are {"error": CODE,
@@ -21,12 +39,15 @@
 #define SCUTTLE_TOOLS_ADMIN_SERVER_H_
 
 #include <cstddef>
+#include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "io/node.h"
 #include "wire/packet.h"
 
@@ -35,6 +56,20 @@ class Server;
 }
 
 namespace scuttle {
+
+// One start-up flag as GET /v1/config shows it.
+struct ConfigFlag {
+  enum class Type { kString, kInt, kDouble, kBool };
+  std::string name;
+  std::string value;  // as the flag prints it; a JSON number/bool when type says so
+  Type type = Type::kString;
+  std::string help;
+};
+
+// The fields PATCH /v1/config accepts (LiveConfigPatch).
+inline constexpr const char* kLiveConfigFields[] = {
+    "gossip_interval_ms", "fanout", "phi_threshold", "dead_node_grace", "tombstone_grace",
+    "log_level"};
 
 struct AdminOptions {
   // IP address to listen on; port 0 picks a free port (see AdminServer::port()).
@@ -50,6 +85,15 @@ struct AdminOptions {
                                                 wire::kEntryWireBytes + 512;
   // Bound on the entries one GET /v1/kv returns ("truncated": true beyond it).
   size_t max_scan_entries = 100'000;
+  // Concurrent /v1/watch streams; each holds one server thread (503 beyond).
+  size_t max_watchers = 32;
+  // Events a watch stream may lag behind before it gets an overflow event.
+  size_t watch_buffer_events = 1024;
+  // A comment line is sent on an idle stream this often (dead clients and proxies).
+  absl::Duration watch_keepalive = absl::Seconds(15);
+  // Flags reported by GET /v1/config besides the live fields (scuttled fills this from
+  // its flag registry). Live fields always come from the node, with their current value.
+  std::vector<ConfigFlag> flags;
 };
 
 class AdminServer {
@@ -71,8 +115,16 @@ class AdminServer {
   AdminServer() = default;
   void Route();
 
+  void RouteWatch();
+  void RouteConfig();
+
   AdminOptions options_;
   std::unique_ptr<httplib::Server> server_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<uint64_t> watchers_{0};
+  std::atomic<uint64_t> watch_rejected_{0};
+  std::atomic<uint64_t> watch_overflows_{0};
+  std::atomic<uint64_t> watch_events_sent_{0};
   Node* node_ = nullptr;
   int port_ = 0;
   std::thread thread_;

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -20,6 +21,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -67,6 +69,12 @@ ABSL_FLAG(absl::Duration, seed_resolve_interval, absl::Seconds(60),
           "How often seed hostnames are re-resolved");
 ABSL_FLAG(std::string, log_level, "info", "trace | debug | info | warn | error");
 ABSL_FLAG(uint64_t, generation, 0, "Node generation; 0 = wall-clock microseconds (tests only)");
+ABSL_FLAG(int32_t, max_watchers, 32, "Concurrent GET /v1/watch streams (503 beyond)");
+ABSL_FLAG(int64_t, watch_buffer_events, 1024,
+          "Events a watch stream may lag behind before it gets an overflow event");
+ABSL_FLAG(int64_t, watch_log_events, 65536,
+          "Recent events kept for watchers resuming with since=SEQ");
+ABSL_FLAG(int64_t, watch_log_bytes, 64 << 20, "Memory bound on the kept watch events");
 
 namespace scuttle {
 namespace {
@@ -140,6 +148,30 @@ absl::Duration CheckPositive(const char* flag, absl::Duration d) {
                          " must be a positive, finite duration"));
   }
   return d;
+}
+
+// Every flag defined in this file, for GET /v1/config (the live ones are overlaid with
+// the node's current values there).
+std::vector<ConfigFlag> FlagsForConfig() {
+  std::vector<ConfigFlag> out;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    if (!flag->Filename().ends_with("scuttled_main.cc")) continue;
+    ConfigFlag f;
+    f.name = std::string(SV(name));
+    f.value = flag->CurrentValue();
+    f.help = flag->Help();
+    if (flag->IsOfType<int32_t>() || flag->IsOfType<int64_t>() || flag->IsOfType<uint64_t>()) {
+      f.type = ConfigFlag::Type::kInt;
+    } else if (flag->IsOfType<double>()) {
+      f.type = ConfigFlag::Type::kDouble;
+    } else if (flag->IsOfType<bool>()) {
+      f.type = ConfigFlag::Type::kBool;
+    }
+    out.push_back(std::move(f));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const ConfigFlag& a, const ConfigFlag& b) { return a.name < b.name; });
+  return out;
 }
 
 struct Config {
@@ -248,6 +280,10 @@ Config ReadFlags() {
     BadFlag("--log_level=" + level + ": want trace, debug, info, warn or error");
   }
   c.node.generation = absl::GetFlag(FLAGS_generation);
+  c.node.events.max_events = static_cast<size_t>(CheckRange<int64_t>(
+      "watch_log_events", absl::GetFlag(FLAGS_watch_log_events), 0, 1 << 24));
+  c.node.events.max_bytes = static_cast<size_t>(CheckRange<int64_t>(
+      "watch_log_bytes", absl::GetFlag(FLAGS_watch_log_bytes), 0, int64_t{1} << 40));
 
   const std::string admin = absl::GetFlag(FLAGS_admin_addr);
   if (!admin.empty()) {  // empty: no admin API (embedded use, tests)
@@ -256,6 +292,11 @@ Config ReadFlags() {
     a.max_key_bytes = e.limits.max_key_bytes;
     a.max_value_bytes = e.limits.max_value_bytes;
     a.max_packet_bytes = e.max_packet_bytes;
+    a.max_watchers = static_cast<size_t>(
+        CheckRange<int32_t>("max_watchers", absl::GetFlag(FLAGS_max_watchers), 0, 4096));
+    a.watch_buffer_events = static_cast<size_t>(CheckRange<int64_t>(
+        "watch_buffer_events", absl::GetFlag(FLAGS_watch_buffer_events), 1, 1 << 24));
+    a.flags = FlagsForConfig();
     c.admin = a;
   }
   return c;

@@ -1,0 +1,540 @@
+// scuttlectl: a command-line client of scuttled's admin API (DESIGN §10). Human tables by
+// default, --json for scripts, and exit codes scripts can rely on (see kUsage).
+//
+// Arguments are parsed by hand, not with absl flags: each command has its own options and
+// the exit-code contract (2 for any usage error) must hold for every mistake.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <iterator>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "httplib.h"
+#include "nlohmann/json.hpp"
+#include "wire/absl_compat.h"
+
+namespace scuttle {
+namespace {
+
+using json = nlohmann::json;
+
+constexpr int kExitOk = 0;
+constexpr int kExitNotFound = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitServer = 3;
+
+constexpr const char* kUsage = R"(scuttlectl: command-line client of the scuttled admin API.
+
+Usage: scuttlectl [--addr HOST:PORT] [--json] [--timeout SECONDS] COMMAND [ARGS]
+
+Commands:
+  health                               GET /healthz
+  members                              member table (* marks this node)
+  get KEY [--node N]                   print the value (raw bytes; a newline on a tty)
+  put KEY VALUE [--ttl 30s]            write KEY; VALUE - reads it from stdin
+  delete KEY                           delete KEY
+  ls [--prefix P] [--node N]           list keys (every node unless --node)
+  watch [--prefix P] [--node N] [--since SEQ] [--snapshot] [--count N]
+                                       stream changes (server-sent events) until
+                                       interrupted, or until N events were printed
+  config get                           every flag, its value and whether it is live
+  config set NAME=VALUE...             change live settings at once (all or nothing)
+
+Global options:
+  --addr HOST:PORT   admin API address (default 127.0.0.1:7480, or $SCUTTLE_ADDR)
+  --json             machine-readable output: the API's JSON (watch: one object a line)
+  --timeout SECONDS  per-request timeout (default 5; watch waits for events forever)
+  -h, --help         this text
+
+Exit codes:
+  0  success
+  1  not found (no such key or node)
+  2  usage error, or the server refused the request as invalid (HTTP 400/405/413)
+  3  server or connection error (unreachable, timeout, HTTP 5xx, a watch stream that ended)
+)";
+
+struct Args {
+  std::string addr = "127.0.0.1:7480";
+  bool json_out = false;
+  int timeout_s = 5;
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;  // command options: --node, --prefix, ...
+  bool snapshot = false;
+};
+
+[[noreturn]] void Usage(const std::string& msg) {
+  std::fprintf(stderr, "scuttlectl: %s\n(see scuttlectl --help)\n", msg.c_str());
+  std::exit(kExitUsage);
+}
+
+// RFC 3986 unreserved characters pass; every other byte is %XX.
+std::string UrlEncode(std::string_view s) {
+  static const char* kHex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : s) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string Query(const std::vector<std::pair<std::string, std::string>>& params) {
+  std::string q;
+  for (const auto& [k, v] : params) {
+    if (v.empty()) continue;
+    q += q.empty() ? "?" : "&";
+    q += k + "=" + UrlEncode(v);
+  }
+  return q;
+}
+
+Args Parse(int argc, char** argv) {
+  Args a;
+  if (const char* env = std::getenv("SCUTTLE_ADDR"); env != nullptr && *env != '\0') a.addr = env;
+  static const std::vector<std::string> kValued = {"--addr", "--timeout", "--node", "--prefix",
+                                                   "--ttl",  "--since",   "--count"};
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "-h" || arg == "--help" || arg == "help") {
+      std::fputs(kUsage, stdout);
+      std::exit(kExitOk);
+    }
+    if (arg == "--json") {
+      a.json_out = true;
+      continue;
+    }
+    if (arg == "--snapshot") {
+      a.snapshot = true;
+      continue;
+    }
+    if (arg.starts_with("--")) {
+      std::string name = arg, value;
+      const size_t eq = arg.find('=');
+      if (eq != std::string::npos) {
+        name = arg.substr(0, eq);
+        value = arg.substr(eq + 1);
+      }
+      if (std::find(kValued.begin(), kValued.end(), name) == kValued.end()) {
+        Usage("unknown option " + name);
+      }
+      if (eq == std::string::npos) {
+        if (i + 1 >= argc) Usage(name + " needs a value");
+        value = argv[++i];
+      }
+      if (name == "--addr") {
+        a.addr = value;
+      } else if (name == "--timeout") {
+        if (!absl::SimpleAtoi(value, &a.timeout_s) || a.timeout_s <= 0) {
+          Usage("--timeout wants a positive number of seconds");
+        }
+      } else {
+        a.options[name.substr(2)] = value;
+      }
+      continue;
+    }
+    a.positional.push_back(arg);  // "-" (stdin) included
+  }
+  return a;
+}
+
+// Options a command accepts; anything else is a usage error.
+void Allow(const Args& a, std::initializer_list<const char*> allowed, bool snapshot = false) {
+  for (const auto& [name, value] : a.options) {
+    bool ok = false;
+    for (const char* n : allowed) ok = ok || name == n;
+    if (!ok) Usage("--" + name + " does not apply to '" + a.positional[0] + "'");
+  }
+  if (a.snapshot && !snapshot) Usage("--snapshot applies to 'watch' only");
+}
+
+void WantArgs(const Args& a, size_t n, const char* shape) {
+  if (a.positional.size() != n) Usage(std::string("usage: scuttlectl ") + shape);
+}
+
+std::string Opt(const Args& a, const char* name) {
+  auto it = a.options.find(name);
+  return it == a.options.end() ? std::string() : it->second;
+}
+
+class Api {
+ public:
+  explicit Api(const Args& a) : args_(a) {
+    std::string host = a.addr;
+    int port = 7480;
+    const size_t colon = a.addr.rfind(':');
+    if (colon != std::string::npos) {
+      host = a.addr.substr(0, colon);
+      if (!absl::SimpleAtoi(a.addr.substr(colon + 1), &port) || port <= 0 || port > 65535) {
+        Usage("--addr " + a.addr + ": want host:port");
+      }
+    }
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+      host = host.substr(1, host.size() - 2);
+    }
+    client_ = std::make_unique<httplib::Client>(host, port);
+    client_->set_url_encode(false);  // paths are encoded here
+    client_->set_connection_timeout(a.timeout_s, 0);
+    client_->set_read_timeout(a.timeout_s, 0);
+    client_->set_write_timeout(a.timeout_s, 0);
+  }
+
+  // Sends the request; on success returns the JSON body, else prints the error and exits
+  // with the contract's code.
+  json Call(const std::string& method, const std::string& path, const std::string& body = "",
+            const char* content_type = "application/octet-stream") {
+    httplib::Result r = method == "GET"      ? client_->Get(path)
+                        : method == "PUT"    ? client_->Put(path, body, content_type)
+                        : method == "PATCH"  ? client_->Patch(path, body, content_type)
+                        : method == "DELETE" ? client_->Delete(path)
+                                             : client_->Post(path, body, content_type);
+    if (!r) {
+      std::fprintf(stderr, "scuttlectl: %s: %s\n", args_.addr.c_str(),
+                   httplib::to_string(r.error()).c_str());
+      std::exit(kExitServer);
+    }
+    json j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
+    if (r->status == 200 && !j.is_discarded()) return j;
+    const std::string detail =
+        !j.is_discarded() && j.is_object() ? j.value("detail", r->body) : r->body;
+    std::fprintf(stderr, "scuttlectl: %s %s: HTTP %d: %s\n", method.c_str(), path.c_str(),
+                 r->status, detail.c_str());
+    std::exit(ExitCode(r->status));
+  }
+
+  static int ExitCode(int status) {
+    if (status == 200) return kExitOk;
+    if (status == 404) return kExitNotFound;
+    if (status >= 400 && status < 500) return kExitUsage;
+    return kExitServer;
+  }
+
+  httplib::Client& client() { return *client_; }
+
+ private:
+  const Args& args_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+std::string Bytes(const json& j, const char* field) {
+  const std::string b64 = std::string(field) + "_base64";
+  if (j.contains(b64)) {
+    std::string out;
+    absl::Base64Unescape(AV(j[b64].get<std::string>()), &out);
+    return out;
+  }
+  return j.value(field, "");
+}
+
+// What a human sees for a value: text as is (shortened), bytes as base64.
+std::string Show(const json& j, const char* field, size_t max = 60) {
+  const std::string b64 = std::string(field) + "_base64";
+  std::string s = j.contains(b64) ? "base64:" + j[b64].get<std::string>() : j.value(field, "");
+  for (char& c : s) {
+    if (c == '\n' || c == '\t' || c == '\r') c = ' ';
+  }
+  if (s.size() > max) s = s.substr(0, max - 3) + "...";
+  return s;
+}
+
+std::string Text(const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); }
+
+void Table(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> w;
+  for (const auto& r : rows) {
+    w.resize(std::max(w.size(), r.size()));
+    for (size_t i = 0; i < r.size(); ++i) w[i] = std::max(w[i], r[i].size());
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(w[i] - r[i].size() + 2, ' ');
+    }
+    std::printf("%s\n", line.c_str());
+  }
+}
+
+void PrintJson(const json& j) {
+  std::printf("%s\n", j.dump(2, ' ', false, json::error_handler_t::replace).c_str());
+}
+
+int Health(Api& api, const Args& a) {
+  WantArgs(a, 1, "health");
+  Allow(a, {});
+  const json j = api.Call("GET", "/healthz");
+  if (a.json_out) {
+    PrintJson(j);
+  } else {
+    std::printf("%s %s (%s)\n", Text(j["status"]).c_str(), Text(j["node"]).c_str(),
+                Text(j["transport"]).c_str());
+  }
+  return kExitOk;
+}
+
+int Members(Api& api, const Args& a) {
+  WantArgs(a, 1, "members");
+  Allow(a, {});
+  const json j = api.Call("GET", "/v1/members");
+  if (a.json_out) {
+    PrintJson(j);
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "STATE", "ADDRESS", "GENERATION", "KEYS", "TOMBSTONES", "MAX_VERSION", "PHI"}};
+  for (const json& m : j["members"]) {
+    char phi[32];
+    std::snprintf(phi, sizeof(phi), "%.2f", m.value("phi", 0.0));
+    rows.push_back({Text(m["name"]) + (m.value("self", false) ? " *" : ""), Text(m["state"]),
+                    Text(m["gossip_addr"]), Text(m["generation"]), Text(m["keys"]),
+                    Text(m["tombstones"]), Text(m["max_version"]), phi});
+  }
+  Table(rows);
+  return kExitOk;
+}
+
+int Get(Api& api, const Args& a) {
+  WantArgs(a, 2, "get KEY [--node N]");
+  Allow(a, {"node"});
+  const json j =
+      api.Call("GET", "/v1/kv/" + UrlEncode(a.positional[1]) + Query({{"node", Opt(a, "node")}}));
+  if (a.json_out) {
+    PrintJson(j);
+    return kExitOk;
+  }
+  const std::string v = Bytes(j, "value");
+  std::fwrite(v.data(), 1, v.size(), stdout);
+  if (isatty(STDOUT_FILENO)) std::printf("\n");
+  return kExitOk;
+}
+
+int Put(Api& api, const Args& a) {
+  WantArgs(a, 3, "put KEY VALUE [--ttl 30s]   (VALUE - reads stdin)");
+  Allow(a, {"ttl"});
+  std::string value = a.positional[2];
+  if (value == "-") {
+    value.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  const json j = api.Call(
+      "PUT", "/v1/kv/" + UrlEncode(a.positional[1]) + Query({{"ttl", Opt(a, "ttl")}}), value);
+  if (a.json_out) {
+    PrintJson(j);
+  } else {
+    std::printf("%s version %s\n", Show(j, "key").c_str(), Text(j["version"]).c_str());
+  }
+  return kExitOk;
+}
+
+int Delete(Api& api, const Args& a) {
+  WantArgs(a, 2, "delete KEY");
+  Allow(a, {});
+  const json j = api.Call("DELETE", "/v1/kv/" + UrlEncode(a.positional[1]));
+  if (a.json_out) {
+    PrintJson(j);
+  } else {
+    std::printf("deleted %s (version %s)\n", Show(j, "key").c_str(), Text(j["version"]).c_str());
+  }
+  return kExitOk;
+}
+
+int List(Api& api, const Args& a) {
+  WantArgs(a, 1, "ls [--prefix P] [--node N]");
+  Allow(a, {"prefix", "node"});
+  const json j =
+      api.Call("GET", "/v1/kv" + Query({{"prefix", Opt(a, "prefix")}, {"node", Opt(a, "node")}}));
+  if (a.json_out) {
+    PrintJson(j);
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {{"NODE", "KEY", "VERSION", "VALUE"}};
+  for (const json& e : j["entries"]) {
+    rows.push_back({Text(e["node"]), Show(e, "key"), Text(e["version"]), Show(e, "value")});
+  }
+  Table(rows);
+  if (j.value("truncated", false)) std::fprintf(stderr, "scuttlectl: list truncated\n");
+  return kExitOk;
+}
+
+// Prints one server-sent event; returns false once --count events were printed.
+struct WatchPrinter {
+  bool json_out;
+  long remaining;  // < 0: unlimited
+  std::string last_id;
+
+  bool Print(const std::string& event, const std::string& id, const std::string& data) {
+    if (!id.empty()) last_id = id;
+    const json j = json::parse(data, nullptr, false);
+    if (json_out) {
+      json line = j.is_discarded() ? json{{"data", data}} : j;
+      if (line.is_object() && !line.contains("event")) line["event"] = event;
+      std::printf("%s\n", line.dump(-1, ' ', false, json::error_handler_t::replace).c_str());
+    } else if (event == "overflow") {
+      std::printf("%s overflow  %s\n", Text(j["seq"]).c_str(), Text(j["detail"]).c_str());
+    } else if (event == "snapshot") {
+      std::printf("- snapshot  %s %s = %s (v%s)\n", Text(j["node"]).c_str(), Show(j, "key").c_str(),
+                  Show(j, "value").c_str(), Text(j["version"]).c_str());
+    } else if (event == "snapshot_end") {
+      std::printf("%s snapshot_end  %s entries\n", Text(j["seq"]).c_str(),
+                  Text(j["entries"]).c_str());
+    } else if (j.is_object() && (j.contains("key") || j.contains("key_base64"))) {
+      std::string line =
+          Text(j["seq"]) + " " + event + "  " + Text(j["node"]) + " " + Show(j, "key");
+      if (event == "set") line += " = " + Show(j, "value");
+      line += " (v" + Text(j["version"]) + ")";
+      std::printf("%s\n", line.c_str());
+    } else {
+      std::printf("%s %s  %s (generation %s)\n", Text(j["seq"]).c_str(), event.c_str(),
+                  Text(j["node"]).c_str(), Text(j["generation"]).c_str());
+    }
+    std::fflush(stdout);
+    return remaining < 0 || --remaining > 0;
+  }
+};
+
+int Watch(Api& api, const Args& a) {
+  WantArgs(a, 1, "watch [--prefix P] [--node N] [--since SEQ] [--snapshot] [--count N]");
+  Allow(a, {"prefix", "node", "since", "count"}, /*snapshot=*/true);
+  long count = -1;
+  if (const std::string c = Opt(a, "count");
+      !c.empty() && (!absl::SimpleAtoi(c, &count) || count <= 0)) {
+    Usage("--count wants a positive number");
+  }
+  const std::string path = "/v1/watch" + Query({{"prefix", Opt(a, "prefix")},
+                                                {"node", Opt(a, "node")},
+                                                {"since", Opt(a, "since")},
+                                                {"snapshot", a.snapshot ? "1" : ""}});
+  WatchPrinter printer{a.json_out, count, Opt(a, "since")};
+  std::string buf, event, id, data, error_body;
+  bool done = false;
+  int status = 0;
+  api.client().set_read_timeout(24 * 3600, 0);  // idle streams get keepalives, not EOF
+  httplib::Result r = api.client().Get(
+      path,
+      [&](const httplib::Response& res) {
+        status = res.status;
+        return true;
+      },
+      [&](const char* d, size_t n) {
+        if (status != 200) {
+          error_body.append(d, n);
+          return true;
+        }
+        buf.append(d, n);
+        size_t nl;
+        while ((nl = buf.find('\n')) != std::string::npos) {
+          const std::string line = buf.substr(0, nl);
+          buf.erase(0, nl + 1);
+          if (line.empty()) {  // end of one event
+            if (!event.empty() || !data.empty()) {
+              if (!printer.Print(event.empty() ? "message" : event, id, data)) {
+                done = true;
+                return false;
+              }
+            }
+            event.clear(), id.clear(), data.clear();
+          } else if (line.starts_with("event: ")) {
+            event = line.substr(7);
+          } else if (line.starts_with("id: ")) {
+            id = line.substr(4);
+          } else if (line.starts_with("data: ")) {
+            data += line.substr(6);
+          }
+        }
+        return true;
+      });
+  if (done) return kExitOk;
+  if (status != 0 && status != 200) {
+    const json j = json::parse(error_body, nullptr, false);
+    std::fprintf(stderr, "scuttlectl: GET %s: HTTP %d: %s\n", path.c_str(), status,
+                 j.is_object() ? j.value("detail", error_body).c_str() : error_body.c_str());
+    return Api::ExitCode(status);
+  }
+  std::fprintf(stderr, "scuttlectl: watch stream ended (%s)%s\n",
+               r ? "closed by the server" : httplib::to_string(r.error()).c_str(),
+               printer.last_id.empty()
+                   ? ""
+                   : (std::string("; resume with --since ") + printer.last_id).c_str());
+  return kExitServer;
+}
+
+// "name=value": a JSON number or boolean when it reads as one, else a string.
+json ConfigValue(const std::string& text) {
+  const json j = json::parse(text, nullptr, false);
+  if (!j.is_discarded() && (j.is_number() || j.is_boolean())) return j;
+  return text;
+}
+
+int Config(Api& api, const Args& a) {
+  if (a.positional.size() < 2) Usage("usage: scuttlectl config get | config set NAME=VALUE...");
+  Allow(a, {});
+  const std::string& sub = a.positional[1];
+  if (sub == "get") {
+    WantArgs(a, 2, "config get");
+    const json j = api.Call("GET", "/v1/config");
+    if (a.json_out) {
+      PrintJson(j);
+      return kExitOk;
+    }
+    std::vector<std::vector<std::string>> rows = {{"NAME", "VALUE", "LIVE"}};
+    for (auto it = j["config"].begin(); it != j["config"].end(); ++it) {
+      rows.push_back(
+          {it.key(), Text(it.value()["value"]), it.value().value("live", false) ? "yes" : "no"});
+    }
+    Table(rows);
+    return kExitOk;
+  }
+  if (sub != "set") Usage("config: want 'get' or 'set', not '" + sub + "'");
+  if (a.positional.size() < 3) Usage("usage: scuttlectl config set NAME=VALUE...");
+  json patch = json::object();
+  for (size_t i = 2; i < a.positional.size(); ++i) {
+    const std::string& kv = a.positional[i];
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) Usage("config set: want NAME=VALUE, not '" + kv + "'");
+    patch[kv.substr(0, eq)] = ConfigValue(kv.substr(eq + 1));
+  }
+  const json j = api.Call("PATCH", "/v1/config", patch.dump(), "application/json");
+  if (a.json_out) {
+    PrintJson(j);
+    return kExitOk;
+  }
+  for (const json& name : j["changed"]) {
+    const std::string n = name.get<std::string>();
+    std::printf("%s = %s\n", n.c_str(), Text(j["config"][n]).c_str());
+  }
+  return kExitOk;
+}
+
+int Main(int argc, char** argv) {
+  const Args a = Parse(argc, argv);
+  if (a.positional.empty()) Usage("no command");
+  Api api(a);
+  const std::string& cmd = a.positional[0];
+  if (cmd == "health") return Health(api, a);
+  if (cmd == "members") return Members(api, a);
+  if (cmd == "get") return Get(api, a);
+  if (cmd == "put") return Put(api, a);
+  if (cmd == "delete" || cmd == "del" || cmd == "rm") return Delete(api, a);
+  if (cmd == "ls" || cmd == "list") return List(api, a);
+  if (cmd == "watch") return Watch(api, a);
+  if (cmd == "config") return Config(api, a);
+  Usage("unknown command '" + cmd + "'");
+}
+
+}  // namespace
+}  // namespace scuttle
+
+int main(int argc, char** argv) { return scuttle::Main(argc, argv); }
