@@ -8,7 +8,7 @@ add_library(scuttle_cluster_sim
   ${CMAKE_CURRENT_LIST_DIR}/cluster_net.cc
   ${CMAKE_CURRENT_LIST_DIR}/cluster_sim.cc)
 target_link_libraries(scuttle_cluster_sim
-  PUBLIC scuttle_engine absl::flat_hash_map absl::status absl::statusor
+  PUBLIC scuttle_engine scuttle_sim_flags absl::flat_hash_map absl::status absl::statusor
   PRIVATE absl::strings absl::str_format nlohmann_json::nlohmann_json)
 
 target_link_libraries(scuttle-sim PRIVATE scuttle_cluster_sim)

@@ -10,6 +10,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "sim/flags.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "sim/cluster_faults.h"
@@ -20,46 +21,8 @@ namespace {
 
 constexpr int kUsageError = 2;
 
-// A minimal flag parser (absl flags are process-global; each subcommand owns its flags).
-struct Flag {
-  std::string_view name;   // without "--"
-  std::string_view value;  // placeholder; empty for a boolean flag
-  std::string_view help;
-  std::function<absl::Status(std::string_view)> set;
-};
-
-absl::Status ParseFlags(std::span<const std::string_view> args, std::span<const Flag> flags) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    if (arg.substr(0, 2) != "--" || arg.size() == 2) {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", AV(arg), "'"));
-    }
-    arg.remove_prefix(2);
-    std::string_view value;
-    bool has_value = false;
-    if (size_t eq = arg.find('='); eq != std::string_view::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-      has_value = true;
-    }
-    auto f = std::find_if(flags.begin(), flags.end(), [&](const Flag& x) { return x.name == arg; });
-    if (f == flags.end())
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", AV(arg)));
-    if (f->value.empty() && has_value) {
-      return absl::InvalidArgumentError(absl::StrCat("flag --", AV(arg), " takes no value"));
-    }
-    if (!f->value.empty() && !has_value) {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(absl::StrCat("flag --", AV(arg), " needs a value"));
-      }
-      value = args[++i];
-    }
-    if (absl::Status s = f->set(value); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--", AV(arg), ": ", s.message()));
-    }
-  }
-  return absl::OkStatus();
-}
+using Flag = sim::FlagSpec;
+using sim::ParseFlags;
 
 template <typename T>
 std::function<absl::Status(std::string_view)> Int(T* out, uint64_t lo, uint64_t hi) {
