@@ -36,6 +36,7 @@
 #include "engine/cluster.h"
 #include "engine/delta_applier.h"
 #include "engine/delta_builder.h"
+#include "engine/digest.h"
 #include "engine/node_state.h"
 #include "nlohmann/json.hpp"
 #include "wire/packet.h"

@@ -50,24 +50,6 @@ struct PeerProjection {
   void Merge(const wire::DecodedPacket& peer);
 };
 
-class DigestBuilder {
- public:
-  // Plans a digest of every node, or a rotating subset when it does not fit the budget
-  // (then marked partial). Self is always included, and so is `peer` when given (a
-  // SynAck's digest must tell the initiator what we hold of its own map, or its Ack could
-  // not send it). Returns the wire bytes planned.
-  size_t Plan(const Cluster& cluster, size_t budget_bytes, const NodeState* peer = nullptr);
-  size_t blob_bytes() const { return blob_bytes_; }
-  // REQUIRES: Plan() was called and the cluster has not changed since.
-  bool Write(wire::PacketEncoder& enc, BlobWriter& blob) const;
-
- private:
-  std::vector<const NodeState*> planned_;
-  size_t blob_bytes_ = 0;
-  bool partial_ = false;
-  size_t cursor_ = 0;  // rotation start for partial digests
-};
-
 class DeltaBuilder {
  public:
   struct Stats {

@@ -25,6 +25,7 @@
 #include "engine/cluster.h"
 #include "engine/delta_applier.h"
 #include "engine/delta_builder.h"
+#include "engine/digest.h"
 #include "engine/epidemic.h"
 #include "engine/events.h"
 #include "engine/membership.h"
