@@ -109,7 +109,11 @@ std::span<const uint8_t> DeltaEncoder::Encode(const Cluster& cluster,
   opts.cluster_id = kClusterId;
   opts.sender = MakeNodeRef(self, 0);
   wire::PacketEncoder enc(slot_, opts);
-  const size_t budget = enc.Remaining() > 64 ? enc.Remaining() - 64 - self.name().size() : 0;
+  size_t budget = enc.Remaining() > 64 ? enc.Remaining() - 64 - self.name().size() : 0;
+  if (!reuse_plans_ && budget > 0) {
+    flip_ = !flip_;
+    budget -= flip_ ? 1 : 0;
+  }
   builder_.SetPeerDigest(peer);
   builder_.Plan(cluster, budget);
   const size_t blob_bytes = self.name().size() + builder_.blob_bytes();

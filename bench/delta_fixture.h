@@ -67,15 +67,23 @@ class PeerDigest {
 
 // Engine::Send for an Ack: plan the delta `peer` is missing, then write it into a reused
 // send slot. Returns the finished datagram (empty on a planning bug).
+//
+// By default every call plans afresh: the budget alternates by one byte, so DeltaBuilder's
+// plan cache (same digest, same state, same budget) never hits and the figure is the full
+// plan + write. With reuse_plans(true), a repeated digest reuses the cached plan, as for a
+// peer that sends the same Syn again (and for the second Plan of every SynAck).
 class DeltaEncoder {
  public:
   DeltaEncoder() : slot_(kSlotBytes) {}
   std::span<const uint8_t> Encode(const Cluster& cluster, const wire::DecodedPacket& peer);
   const DeltaBuilder::Stats& stats() const { return builder_.stats(); }
+  void reuse_plans(bool on) { reuse_plans_ = on; }
 
  private:
   std::vector<uint8_t> slot_;
   DeltaBuilder builder_;
+  bool reuse_plans_ = false;
+  bool flip_ = false;
 };
 
 }  // namespace scuttle::bench

@@ -5,6 +5,9 @@
 //                                            M versions of each of O owners (K keys each)
 //                                            needs; must not grow with K (version index).
 //   BM_DeltaBuildFull                        plan + encode one full 65,507-byte delta.
+//   BM_DeltaBuildFullCached                  the same digest again: DeltaBuilder reuses its
+//                                            plan, so this is the write alone (a repeated
+//                                            Syn, and the second Plan of every SynAck).
 //   BM_DeltaApply                            decode + apply that delta to a 1M-key replica.
 //   BM_Memcpy65507                           the baseline.
 //
@@ -106,8 +109,10 @@ void BM_Memcpy65507(benchmark::State& state) {
 }
 
 // Encodes deltas for `peer` until the timer says stop; reports entries and bytes.
-void RunDeltaBuild(benchmark::State& state, const OwnersState& s, const PeerDigest& peer) {
+void RunDeltaBuild(benchmark::State& state, const OwnersState& s, const PeerDigest& peer,
+                   bool reuse_plans = false) {
   DeltaEncoder encoder;
+  encoder.reuse_plans(reuse_plans);
   size_t bytes = 0;
   for (auto _ : state) {
     const std::span<const uint8_t> packet = encoder.Encode(*s.cluster, peer.packet());
@@ -147,6 +152,12 @@ void BM_DeltaBuildFull(benchmark::State& state) {
   const OwnersState& s = Owners(1, kFullKeys);
   PeerDigest peer({{s.owners[0], kFullKeys / 2}});
   RunDeltaBuild(state, s, peer);
+}
+
+void BM_DeltaBuildFullCached(benchmark::State& state) {
+  const OwnersState& s = Owners(1, kFullKeys);
+  PeerDigest peer({{s.owners[0], kFullKeys / 2}});
+  RunDeltaBuild(state, s, peer, /*reuse_plans=*/true);
 }
 
 // BM_DeltaApply method: every iteration decodes and applies a *fresh* full delta, so each
@@ -282,6 +293,7 @@ BENCHMARK(BM_DeltaBuild)
     ->Args({1, 1000000, 10})
     ->ComputeStatistics("min", MinOf);
 BENCHMARK(BM_DeltaBuildFull)->ComputeStatistics("min", MinOf);
+BENCHMARK(BM_DeltaBuildFullCached)->ComputeStatistics("min", MinOf);
 BENCHMARK(BM_DeltaBuild)
     ->ArgNames({"owners", "keys", "missing"})
     ->Args({100, 10000, 10})

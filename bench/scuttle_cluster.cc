@@ -18,8 +18,13 @@
 //               node's failure detector says dead
 // and, for the join, a separate --join_nodes cluster (interval --join_interval_ms) whose
 // owners hold --join_mb MB in total (1 KB values), fully replicated before a new node joins
-// with three seeds: time until it holds every key, through plain anti-entropy (the bulk
-// "welcome" join does not exist in the engine yet).
+// with three seeds: time until it holds every key (verified on its state), two ways, in
+// the same run and interleaved rep-major (--join_reps):
+//   anti-entropy  plain Scuttlebutt: welcome off on the joiner (no auto trigger), so the
+//                 state arrives as one <= 64 KB delta per handshake, a few per gossip round
+//   welcome       the joiner asks seeds[0] for a snapshot (engine/welcome.h)
+// A join that has not finished after --join_timeout_s is recorded as timed out, with the
+// share of keys it held by then. --nodes=0 runs the join alone (bench/run's join suite).
 //
 // Output: JSON (--out=FILE).
 #define SCUTTLE_BENCH_COUNT_ALLOCS
@@ -79,6 +84,8 @@ struct Options {
   int join_nodes = 5;
   int join_interval_ms = 100;
   std::string join_mode = "both";  // anti-entropy | welcome | both (welcome: if the engine has it)
+  int join_reps = 1;
+  double join_timeout_s = 300;
   std::string out;
 };
 
@@ -190,7 +197,8 @@ class Bench {
   }
 
   // Creates node i (transport on loopback, engine with seeds = the first three nodes).
-  BNode* Add(std::vector<Endpoint> seeds) {
+  // auto_welcome false: the engine never starts a welcome join by itself (plain joins).
+  BNode* Add(std::vector<Endpoint> seeds, bool auto_welcome = true) {
     auto n = std::make_unique<BNode>();
     n->idx = static_cast<int>(nodes_.size());
     char name[16];
@@ -219,6 +227,7 @@ class Bench {
     c.membership.initial_interval_us = 3 * c.gossip_interval_us;
     c.membership.max_interval_us = 20 * c.gossip_interval_us;
     c.seeds = std::move(seeds);
+    if constexpr (requires { c.welcome.auto_join; }) c.welcome.auto_join = auto_welcome;
     c.rng_seed = 1000 + static_cast<uint64_t>(n->idx);
     n->jitter = Rng(77 + static_cast<uint64_t>(n->idx));
     n->e = std::make_unique<Engine>(std::move(c), n.get(), n.get());
@@ -533,9 +542,9 @@ void RunCluster(const Options& o, int n_nodes, json& conv, json& traffic, json& 
   detect.push_back(d);
 }
 
-void RunJoin(const Options& o, int mb, bool welcome, json& join) {
-  std::fprintf(stderr, "scuttle_cluster: join with %d MB (N=%d, interval %d ms, %s)\n", mb, o.join_nodes,
-               o.join_interval_ms, welcome ? "welcome" : "anti-entropy");
+void RunJoin(const Options& o, int mb, bool welcome, int rep, json& join) {
+  std::fprintf(stderr, "scuttle_cluster: join with %d MB (N=%d, interval %d ms, %s, rep %d)\n", mb,
+               o.join_nodes, o.join_interval_ms, welcome ? "welcome" : "anti-entropy", rep);
   Options jo = o;
   Bench b(jo, o.join_interval_ms);
   const int n = o.join_nodes;
@@ -554,6 +563,15 @@ void RunJoin(const Options& o, int mb, bool welcome, json& join) {
   const size_t total_keys = static_cast<size_t>(mb) * 1000 * 1000 / (kValue + 16);
   const size_t per_owner = total_keys / static_cast<size_t>(n);
   const size_t total = per_owner * static_cast<size_t>(n);
+  json j = {{"state_bytes", total * (kValue + 16)},
+            {"keys", total},
+            {"n", n},
+            {"mb", mb},
+            {"rep", rep},
+            {"interval_ms", o.join_interval_ms},
+            {"mode", welcome ? "welcome" : "anti-entropy"},
+            {"join_ms", -1},
+            {"timed_out", false}};
   for (int i = 0; i < n; ++i) {
     BNode* node = b.nodes()[static_cast<size_t>(i)].get();
     b.worker_of(i).Call<int>([node, per_owner] {
@@ -576,20 +594,22 @@ void RunJoin(const Options& o, int mb, bool welcome, json& join) {
       },
       900, 20);
   std::fprintf(stderr, "  existing cluster replicated in %.0f ms\n", pre_ms);
+  j["preexisting_replication_ms"] = pre_ms;
   if (pre_ms < 0) {
-    join.push_back({{"state_bytes", total * (kValue + 16)}, {"n", n}, {"join_ms", -1}, {"error", "cluster did not replicate"}});
+    j["error"] = "cluster did not replicate";
+    join.push_back(j);
     return;
   }
   SleepMs(2 * o.join_interval_ms);
   const int64_t t0 = NowUs();
   const uint64_t rx0 = b.TotalTx();
-  BNode* joiner = b.Add(seeds);
+  BNode* joiner = b.Add(seeds, /*auto_welcome=*/welcome);
   if (welcome) {
     const Endpoint peer = seeds[0];
     const bool started = b.worker_of(joiner->idx).Call<bool>([joiner, peer] { return TryStartWelcome(*joiner->e, peer); });
     if (!started) {
-      join.push_back({{"state_bytes", total * (kValue + 16)}, {"n", n}, {"mode", "welcome"}, {"join_ms", -1},
-                      {"error", "engine has no welcome join (or it refused to start)"}});
+      j["error"] = "engine has no welcome join (or it refused to start)";
+      join.push_back(j);
       return;
     }
   }
@@ -604,27 +624,40 @@ void RunJoin(const Options& o, int mb, bool welcome, json& join) {
       return k;
     });
   };
-  double ms = Bench::WaitFor([&] { return joiner->replica_keys.load() >= total; }, 1800, 5);
+  const double timeout_s = o.join_timeout_s;
+  double ms = Bench::WaitFor([&] { return joiner->replica_keys.load() >= total; }, timeout_s, 5);
   if (ms >= 0 && held() < total) {
-    ms = Bench::WaitFor([&] { return held() >= total; }, 1800, 5);
+    const double left_s = timeout_s - ms / 1e3;
+    ms = Bench::WaitFor([&] { return held() >= total; }, std::max(left_s, 0.1), 5);
     if (ms >= 0) ms = static_cast<double>(NowUs() - t0) / 1e3;
   }
   const size_t verified = held();
   const double bytes = static_cast<double>(b.TotalTx() - rx0);
   const double t_s = static_cast<double>(NowUs() - t0) / 1e6;
-  json j = {{"state_bytes", total * (kValue + 16)},
-            {"keys", total},
-            {"n", n},
-            {"interval_ms", o.join_interval_ms},
-            {"mode", welcome ? "welcome" : "anti-entropy"},
-            {"join_ms", ms},
-            {"verified_keys", verified},
-            {"rounds", ms / o.join_interval_ms},
-            {"preexisting_replication_ms", pre_ms},
-            {"mbit_per_s", static_cast<double>(total * (kValue + 16)) * 8 / 1e6 / (ms / 1e3)},
-            {"cluster_tx_bytes_during_join", bytes},
-            {"seconds", t_s}};
-  std::fprintf(stderr, "  join: %.0f ms (%.1f rounds)\n", ms, ms / o.join_interval_ms);
+  j["join_ms"] = ms;
+  j["timed_out"] = ms < 0;
+  j["verified_keys"] = verified;
+  j["held_fraction"] = total > 0 ? static_cast<double>(verified) / static_cast<double>(total) : 1.0;
+  j["rounds"] = ms >= 0 ? ms / o.join_interval_ms : -1;
+  j["mbit_per_s"] = ms > 0 ? static_cast<double>(total * (kValue + 16)) * 8 / 1e6 / (ms / 1e3) : 0;
+  j["cluster_tx_bytes_during_join"] = bytes;
+  j["seconds"] = t_s;
+  if constexpr (requires { joiner->e->stats().welcome.chunks_received; }) {
+    const auto ws = b.worker_of(joiner->idx).Call<std::vector<uint64_t>>([joiner] {
+      const auto& w = joiner->e->stats().welcome;
+      return std::vector<uint64_t>{w.sessions_started, w.sessions_completed, w.chunks_received,
+                                   w.chunk_gaps, w.resyncs_sent};
+    });
+    j["joiner_welcome"] = {{"sessions_started", ws[0]}, {"sessions_completed", ws[1]},
+                           {"chunks_received", ws[2]}, {"chunk_gaps", ws[3]},
+                           {"resyncs_sent", ws[4]}};
+  }
+  if (ms >= 0) {
+    std::fprintf(stderr, "  join: %.0f ms (%.1f rounds)\n", ms, ms / o.join_interval_ms);
+  } else {
+    std::fprintf(stderr, "  join: timed out after %.0f s holding %.1f%% of the keys\n", t_s,
+                 100.0 * j["held_fraction"].get<double>());
+  }
   join.push_back(j);
 }
 
@@ -653,6 +686,7 @@ int Main(int argc, char** argv) {
       o.idle_s = 1;
       o.load_s = 1;
       o.join_mb = {1};
+      o.join_timeout_s = 30;
     } else if (const char* v = val("--nodes=")) {
       o.nodes = Ints(v);
     } else if (const char* v = val("--interval_ms=")) {
@@ -675,6 +709,10 @@ int Main(int argc, char** argv) {
       o.join_interval_ms = std::atoi(v);
     } else if (const char* v = val("--join_mode=")) {
       o.join_mode = v;
+    } else if (const char* v = val("--join_reps=")) {
+      o.join_reps = std::max(1, std::atoi(v));
+    } else if (const char* v = val("--join_timeout_s=")) {
+      o.join_timeout_s = std::atof(v);
     } else if (const char* v = val("--io=")) {
       o.io = std::string(v) == "epoll" ? io::IoKind::kEpoll : io::IoKind::kUring;
     } else if (const char* v = val("--out=")) {
@@ -684,17 +722,21 @@ int Main(int argc, char** argv) {
                    "usage: scuttle_cluster [--quick] [--nodes=10,50,100,250] [--interval_ms=300] "
                    "[--writes=30] [--idle_s=10] [--load_s=10] [--write_rate=1] [--threads=2] "
                    "[--join_mb=1,10,100] [--join_nodes=5] [--join_interval_ms=100] "
-                   "[--join_mode=anti-entropy|welcome|both] [--io=uring|epoll] [--out=FILE]\n");
+                   "[--join_mode=anti-entropy|welcome|both] [--join_reps=1] [--join_timeout_s=300] "
+                   "[--io=uring|epoll] [--out=FILE]\n");
       return 2;
     }
   }
   json conv = json::array(), traffic = json::array(), detect = json::array(), join = json::array();
   for (int n : o.nodes)
     if (n > 0) RunCluster(o, n, conv, traffic, detect);
-  for (int mb : o.join_mb) {
-    if (mb <= 0) continue;
-    if (o.join_mode != "welcome") RunJoin(o, mb, false, join);
-    if (o.join_mode != "anti-entropy") RunJoin(o, mb, true, join);
+  // Rep-major, plain and welcome side by side: drift on a shared machine hits both alike.
+  for (int rep = 0; rep < o.join_reps; ++rep) {
+    for (int mb : o.join_mb) {
+      if (mb <= 0) continue;
+      if (o.join_mode != "welcome") RunJoin(o, mb, false, rep, join);
+      if (o.join_mode != "anti-entropy") RunJoin(o, mb, true, rep, join);
+    }
   }
   json doc = {{"suite", "cluster"},
               {"config",
@@ -703,7 +745,8 @@ int Main(int argc, char** argv) {
                 {"write_rate_per_node", o.write_rate}, {"threads", o.threads},
                 {"io", o.io == io::IoKind::kEpoll ? "epoll" : "uring"}, {"phi", o.phi},
                 {"join_nodes", o.join_nodes}, {"join_interval_ms", o.join_interval_ms},
-                {"join_mode", o.join_mode}}},
+                {"join_mode", o.join_mode}, {"join_reps", o.join_reps},
+                {"join_timeout_s", o.join_timeout_s}}},
               {"convergence", conv},
               {"traffic", traffic},
               {"detection", detect},

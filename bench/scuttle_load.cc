@@ -15,6 +15,11 @@
 //     engine_uring      Engine::OnPacket on io::Transport (io_uring), the loop io/node.cc runs
 //     engine_epoll      the same on the epoll transport
 //     raw_mmsg/raw_uring  the same sizes (Syn, SynAck, Ack bytes) with synthetic content
+//     raw_mmsg_copy/raw_uring_copy  the same, but every reply is first copied from a
+//                       256 KiB source into one of kServerBatch rotating send buffers, as
+//                       any real server must produce its reply bytes (the plain raw loops
+//                       send one constant, cache-hot buffer: the physical limit, not a
+//                       like-for-like server)
 //   Handshake profiles size the server state so the SynAck is small / ~1,400 / ~65,507 B:
 //     small: the server has no keys -> a digest-only SynAck (~100-200 B; 64 B cannot hold
 //            a digest, so the 64 B point is covered by the echo rows);
@@ -153,11 +158,39 @@ class Server {
   virtual void Run(const std::atomic<bool>& stop, ServerCounters& c) = 0;
 };
 
-// The physical reference: recvmmsg + sendmmsg, replies from one constant buffer.
+// Reply bytes for the *_copy raw servers: a source bigger than any reply, copied into
+// rotating send buffers (the footprint of io::Transport's tx slots).
+class ReplyFiller {
+ public:
+  static constexpr size_t kSourceBytes = 256 * 1024;
+  explicit ReplyFiller(size_t reply_bytes)
+      : reply_bytes_(reply_bytes), source_(kSourceBytes), tx_(size_t{kServerBatch} * kBufBytes) {
+    for (size_t i = 0; i < kSourceBytes; ++i) source_.data[i] = static_cast<uint8_t>(i * 131);
+    source_.data[0] = kReplyTag;
+  }
+  // Fills send buffer `buf` (< kServerBatch; not in flight) with the next reply.
+  uint8_t* Fill(uint32_t buf) {
+    uint8_t* out = tx_.data + size_t{buf} * kBufBytes;
+    const size_t from = (offset_ += 4099) % (kSourceBytes - reply_bytes_);
+    std::memcpy(out + 1, source_.data + from + 1, reply_bytes_ - 1);
+    out[0] = kReplyTag;
+    return out;
+  }
+
+ private:
+  size_t reply_bytes_;
+  Mapped source_;
+  Mapped tx_;
+  size_t offset_ = 0;
+};
+
+// The physical reference: recvmmsg + sendmmsg, replies from one constant buffer (or, with
+// `copy`, each reply first copied into a rotating send buffer).
 class RawMmsgServer final : public Server {
  public:
-  explicit RawMmsgServer(size_t reply_bytes)
+  RawMmsgServer(size_t reply_bytes, bool copy)
       : fd_(OpenUdp(kSockBuf)), reply_(reply_bytes, kReplyTag), rx_bufs_(kServerBatch * kBufBytes) {
+    if (copy) filler_ = std::make_unique<ReplyFiller>(reply_bytes);
     timeval tv{0, kServerPollUs};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   }
@@ -189,6 +222,8 @@ class RawMmsgServer final : public Server {
         if (static_cast<const uint8_t*>(rx_iov[i].iov_base)[0] != kReqTag) continue;
         tx[j].msg_hdr.msg_name = &names[i];
         tx[j].msg_hdr.msg_namelen = rx[i].msg_hdr.msg_namelen;
+        // sendmmsg is synchronous: rotating buffers only reproduce the cache footprint.
+        if (filler_) tx_iov[j].iov_base = filler_->Fill(next_buf_++ % kServerBatch);
         ++j;
       }
       uint32_t sent = 0;
@@ -208,6 +243,8 @@ class RawMmsgServer final : public Server {
   int fd_;
   std::vector<uint8_t> reply_;
   Mapped rx_bufs_;
+  std::unique_ptr<ReplyFiller> filler_;
+  uint32_t next_buf_ = 0;
 };
 
 // The io_uring reference: what io/uring_transport.cc does, minus the Transport API —
@@ -220,11 +257,13 @@ class RawUringServer final : public Server {
   static constexpr size_t kStride = (sizeof(io_uring_recvmsg_out) + kNameBytes + kMaxDatagram + 63) & ~size_t{63};
   static constexpr uint64_t kRecv = 1, kSend = 2;
 
-  explicit RawUringServer(size_t reply_bytes)
+  RawUringServer(size_t reply_bytes, bool copy)
       : fd_(OpenUdp(kSockBuf)),
         reply_(reply_bytes, kReplyTag),
         br_mem_(4096 * ((kBufEntries * sizeof(io_uring_buf) + 4095) / 4096)),
-        bufs_(kStride * kBufEntries) {}
+        bufs_(kStride * kBufEntries) {
+    if (copy) filler_ = std::make_unique<ReplyFiller>(reply_bytes);
+  }
   ~RawUringServer() override {
     if (ring_ok_) io_uring_queue_exit(&ring_);
     ::close(fd_);
@@ -372,6 +411,7 @@ class RawUringServer final : public Server {
     const socklen_t len = std::min<socklen_t>(namelen, sizeof(s.addr));
     std::memcpy(&s.addr, name, len);
     s.msg.msg_namelen = len;
+    if (filler_) s.iov.iov_base = filler_->Fill(i);  // slot i owns buffer i until it completes
     io_uring_prep_sendmsg(sqe, 0, &s.msg, 0);
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, (uint64_t{i} << 8) | kSend);
@@ -387,6 +427,7 @@ class RawUringServer final : public Server {
   msghdr recv_msg_{};
   std::vector<Slot> slots_;
   std::vector<uint32_t> free_;
+  std::unique_ptr<ReplyFiller> filler_;
 };
 
 io::TransportOptions TransportOpts(io::IoKind kind, size_t tx_slot_bytes) {
@@ -661,8 +702,10 @@ struct Options {
 };
 
 std::unique_ptr<Server> MakeServer(const RunSpec& s) {
-  if (s.server == "raw_mmsg") return std::make_unique<RawMmsgServer>(s.reply);
-  if (s.server == "raw_uring") return std::make_unique<RawUringServer>(s.reply);
+  if (s.server == "raw_mmsg") return std::make_unique<RawMmsgServer>(s.reply, false);
+  if (s.server == "raw_uring") return std::make_unique<RawUringServer>(s.reply, false);
+  if (s.server == "raw_mmsg_copy") return std::make_unique<RawMmsgServer>(s.reply, true);
+  if (s.server == "raw_uring_copy") return std::make_unique<RawUringServer>(s.reply, true);
   if (s.server == "transport_uring") return std::make_unique<TransportServer>(io::IoKind::kUring, s.reply);
   if (s.server == "transport_epoll") return std::make_unique<TransportServer>(io::IoKind::kEpoll, s.reply);
   const io::IoKind k = s.server == "engine_uring" ? io::IoKind::kUring : io::IoKind::kEpoll;
@@ -846,7 +889,8 @@ int Main(int argc, char** argv) {
         }
       }
       for (size_t pi = 0; pi < std::size(kProfiles); ++pi) {
-        for (const char* srv : {"raw_mmsg", "raw_uring", "engine_uring", "engine_epoll"}) {
+        for (const char* srv : {"raw_mmsg", "raw_uring", "raw_mmsg_copy", "raw_uring_copy",
+                                "engine_uring", "engine_epoll"}) {
           RunSpec s;
           s.kind = "handshake";
           s.server = srv;

@@ -19,8 +19,9 @@ class KvArena {
  public:
   using Ref = uint64_t;
   // Chunks start small and double up to kChunkBytes, so the many nodes that hold a few
-  // keys do not each reserve 256 KiB.
-  static constexpr size_t kFirstChunkBytes = 4 * 1024;
+  // keys do not each reserve 256 KiB (every replica holds an arena per owner with keys:
+  // at 10,000 nodes even 4 KiB each is 40 MB per replica).
+  static constexpr size_t kFirstChunkBytes = 256;
   static constexpr size_t kChunkBytes = 256 * 1024;
 
   // Copies a and b back to back; returns the reference of the first byte.

@@ -37,6 +37,7 @@ NodeState* Cluster::Upsert(std::string_view name, Generation generation, bool* r
     auto state = std::make_unique<NodeState>(std::string(name), generation);
     NodeState* p = state.get();
     order_.push_back(p);
+    ++epoch_;
     nodes_.emplace(std::string(name), std::move(state));
     return p;
   }
@@ -45,6 +46,7 @@ NodeState* Cluster::Upsert(std::string_view name, Generation generation, bool* r
   NodeState* p = state.get();
   std::replace(order_.begin(), order_.end(), it->second.get(), p);
   it->second = std::move(state);
+  ++epoch_;
   *replaced = true;
   return p;
 }
@@ -91,6 +93,7 @@ void Cluster::Erase(std::string_view name) {
   if (it == nodes_.end()) return;
   order_.erase(std::find(order_.begin(), order_.end(), it->second.get()));
   nodes_.erase(it);
+  ++epoch_;
 }
 
 }  // namespace scuttle

@@ -46,6 +46,8 @@ class Cluster {
   // live pointers, rebuilt on insert/erase, for deterministic iteration (the simulator
   // depends on runs being reproducible bit for bit).
   const std::vector<NodeState*>& nodes() const { return order_; }
+  // Bumped whenever a node is added, replaced or removed (pointers may have changed).
+  uint64_t epoch() const { return epoch_; }
 
  private:
   struct StrHash {
@@ -59,6 +61,7 @@ class Cluster {
   absl::flat_hash_map<std::string, std::unique_ptr<NodeState>, StrHash, StrEq> nodes_;
   std::vector<NodeState*> order_;
   NodeState* self_;
+  uint64_t epoch_ = 1;
   struct Forgotten {
     Generation generation;
     uint64_t heartbeat;

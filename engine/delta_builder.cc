@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "engine/digest.h"
 #include "wire/absl_compat.h"
 
 namespace scuttle {
@@ -80,6 +81,15 @@ void DeltaBuilder::SetPeerDigest(const wire::DecodedPacket& peer) {
   }
 }
 
+bool DeltaBuilder::UnlistedIsUnknown(const NodeState& node, bool partial) const {
+  if (partial) return false;
+  if (peer_ == nullptr || !peer_->digest.scoped || peer_->digest.scope_buckets == 0) return true;
+  const uint16_t buckets = peer_->digest.scope_buckets;
+  const uint64_t b = SummaryNodeId(node.name(), node.generation()) & (buckets - 1);
+  const auto& scope = peer_->digest.scope;
+  return std::binary_search(scope.begin(), scope.end(), b);  // ascending (checked by Decode)
+}
+
 PeerView DeltaBuilder::Lookup(const NodeState& node) const {
   PeerView v;
   if (projection_ != nullptr) {
@@ -98,17 +108,22 @@ PeerView DeltaBuilder::Lookup(const NodeState& node) const {
 
 size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
   candidates_.clear();
-  planned_.clear();
-  slots_.clear();
-  blob_bytes_ = 0;
-  complete_ = false;
-  if (peer_ == nullptr && projection_ == nullptr) return 0;
+  if (peer_ == nullptr && projection_ == nullptr) {
+    cache_valid_ = false;
+    planned_.clear();
+    entries_.clear();
+    blob_bytes_ = 0;
+    complete_ = false;
+    return 0;
+  }
+  ++stats_.plans;
   const bool partial = peer_ != nullptr ? peer_->digest.partial : projection_->partial;
   for (const NodeState* node : cluster.nodes()) {
     const PeerView pv = Lookup(*node);
     if (pv.listed && pv.generation > node->generation()) continue;  // we are the stale one
     const bool unseen = !pv.listed || pv.generation < node->generation();
-    if (!pv.listed && partial) continue;  // unlisted in a partial digest: no information
+    // Unlisted in a partial digest, or outside a scoped digest's buckets: no information.
+    if (!pv.listed && !UnlistedIsUnknown(*node, partial)) continue;
     const Version max_p = unseen ? 0 : pv.max_version;
     const Version gc_p = unseen ? 0 : pv.last_gc_version;
     const Version gc = node->last_gc_version();
@@ -129,6 +144,37 @@ size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
     if (a.gap != b.gap) return a.gap > b.gap;
     return a.node->name() < b.node->name();
   });
+  if (CachedPlanValid(cluster, budget_bytes)) {
+    ++stats_.plan_cache_hits;
+    return cache_.planned_bytes;
+  }
+  PlanCandidates(budget_bytes);
+  cache_valid_ = true;
+  cache_.cluster = &cluster;
+  cache_.epoch = cluster.epoch();
+  cache_.budget = budget_bytes;
+  cached_candidates_.assign(candidates_.begin(), candidates_.end());
+  cached_marks_.clear();
+  for (const Candidate& c : candidates_) cached_marks_.push_back(MarkOf(*c.node));
+  return cache_.planned_bytes;
+}
+
+bool DeltaBuilder::CachedPlanValid(const Cluster& cluster, size_t budget_bytes) const {
+  if (!cache_valid_ || cache_.cluster != &cluster || cache_.epoch != cluster.epoch() ||
+      cache_.budget != budget_bytes || cached_candidates_ != candidates_) {
+    return false;
+  }
+  // Same epoch: every cached node pointer is still alive, so reading it is safe.
+  for (size_t i = 0; i < candidates_.size(); ++i) {
+    if (!(cached_marks_[i] == MarkOf(*candidates_[i].node))) return false;
+  }
+  return true;
+}
+
+void DeltaBuilder::PlanCandidates(size_t budget_bytes) {
+  planned_.clear();
+  entries_.clear();
+  blob_bytes_ = 0;
   size_t budget = budget_bytes;
   blocked_ = false;
   complete_ = true;
@@ -138,14 +184,15 @@ size_t DeltaBuilder::Plan(const Cluster& cluster, size_t budget_bytes) {
       break;
     }
   }
-  return budget_bytes - budget;
+  cache_.planned_bytes = budget_bytes - budget;
 }
 
 size_t DeltaBuilder::PlanRanges(const std::vector<VersionRange>& ranges, size_t budget_bytes) {
   peer_ = nullptr;
   projection_ = nullptr;
+  cache_valid_ = false;
   planned_.clear();
-  slots_.clear();
+  entries_.clear();
   blob_bytes_ = 0;
   size_t budget = budget_bytes;
   for (const VersionRange& r : ranges) {
@@ -161,26 +208,37 @@ bool DeltaBuilder::PlanCandidate(const Candidate& c, size_t* budget) {
   const size_t part_cost = wire::kPartWireBytes + c.node->name().size();
   if (part_cost > *budget) return false;
   size_t left = *budget - part_cost;
-  const size_t first_slot = slots_.size();
-  size_t count = 0;
+  const size_t first = entries_.size();
   size_t kv_bytes = 0;
   Version last = c.from;
   bool truncated = false;
+  const Version cap = c.cap;
+  const Version tomb_floor = c.tomb_floor;
   c.node->ForEachAbove(c.from, [&](const NodeState::Slot& s) {
-    if (s.version > c.cap) return false;
-    if (s.status == KeyStatus::kTombstone && s.version <= c.tomb_floor) return true;
-    const size_t cost = wire::kEntryWireBytes + s.key_len + s.value_len;
-    if (cost > left) {
+    if (s.version > cap) return false;
+    if (s.status == KeyStatus::kTombstone && s.version <= tomb_floor) return true;
+    const size_t kv = size_t{s.key_len} + s.value_len;
+    if (wire::kEntryWireBytes + kv > left) {
       truncated = true;
       return false;
     }
-    left -= cost;
-    kv_bytes += s.key_len + s.value_len;
+    left -= wire::kEntryWireBytes + kv;
+    kv_bytes += kv;
     last = s.version;
-    ++count;
-    slots_.push_back(&s);
+    wire::Entry e;
+    e.version = s.version;
+    e.off = 0;
+    e.value_len = s.value_len;
+    e.key_len = s.key_len;
+    e.status = static_cast<uint8_t>(s.status == KeyStatus::kTombstone
+                                        ? wire::EntryStatus::kTombstone
+                                        : wire::EntryStatus::kSet);
+    e.reserved0 = 0;
+    e.reserved1 = 0;
+    entries_.push_back({c.node->KeyValueOf(s).data(), e});
     return true;
   });
+  const size_t count = entries_.size() - first;
   if (truncated && count == 0) {
     // Not even the first entry fits: stop (the packet is full), and note it if nothing at
     // all was planned, so the caller can make room.
@@ -190,10 +248,9 @@ bool DeltaBuilder::PlanCandidate(const Candidate& c, size_t* budget) {
   // seed 000: a truncated part claims only up to its last entry; a complete one claims the
   // node's max_version (skipped tombstones and overwritten versions included).
   const Version max_version = truncated ? last : std::min(c.cap, c.node->max_version());
-  planned_.push_back(Planned{c, max_version, count, first_slot});
+  planned_.push_back(Planned{c, max_version, count, first, truncated});
   blob_bytes_ += c.node->name().size() + kv_bytes;
   *budget = left;
-  if (truncated) ++stats_.truncated;
   return !truncated;
 }
 
@@ -205,23 +262,27 @@ bool DeltaBuilder::Write(wire::PacketEncoder& enc, BlobWriter& blob) {
     auto out = enc.AddPart(ref, p.c.from, node.last_gc_version(), p.max_version,
                            node.max_version(), p.count, &ok);
     if (!ok) return false;
+    // Key and value sit back to back in the arena, and entries written in version order sit
+    // back to back too: copy each run of adjacent entries with one memcpy.
+    const PlannedEntry* pe = entries_.data() + p.first;
+    const char* run = nullptr;
+    size_t run_bytes = 0;
     for (size_t i = 0; i < p.count; ++i) {
-      const NodeState::Slot& s = *slots_[p.first_slot + i];
+      if (pe[i].kv != run + run_bytes) {
+        blob.Put(std::string_view(run, run_bytes));
+        run = pe[i].kv;
+        run_bytes = 0;
+      }
       wire::Entry& e = out[i];
-      e.version = s.version;
-      e.key_len = s.key_len;
-      e.value_len = s.value_len;
-      e.status = static_cast<uint8_t>(s.status == KeyStatus::kTombstone
-                                          ? wire::EntryStatus::kTombstone
-                                          : wire::EntryStatus::kSet);
-      e.reserved0 = 0;
-      e.reserved1 = 0;
-      // Key and value sit back to back in the arena: one copy.
-      e.off = blob.Put(node.KeyValueOf(s));
+      e = pe[i].e;
+      e.off = static_cast<uint32_t>(blob.off + run_bytes);
+      run_bytes += size_t{e.key_len} + e.value_len;
     }
+    blob.Put(std::string_view(run, run_bytes));
     ++stats_.parts;
     stats_.entries += p.count;
     if (p.c.reset) ++stats_.resets;
+    if (p.truncated) ++stats_.truncated;
   }
   return true;
 }

@@ -1,9 +1,19 @@
 // Digest and delta construction (seed 000), planned first and then written straight into a
 // PacketEncoder slot.
 //
-// Planning decides, within a byte budget, which nodes and which entries go out; writing
-// walks the same version-index ranges again and copies key/value bytes into the packet
-// blob. Both passes cost O(log n + k) per node for k entries emitted (DESIGN §7).
+// Planning decides, within a byte budget, which nodes and which entries go out, and keeps
+// each chosen entry as its wire record plus where its key/value bytes live; writing copies
+// those records and bytes into the packet without walking the version index or reading a
+// slot again. Planning costs O(log n + k) per node for k entries
+// emitted (DESIGN §7), writing O(k).
+//
+// Plan cache: a plan is a pure function of (the candidate parts, the state of their nodes,
+// the budget). The engine plans a SynAck twice (once to size the digest, once for real),
+// and a peer that is far behind keeps sending the same digest until it catches up, so the
+// last plan is kept and reused when nothing it depends on changed. Validity rests on
+// NodeState's contract that every change to the slots above a version changes the node's
+// (generation, max_version, last_gc_version, num_keys), and on Cluster::epoch() changing
+// whenever a NodeState is created, replaced or destroyed (node pointers stay valid).
 #ifndef SCUTTLE_ENGINE_DELTA_BUILDER_H_
 #define SCUTTLE_ENGINE_DELTA_BUILDER_H_
 
@@ -53,10 +63,12 @@ struct PeerProjection {
 class DeltaBuilder {
  public:
   struct Stats {
-    uint64_t parts = 0;
-    uint64_t resets = 0;
-    uint64_t entries = 0;
-    uint64_t truncated = 0;
+    uint64_t parts = 0;      // written
+    uint64_t resets = 0;     // written
+    uint64_t entries = 0;    // written
+    uint64_t truncated = 0;  // parts written that stop short of what the peer misses
+    uint64_t plans = 0;      // Plan() calls that reached planning
+    uint64_t plan_cache_hits = 0;
   };
 
   // Indexes the peer's digest by name.
@@ -65,13 +77,16 @@ class DeltaBuilder {
   // Plans against a projection instead of a received digest (same planning rules).
   // REQUIRES: the projection stays alive and unchanged until Write() returns.
   void SetProjection(const PeerProjection& projection);
+  // Drops the peer digest or projection; the last plan stays cached.
   void ClearPeer() {
     peer_ = nullptr;
     projection_ = nullptr;
   }
   // Plans the delta the peer is missing, in seed-000 order: nodes the peer has never seen
   // first, then the stalest; entries ascend by version so a truncated part is a valid
-  // prefix whose max_version is its last entry. Returns the wire bytes planned.
+  // prefix whose max_version is its last entry. Returns the wire bytes planned. Reuses the
+  // previous plan when it was made for the same cluster, budget and candidates and none of
+  // their nodes changed since (see the file comment).
   size_t Plan(const Cluster& cluster, size_t budget_bytes);
   // Plans parts for explicit version ranges (rumors, direct mail): every entry of each
   // node with version in (from, to], truncated like any delta. Clears the peer digest.
@@ -102,14 +117,33 @@ class DeltaBuilder {
     bool unseen;
     uint64_t gap;
     Version cap = UINT64_MAX;  // stop after this version (ranges)
+    bool operator==(const Candidate&) const = default;
   };
   struct Planned {
     Candidate c;
     Version max_version;  // what the part claims: the node's max, or the last entry sent
     size_t count;
-    size_t first_slot;    // its entries are slots_[first_slot, first_slot + count)
+    size_t first;         // its entries are entries_[first, first + count)
+    bool truncated;
   };
+  // What a cached plan depends on besides the candidates: the state of each candidate's
+  // node when it was planned.
+  struct NodeMark {
+    Generation generation;
+    Version max_version;
+    Version last_gc_version;
+    size_t num_keys;
+    bool operator==(const NodeMark&) const = default;
+  };
+  static NodeMark MarkOf(const NodeState& n) {
+    return {n.generation(), n.max_version(), n.last_gc_version(), n.num_keys()};
+  }
   PeerView Lookup(const NodeState& node) const;
+  // True when a node the peer's digest does not list is unknown to the peer (send it all).
+  bool UnlistedIsUnknown(const NodeState& node, bool partial) const;
+  // True when planned_/entries_ hold the plan for these candidates (just computed).
+  bool CachedPlanValid(const Cluster& cluster, size_t budget_bytes) const;
+  void PlanCandidates(size_t budget_bytes);
   bool PlanCandidate(const Candidate& c, size_t* budget);
 
   const wire::DecodedPacket* peer_ = nullptr;
@@ -117,11 +151,28 @@ class DeltaBuilder {
   absl::flat_hash_map<std::string_view, uint32_t> peer_index_;
   std::vector<Candidate> candidates_;
   std::vector<Planned> planned_;
-  // The slots chosen while planning, so writing does not walk the version index again.
-  std::vector<const NodeState::Slot*> slots_;
+  // The entries chosen while planning: the wire record (its blob offset is set when
+  // written) and the key bytes, followed by the value bytes, in the node's arena.
+  struct PlannedEntry {
+    const char* kv;
+    wire::Entry e;
+  };
+  std::vector<PlannedEntry> entries_;
   size_t blob_bytes_ = 0;
   bool blocked_ = false;
   bool complete_ = false;
+  // The plan held in planned_/entries_, and what it was made from (Plan only; PlanRanges
+  // and an empty plan leave no cache).
+  struct CacheKey {
+    const Cluster* cluster = nullptr;
+    uint64_t epoch = 0;
+    size_t budget = 0;
+    size_t planned_bytes = 0;
+  };
+  bool cache_valid_ = false;
+  CacheKey cache_;
+  std::vector<Candidate> cached_candidates_;
+  std::vector<NodeMark> cached_marks_;
   Stats stats_;
 };
 

@@ -118,14 +118,14 @@ std::vector<uint8_t> AckWith(const std::vector<PartSpec>& parts) {
   return {pkt.begin(), pkt.end()};
 }
 
-// Runs the delta builder for `cluster` against a peer digest; returns the encoded Ack.
-std::vector<uint8_t> Build(const Cluster& cluster, const std::vector<uint8_t>& syn,
-                           size_t max_bytes = wire::kMaxUdpPayloadBytes) {
+// Runs `builder` for `cluster` against a peer digest; returns the encoded Ack.
+std::vector<uint8_t> BuildWith(DeltaBuilder& builder, const Cluster& cluster,
+                               const std::vector<uint8_t>& syn,
+                               size_t max_bytes = wire::kMaxUdpPayloadBytes) {
   wire::DecodedPacket peer = MustDecode(syn);
   std::vector<uint8_t> slot(kSlot);
   wire::EncodeOptions o = Opts(max_bytes);
   wire::PacketEncoder enc(slot, o);
-  DeltaBuilder builder;
   builder.SetPeerDigest(peer);
   builder.Plan(cluster, enc.Remaining() - 64);
   BlobWriter blob{enc.AllocBlob(builder.blob_bytes() + 4)};
@@ -133,7 +133,15 @@ std::vector<uint8_t> Build(const Cluster& cluster, const std::vector<uint8_t>& s
   EXPECT_TRUE(builder.Write(enc, blob));
   auto pkt = enc.Finish(wire::MessageType::kAck);
   EXPECT_FALSE(pkt.empty());
+  builder.ClearPeer();
   return {pkt.begin(), pkt.end()};
+}
+
+// The same with a fresh builder (no cached plan).
+std::vector<uint8_t> Build(const Cluster& cluster, const std::vector<uint8_t>& syn,
+                           size_t max_bytes = wire::kMaxUdpPayloadBytes) {
+  DeltaBuilder builder;
+  return BuildWith(builder, cluster, syn, max_bytes);
 }
 
 struct Part {
@@ -260,6 +268,91 @@ TEST(DeltaBuilderTest, GenerationsAndPartialDigests) {
   EXPECT_EQ(parts[0].from, 0u);
   // A partial digest that does not list "a" says nothing about it.
   EXPECT_TRUE(Parts(Build(c, SynWith({{"self", 1, 0, 0}}, /*partial=*/true))).empty());
+}
+
+TEST(DeltaBuilderTest, WriteCopiesRunsAndScatteredEntriesAlike) {
+  // Overwrites and deletes scatter the version order across the arena: every entry must
+  // still point at its own key and value.
+  Cluster c("o", 1);
+  for (int i = 0; i < 50; ++i) c.self().Set("k" + std::to_string(i), std::string(i, 'a' + i % 26));
+  for (int i = 0; i < 50; i += 3) c.self().Set("k" + std::to_string(i), "new" + std::to_string(i));
+  for (int i = 1; i < 50; i += 7) c.self().Delete("k" + std::to_string(i), 0);
+  const std::vector<uint8_t> ack = Build(c, SynWith({}));
+  wire::DecodedPacket p = MustDecode(ack);
+  ASSERT_EQ(p.num_parts(), 1u);
+  auto part = p.part(0);
+  size_t n = 0;
+  for (const auto& e : part.entries) {
+    const std::string_view key = p.Key(e);
+    const uint32_t idx = c.self().Find(key);
+    ASSERT_NE(idx, NodeState::kNoSlot) << key;
+    const NodeState::Slot& s = c.self().slot(idx);
+    EXPECT_EQ(s.version, e.version) << key;
+    if (s.status != KeyStatus::kTombstone) {
+      EXPECT_EQ(p.Value(e), c.self().ValueOf(s)) << key;
+    }
+    ++n;
+  }
+  EXPECT_EQ(n, c.self().num_keys());
+}
+
+TEST(DeltaBuilderTest, PlanIsReusedForTheSameDigestAndState) {
+  Cluster c("o", 1);
+  Fill(c.self());
+  DeltaBuilder b;
+  const std::vector<uint8_t> syn = SynWith({{"o", 1, 0, 2}});
+  const std::vector<uint8_t> first = BuildWith(b, c, syn);
+  EXPECT_EQ(b.stats().plan_cache_hits, 0u);
+  EXPECT_EQ(BuildWith(b, c, syn), first);
+  EXPECT_EQ(b.stats().plan_cache_hits, 1u);
+  // Another digest, or another budget, plans afresh.
+  EXPECT_EQ(BuildWith(b, c, SynWith({{"o", 1, 0, 5}})), Build(c, SynWith({{"o", 1, 0, 5}})));
+  EXPECT_EQ(BuildWith(b, c, syn, 1400), Build(c, syn, 1400));
+  EXPECT_EQ(b.stats().plan_cache_hits, 1u);
+}
+
+TEST(DeltaBuilderTest, CachedPlanNeverOutlivesAStateChange) {
+  // After every kind of change, a builder holding a cached plan must write exactly what a
+  // fresh builder writes (and never touch a freed slot: run this under ASan).
+  Cluster c("self", 1);
+  Fill(c.self());
+  bool replaced;
+  NodeState* a = c.Upsert("a", 1, &replaced);
+  for (int i = 1; i <= 5; ++i) a->ApplyEntry(i, "k" + std::to_string(i), "v", false, 0);
+  DeltaBuilder b;
+  const std::vector<uint8_t> syn = SynWith({{"self", 1, 0, 0}});
+  auto check = [&](const char* what) {
+    BuildWith(b, c, syn);  // make sure a plan is cached before the next change
+    EXPECT_EQ(BuildWith(b, c, syn), Build(c, syn)) << what;
+  };
+  check("initial");
+  c.self().Set("k9", "x");
+  EXPECT_EQ(BuildWith(b, c, syn), Build(c, syn)) << "owner write";
+  BuildWith(b, c, syn);
+  c.self().Delete("k9", 0);
+  EXPECT_EQ(BuildWith(b, c, syn), Build(c, syn)) << "owner delete";
+  BuildWith(b, c, syn);
+  c.self().GcTombstones(1, 0, UINT64_MAX);
+  EXPECT_EQ(BuildWith(b, c, syn), Build(c, syn)) << "gc";
+  BuildWith(b, c, syn);
+  a->ResetTo(3);
+  EXPECT_EQ(BuildWith(b, c, syn), Build(c, syn)) << "replica reset";
+  BuildWith(b, c, syn);
+  a->ApplyEntry(4, "z", "after reset", false, 0);
+  EXPECT_EQ(BuildWith(b, c, syn), Build(c, syn)) << "apply after reset";
+  BuildWith(b, c, syn);
+  c.Forget("a", 1'000'000, 16);
+  EXPECT_EQ(BuildWith(b, c, syn), Build(c, syn)) << "forget";
+  BuildWith(b, c, syn);
+  NodeState* d = c.Upsert("d", 2, &replaced);
+  d->ApplyEntry(1, "dk", "dv", false, 0);
+  EXPECT_EQ(BuildWith(b, c, syn), Build(c, syn)) << "new node";
+  BuildWith(b, c, syn);
+  NodeState* d3 = c.Upsert("d", 3, &replaced);
+  ASSERT_TRUE(replaced);
+  d3->ApplyEntry(1, "dk", "dv3", false, 0);
+  EXPECT_EQ(BuildWith(b, c, syn), Build(c, syn)) << "new generation";
+  EXPECT_GT(b.stats().plan_cache_hits, 0u);
 }
 
 // ---- Applier ----------------------------------------------------------------------------

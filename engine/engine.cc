@@ -110,6 +110,7 @@ absl::Status Engine::Delete(std::string_view key, TimeUs now_us) {
 
 // seed 001: a local write is a fresh rumor, and direct mail sends it at once.
 void Engine::OnLocalWrite(Version v) {
+  summary_dirty_ = true;
   const NodeState& self = cluster_.self();
   epidemic_.OnUpdate(self, v, /*local=*/true);
   const EpidemicConfig& ec = config_.epidemic;
@@ -124,7 +125,10 @@ void Engine::OnLocalWrite(Version v) {
   }
 }
 
-void Engine::Leave() { cluster_.self().leaving = true; }
+void Engine::Leave() {
+  cluster_.self().leaving = true;
+  summary_dirty_ = true;
+}
 
 // ---- Rounds ------------------------------------------------------------------------------
 
@@ -133,8 +137,14 @@ void Engine::OnTick(TimeUs now_us) {
   ++stats_.rounds;
   WelcomeTick(now_us);
   ++cluster_.self().heartbeat;
+  const uint64_t removed_before =
+      stats_.keys_expired + stats_.tombstones_gced + stats_.tombstones_gced_frontier;
   ExpireTtl(now_us);
   RunGc(now_us);
+  if (stats_.keys_expired + stats_.tombstones_gced + stats_.tombstones_gced_frontier !=
+      removed_before) {
+    summary_dirty_ = true;
+  }
   membership_.Update(cluster_, now_us, events_, config_.limits.max_nodes);
   membership_.ChoosePeers(cluster_, config_.fanout, config_.seeds, rng_, &peers_);
   // Copy: SendSyn may not reuse peers_, but rumor sending below does.
@@ -197,9 +207,26 @@ void Engine::RunGc(TimeUs now_us) {
 }
 
 void Engine::SendSyn(const Endpoint& to) {
+  const AntiEntropyMode mode = config_.epidemic.anti_entropy;
+  if (config_.digest_summaries && mode == AntiEntropyMode::kPushPull) {
+    const size_t n = Summary().count();
+    Send(to, Outgoing{.type = wire::MessageType::kSyn,
+                      .flags = static_cast<uint8_t>(mode),
+                      .digest = true,
+                      .summary = true,
+                      .summary_buckets = SummaryIndex::ChooseBuckets(n, config_.max_packet_bytes),
+                      .no_entries = true});
+    return;
+  }
   Send(to, Outgoing{.type = wire::MessageType::kSyn,
-                    .flags = static_cast<uint8_t>(config_.epidemic.anti_entropy),
+                    .flags = static_cast<uint8_t>(mode),
                     .digest = true});
+}
+
+const SummaryIndex& Engine::Summary() {
+  summary_.Refresh(cluster_, summary_dirty_);
+  summary_dirty_ = false;
+  return summary_;
 }
 
 // ---- Rumor mongering (seed 001) ---------------------------------------------------------
@@ -300,6 +327,8 @@ void Engine::OnPacket(TimeUs now_us, const Endpoint& from, std::span<const uint8
   ++stats_.packets_in[t];
   stats_.bytes_in[t] += datagram.size();
   if (!Accept(pkt, from, now_us)) return;
+  // Anything that may move a node's (max, gc, leaving) invalidates the summary hashes.
+  if (pkt.num_parts() > 0 || !pkt.digest.entries.empty()) summary_dirty_ = true;
   switch (pkt.type) {
     case wire::MessageType::kSyn:
       HandleSyn(pkt, from);
@@ -309,6 +338,11 @@ void Engine::OnPacket(TimeUs now_us, const Endpoint& from, std::span<const uint8
       break;
     case wire::MessageType::kAck:
       applier_.Apply(pkt, now_us);
+      summary_dirty_ = true;
+      // The summary handshake's third message asks for the delta we hold beyond its digest.
+      if (pkt.digest.present) {
+        Send(from, Outgoing{.type = wire::MessageType::kAck, .peer = &pkt, .skip_if_empty = true});
+      }
       break;
     case wire::MessageType::kRumor:
       HandleRumor(pkt, from, now_us);
@@ -346,10 +380,48 @@ bool Engine::Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs
     return false;
   }
   ObserveSender(pkt, from, now_us);
-  if (pkt.type == wire::MessageType::kSyn || pkt.type == wire::MessageType::kSynAck) {
+  if (pkt.type == wire::MessageType::kSyn || pkt.type == wire::MessageType::kSynAck ||
+      (pkt.type == wire::MessageType::kAck && pkt.digest.present)) {
     ObserveDigest(pkt, now_us);
+    if (!pkt.digest.entries.empty()) summary_dirty_ = true;
+    ObserveSummary(pkt, now_us);
   }
   return true;
+}
+
+// DESIGN §2 digest scale: heartbeats by position (when both sides order the same nodes),
+// the sender's own heartbeat always, and the ack frontier from the bucket holding us.
+void Engine::ObserveSummary(const wire::DecodedPacket& pkt, TimeUs now_us) {
+  const wire::SummaryView& s = pkt.digest.summary;
+  if (!s.present) return;
+  NodeState* sender = cluster_.Find(pkt.Name(*pkt.sender));
+  if (sender != nullptr && sender->generation() != pkt.sender->generation) sender = nullptr;
+  if (sender != nullptr && s.sender_heartbeat > sender->heartbeat) {
+    sender->heartbeat = s.sender_heartbeat;
+    membership_.OnHeartbeat(*sender, now_us, events_);
+  }
+  const SummaryIndex& idx = Summary();
+  const NodeState& self = cluster_.self();
+  if (s.membership == idx.membership() && s.count == idx.count() && idx.count() > 0) {
+    const auto& order = idx.order();
+    for (size_t i = 0; i < s.heartbeats.size(); ++i) {
+      NodeState* n = order[(s.hb_base + i) % order.size()].node;
+      if (n == &self || n == sender) continue;
+      // 16 bits of a counter that rises once a round: newer when ahead by under half the
+      // ring (hours of rounds), else an older copy.
+      const uint16_t ahead = static_cast<uint16_t>(s.heartbeats[i] - static_cast<uint16_t>(n->heartbeat));
+      if (ahead == 0 || ahead >= 0x8000) continue;
+      n->heartbeat += ahead;
+      membership_.OnHeartbeat(*n, now_us, events_);
+    }
+  }
+  // Ack frontier (seed 002): an equal bucket holding us means the sender has our max.
+  if (sender != nullptr && !s.buckets.empty()) {
+    const size_t b = SummaryIndex::BucketOf(idx.self_id(), s.buckets.size());
+    if (s.buckets[b] == idx.BucketHash(s.buckets.size(), b)) {
+      sender->acked_self_max = self.max_version();
+    }
+  }
 }
 
 void Engine::ObserveSender(const wire::DecodedPacket& pkt, const Endpoint& /*from*/,
@@ -415,17 +487,65 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
 // seed 001 anti-entropy modes: the initiator's mode rides in the Syn. Push: the SynAck
 // carries no delta; pull: the initiator sends no Ack.
 void Engine::HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from) {
+  const NodeState* initiator = cluster_.Find(pkt.Name(*pkt.sender));
+  const wire::SummaryView& s = pkt.digest.summary;
+  if (s.present && pkt.message_flags == wire::kModePushPull) {
+    // Compact digest: list our entries only for the buckets whose hashes differ, or for
+    // every bucket when the memberships differ (heartbeats then ride in the entries).
+    const SummaryIndex& idx = Summary();
+    scope_.clear();
+    uint16_t buckets = 0;
+    const bool same_members = s.membership == idx.membership() && s.count == idx.count();
+    if (!s.buckets.empty()) {
+      buckets = static_cast<uint16_t>(s.buckets.size());
+      for (size_t b = 0; b < s.buckets.size(); ++b) {
+        if (s.buckets[b] != idx.BucketHash(buckets, b)) scope_.push_back(static_cast<uint16_t>(b));
+      }
+    }
+    Send(from, Outgoing{.type = wire::MessageType::kSynAck,
+                        .digest = true,
+                        .peer_node = initiator,
+                        .summary = true,
+                        // Heartbeats ride in Syns only: every node receives about
+                        // `fanout` Syns a round, plenty for the failure detector, and
+                        // the SynAck stays small.
+                        .heartbeats = false,
+                        .fill_rest = !same_members,
+                        .scoped = true,
+                        .scope_buckets = buckets,
+                        .scope = scope_});
+    return;
+  }
   const bool push_only = pkt.message_flags == wire::kModePush;
   Send(from, Outgoing{.type = wire::MessageType::kSynAck,
                       .digest = true,
                       .peer = push_only ? nullptr : &pkt,
-                      .peer_node = cluster_.Find(pkt.Name(*pkt.sender))});
+                      .peer_node = initiator});
 }
 
 void Engine::HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
   applier_.Apply(pkt, now_us);
   MaybeStartWelcome(pkt, from);
   if (config_.epidemic.anti_entropy == AntiEntropyMode::kPull) return;
+  const wire::DigestView& d = pkt.digest;
+  if (d.summary.present) {
+    // Compact digest: nothing differs, or send what the peer misses in its listed buckets
+    // with our own entries for them, so it can answer with what we miss.
+    if (d.scope_buckets != 0 && d.scope.empty()) return;
+    const SummaryIndex& idx = Summary();
+    const bool same_members =
+        d.summary.membership == idx.membership() && d.summary.count == idx.count();
+    Send(from, Outgoing{.type = wire::MessageType::kAck,
+                        .digest = true,
+                        .peer = &pkt,
+                        .peer_node = cluster_.Find(pkt.Name(*pkt.sender)),
+                        .fill_rest = !same_members,
+                        .scoped = true,
+                        .scope_buckets = d.scope_buckets,
+                        .scope = d.scope,
+                        .ack_digest = true});
+    return;
+  }
   Send(from, Outgoing{.type = wire::MessageType::kAck, .peer = &pkt});
 }
 
@@ -464,16 +584,39 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
   const bool delta = out.peer != nullptr || out.ranges != nullptr || out.projection != nullptr;
   if (out.peer != nullptr) delta_builder_.SetPeerDigest(*out.peer);
   if (out.projection != nullptr) delta_builder_.SetProjection(*out.projection);
+  digest_builder_.ClearSummary();
   if (out.digest) {
     // A SynAck keeps at least half the packet for the delta it carries...
     const size_t digest_budget = out.peer != nullptr ? budget / 2 : budget;
     const NodeState* initiator = out.peer_node;
-    size_t digest_bytes = digest_builder_.Plan(cluster_, digest_budget, initiator);
-    if (out.peer != nullptr && delta_builder_.Plan(cluster_, budget - digest_bytes) == 0 &&
+    size_t summary_bytes = 0;
+    if (out.summary) {
+      summary_bytes = digest_builder_.PlanSummary(
+          Summary(), out.summary_buckets, out.heartbeats ? kMaxSummaryHeartbeats : 0,
+          digest_budget);
+    }
+    auto plan_entries = [&](size_t b) {
+      if (out.no_entries) return digest_builder_.PlanNone();
+      if (out.scoped) {
+        return digest_builder_.PlanScope(cluster_, Summary(), out.scope_buckets, out.scope, b,
+                                         initiator, out.fill_rest,
+                                         /*list_self=*/out.type == wire::MessageType::kAck);
+      }
+      return digest_builder_.Plan(cluster_, b, initiator);
+    };
+    size_t digest_bytes =
+        summary_bytes + plan_entries(digest_budget > summary_bytes ? digest_budget - summary_bytes : 0);
+    if (out.peer != nullptr && delta_builder_.Plan(cluster_, budget - std::min(budget, digest_bytes)) == 0 &&
         delta_builder_.blocked()) {
       // ...and when its next entry is larger than that, the digest shrinks to us and the
       // initiator (a partial digest; others rotate in next time) so the entry gets out.
-      digest_bytes = digest_builder_.Plan(cluster_, 0, initiator);
+      digest_bytes = summary_bytes + plan_entries(0);
+    }
+    if (digest_bytes > budget) {
+      sink_->Abort();
+      delta_builder_.ClearPeer();
+      Drop(EngineDrop::kEncodeFailed);
+      return false;
     }
     budget -= digest_bytes;
     blob_bytes += digest_builder_.blob_bytes();
@@ -487,7 +630,13 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
     enc.SetWelcomeLast(delta_builder_.complete());
     if (out.complete != nullptr) *out.complete = delta_builder_.complete();
   }
+  if (out.skip_if_empty && delta_builder_.planned_parts() == 0) {
+    sink_->Abort();
+    delta_builder_.ClearPeer();
+    return false;
+  }
   if (delta) blob_bytes += delta_builder_.blob_bytes();
+  if (out.ack_digest) enc.SetAckDigest();
   BlobWriter blob{enc.AllocBlob(blob_bytes)};
   bool ok = blob.blob.size() == blob_bytes;
   if (ok) blob.Put(self.name());

@@ -71,8 +71,15 @@ struct EngineConfig {
   // tombstone_grace stays as the upper bound).
   bool frontier_gc = true;
   WelcomeConfig welcome;  // seed 002 bulk join (engine/welcome.h)
+  // DESIGN §2 digest scale: push-pull Syns carry per-bucket hashes and 16-bit heartbeats
+  // instead of every node's digest entry; only differing buckets are listed in full.
+  bool digest_summaries = true;
   uint64_t rng_seed = 1;
 };
+
+// At most this many positional heartbeats ride in one summary (they rotate beyond it), so
+// a Syn stays a few KB at any cluster size.
+inline constexpr size_t kMaxSummaryHeartbeats = 1024;
 
 // Counters beyond the parts' own stats, all monotonically increasing.
 enum class EngineDrop : uint8_t {
@@ -158,6 +165,12 @@ class Engine {
 
   // Replaces the seed list (the driver re-resolves hostnames periodically).
   void SetSeeds(std::vector<Endpoint> seeds) { config_.seeds = std::move(seeds); }
+  // Changes rumor mongering's k live (seed 001: contacts before losing interest, or 1/k).
+  // REQUIRES: 1 <= k <= RumorOptions::kMaxK.
+  void SetRumorK(int k) {
+    config_.epidemic.rumor_options.k = static_cast<uint32_t>(k);
+    epidemic_.set_rumor_k(k);
+  }
 
  private:
   // One rumor-feedback record to send: the range of `name` that a packet carried.
@@ -180,11 +193,27 @@ class Engine {
     const PeerProjection* projection = nullptr;  // delta against this projection (welcome)
     const wire::WelcomeFields* welcome = nullptr;  // WelcomeRequest / WelcomeChunk fields
     bool* complete = nullptr;  // with projection: set to DeltaBuilder::complete()
+    // Compact digest (DESIGN §2): a summary with `summary_buckets` bucket hashes (0: none)
+    // and positional heartbeats; entries for `scope` only (of scope_buckets, 0: all);
+    // or none at all (a summary-only Syn).
+    bool summary = false;
+    size_t summary_buckets = 0;
+    bool heartbeats = true;  // positional heartbeats in the summary
+    bool fill_rest = false;  // scoped: fill spare room with other nodes' entries
+    bool scoped = false;
+    bool no_entries = false;
+    uint16_t scope_buckets = 0;
+    std::span<const uint16_t> scope = {};
+    bool ack_digest = false;     // an Ack that asks for a delta back
+    bool skip_if_empty = false;  // send nothing when the planned delta is empty
   };
 
   absl::Status CheckWrite(std::string_view key, std::string_view value) const;
   bool Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
   void ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us);
+  void ObserveSummary(const wire::DecodedPacket& pkt, TimeUs now_us);
+  // The summary index, refreshed when membership or any (max, gc, leaving) may have changed.
+  const SummaryIndex& Summary();
   void ObserveSender(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
   void HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from);
   void HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
@@ -222,6 +251,9 @@ class Engine {
   Cluster cluster_;
   Membership membership_;
   DigestBuilder digest_builder_;
+  SummaryIndex summary_;
+  bool summary_dirty_ = true;
+  std::vector<uint16_t> scope_;  // scratch: buckets a SynAck lists
   DeltaBuilder delta_builder_;
   DeltaApplier applier_;
   Epidemic epidemic_;

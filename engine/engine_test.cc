@@ -2,6 +2,8 @@
 // generations and partial digests, with engines wired through in-memory sinks.
 #include "engine/engine.h"
 
+#include <algorithm>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <string>
@@ -55,10 +57,15 @@ std::string Get(const Engine& e, const std::string& node, const std::string& key
   return std::string(n->ValueOf(n->slot(idx)));
 }
 
+EngineConfig Legacy(EngineConfig c) {
+  c.digest_summaries = false;
+  return c;
+}
+
 TEST(EngineTest, ThreeWayHandshakeReplicatesBothWays) {
   Net net;
-  Engine& a = net.Add(Config("a", 1));
-  Engine& b = net.Add(Config("b", 2));
+  Engine& a = net.Add(Legacy(Config("a", 1)));
+  Engine& b = net.Add(Legacy(Config("b", 2)));
   ASSERT_TRUE(a.Set("ka", "va", 1).ok());
   ASSERT_TRUE(b.Set("kb", "vb", 1).ok());
   a.SendSyn(Ep(2));
@@ -212,7 +219,7 @@ TEST(EngineTest, LeaveIsGossipedAndImmediate) {
 
 TEST(EngineTest, DigestRotatesWhenItDoesNotFitAPacket) {
   Net net;
-  EngineConfig c = Config("a", 1);
+  EngineConfig c = Legacy(Config("a", 1));
   c.max_packet_bytes = 1400;
   Engine& a = net.Add(c);
   // Teach "a" about 200 nodes through a big-MTU engine's digests.
@@ -525,6 +532,224 @@ TEST(FrontierGcTest, TombstonesGoOnceEveryLivePeerHasThemAndLatecomersAreReset) 
   for (Engine* e : all) {
     EXPECT_EQ(Get(*e, "n1", "gone"), "<absent>") << e->self().name();
     EXPECT_EQ(Get(*e, "n1", "kept"), "yes") << e->self().name();
+  }
+}
+
+}  // namespace
+}  // namespace scuttle
+
+// ---- Compact digest: summaries, scoped listings, positional heartbeats (DESIGN §2) ----
+
+namespace scuttle {
+namespace {
+
+using testing::Config;
+using testing::Ep;
+
+size_t Out(const Engine& e, wire::MessageType t) {
+  return e.stats().packets_out[static_cast<size_t>(t)];
+}
+
+TEST(SummaryTest, FirstContactReplicatesBothWaysInFourMessages) {
+  Net net;
+  Engine& a = net.Add(Config("a", 1));
+  Engine& b = net.Add(Config("b", 2));
+  ASSERT_TRUE(a.Set("ka", "va", 1).ok());
+  ASSERT_TRUE(b.Set("kb", "vb", 1).ok());
+  a.SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(net.delivered, 4u) << "Syn, SynAck (listing), Ack (delta + listing), Ack (delta)";
+  EXPECT_EQ(Get(a, "b", "kb"), "vb");
+  EXPECT_EQ(Get(b, "a", "ka"), "va");
+  // Deletes replicate as tombstones, from either side.
+  ASSERT_TRUE(a.Delete("ka", 2).ok());
+  b.SendSyn(Ep(1));
+  net.Pump();
+  EXPECT_EQ(Get(b, "a", "ka"), "<deleted>");
+}
+
+TEST(SummaryTest, IdleHandshakeIsTwoSmallPacketsWithoutEntries) {
+  Net net;
+  Engine& a = net.Add(Config("a", 1));
+  Engine& b = net.Add(Config("b", 2));
+  ASSERT_TRUE(a.Set("ka", "va", 1).ok());
+  a.SendSyn(Ep(2));
+  net.Pump();
+  const uint64_t before = net.delivered;
+  a.SendSyn(Ep(2));
+  auto syn = net.sinks[7401]->Take();
+  ASSERT_EQ(syn.size(), 1u);
+  const wire::DecodedPacket sp = testing::MustDecode(syn[0].bytes);
+  EXPECT_TRUE(sp.digest.summary.present);
+  EXPECT_TRUE(sp.digest.entries.empty());
+  EXPECT_LT(syn[0].bytes.size(), 256u);
+  b.OnPacket(net.now, Ep(1), syn[0].bytes);
+  auto synack = net.sinks[7402]->Take();
+  ASSERT_EQ(synack.size(), 1u);
+  const wire::DecodedPacket ap = testing::MustDecode(synack[0].bytes);
+  EXPECT_TRUE(ap.digest.scoped);
+  EXPECT_TRUE(ap.digest.scope.empty()) << "no bucket differs";
+  EXPECT_TRUE(ap.digest.entries.empty());
+  EXPECT_LT(synack[0].bytes.size(), 256u);
+  a.OnPacket(net.now, Ep(2), synack[0].bytes);
+  EXPECT_TRUE(net.sinks[7401]->Take().empty()) << "nothing differs: no Ack";
+  EXPECT_EQ(net.delivered, before);
+}
+
+TEST(SummaryTest, OnlyDifferingBucketsAreListed) {
+  Net net;
+  std::vector<Engine*> all;
+  for (int i = 1; i <= 64; ++i) {
+    EngineConfig c = Config("n" + std::to_string(i), i);
+    if (i > 1) c.seeds = {Ep(1)};
+    all.push_back(&net.Add(c));
+  }
+  // Converge: everyone talks to n1, then n1 to everyone.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (int i = 2; i <= 64; ++i) {
+      all[i - 1]->SendSyn(Ep(1));
+      net.Pump();
+    }
+    for (int i = 2; i <= 64; ++i) {
+      all[0]->SendSyn(Ep(i));
+      net.Pump();
+    }
+  }
+  for (Engine* e : all) ASSERT_EQ(e->cluster().size(), 64u);
+  ASSERT_TRUE(all[5]->Set("k", "v", 1).ok());
+  // n6 → n1: one bucket of 4 differs; the SynAck lists only that bucket's nodes.
+  all[5]->SendSyn(Ep(1));
+  auto syn = net.sinks[7406]->Take();
+  ASSERT_EQ(syn.size(), 1u);
+  all[0]->OnPacket(net.now, Ep(6), syn[0].bytes);
+  auto synack = net.sinks[7401]->Take();
+  ASSERT_EQ(synack.size(), 1u);
+  const wire::DecodedPacket p = testing::MustDecode(synack[0].bytes);
+  EXPECT_EQ(p.digest.scope_buckets, 4u);  // about 16 nodes a bucket
+  EXPECT_EQ(p.digest.scope.size(), 1u);
+  EXPECT_GE(p.digest.entries.size(), 1u);
+  EXPECT_LT(p.digest.entries.size(), 64u / 2);
+  all[5]->OnPacket(net.now, Ep(1), synack[0].bytes);
+  net.Pump();
+  EXPECT_EQ(Get(*all[0], "n6", "k"), "v");
+}
+
+TEST(SummaryTest, HeartbeatsTravelByPositionAndFrontierFromBuckets) {
+  Net net;
+  Engine& a = net.Add(Config("a", 1));
+  Engine& b = net.Add(Config("b", 2));
+  Engine& c = net.Add(Config("c", 3));
+  for (int pass = 0; pass < 2; ++pass) {
+    a.SendSyn(Ep(2));
+    net.Pump();
+    c.SendSyn(Ep(2));
+    net.Pump();
+    b.SendSyn(Ep(1));
+    net.Pump();
+  }
+  ASSERT_EQ(a.cluster().size(), 3u);
+  ASSERT_EQ(c.cluster().size(), 3u);
+  // c's heartbeat rises; c tells b, b tells a: no entries are listed anywhere.
+  for (int i = 0; i < 5; ++i) c.OnTick(net.now);
+  net.sinks[7403]->Take();  // drop c's own round traffic
+  c.SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(b.FindNode("c")->heartbeat, c.self().heartbeat);
+  const uint64_t acks_before = Out(a, wire::MessageType::kAck) + Out(b, wire::MessageType::kAck);
+  b.SendSyn(Ep(1));
+  net.Pump();
+  EXPECT_EQ(a.FindNode("c")->heartbeat, c.self().heartbeat);
+  EXPECT_EQ(Out(a, wire::MessageType::kAck) + Out(b, wire::MessageType::kAck), acks_before);
+  // Ack frontier: a's Syn summary tells b that a holds all of b's map.
+  ASSERT_TRUE(b.Set("kb", "vb", 1).ok());
+  b.SendSyn(Ep(1));
+  net.Pump();
+  ASSERT_EQ(Get(a, "b", "kb"), "vb");
+  a.SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(b.FindNode("a")->acked_self_max, b.self().max_version());
+}
+
+// Teaches `e` about `n` extra nodes by crafted Syns from a fake node, legacy digests of up
+// to 700 entries each.
+void Learn(Engine& e, int n) {
+  std::vector<std::string> names;
+  for (int i = 0; i < n; ++i) names.push_back("node-" + std::to_string(i));
+  std::vector<uint8_t> slot(wire::kMaxUdpPayloadBytes + 4096);
+  for (int start = 0; start < n; start += 700) {
+    const int count = std::min(700, n - start);
+    wire::EncodeOptions o;
+    o.cluster_id = "test";
+    o.sender.generation = 1;
+    o.sender.name_len = 4;
+    wire::PacketEncoder enc(slot, o);
+    size_t blob_bytes = 4;
+    for (int i = 0; i < count; ++i) blob_bytes += names[start + i].size();
+    auto blob = enc.AllocBlob(blob_bytes);
+    ASSERT_EQ(blob.size(), blob_bytes);
+    std::memcpy(blob.data(), "fake", 4);
+    size_t off = 4;
+    auto entries = enc.AllocDigest(count, /*partial=*/true);
+    ASSERT_EQ(entries.size(), static_cast<size_t>(count));
+    for (int i = 0; i < count; ++i) {
+      const std::string& nm = names[start + i];
+      std::memcpy(blob.data() + off, nm.data(), nm.size());
+      wire::DigestEntry& d = entries[i];
+      d = {};
+      d.node.generation = 1;
+      d.node.name_off = static_cast<uint32_t>(off);
+      d.node.name_len = static_cast<uint8_t>(nm.size());
+      wire::SetNodeRefEndpoint(Ep(1000 + start + i), &d.node);
+      d.heartbeat = 1;
+      off += nm.size();
+    }
+    auto pkt = enc.Finish(wire::MessageType::kSyn);
+    ASSERT_FALSE(pkt.empty());
+    std::vector<uint8_t> bytes(pkt.begin(), pkt.end());
+    e.OnPacket(1, Ep(999), bytes);
+  }
+}
+
+// Issue #8: a Syn never exceeds max_packet_bytes at any cluster size, and neither do the
+// SynAck and Ack of a summary handshake whose memberships differ (full listings).
+TEST(SummaryTest, DigestPacketsFitEveryPacketSizeAt1kAnd10kNodes) {
+  for (int n : {1000, 10000}) {
+    Net net;
+    EngineConfig ca = Config("a", 1);
+    ca.limits.max_nodes = 20000;
+    Engine& a = net.Add(ca);
+    EngineConfig cb = Config("b", 2);
+    cb.limits.max_nodes = 20000;
+    Engine& b = net.Add(cb);
+    Learn(a, n);
+    Learn(b, n / 2);
+    net.sinks[7401]->Take();
+    net.sinks[7402]->Take();
+    ASSERT_GE(a.cluster().size(), static_cast<size_t>(n));
+    for (size_t mtu : {size_t{1400}, size_t{2000}, size_t{4096}, size_t{9000}, size_t{16384},
+                       size_t{32768}, wire::kMaxUdpPayloadBytes}) {
+      SCOPED_TRACE(::testing::Message() << n << " nodes, max_packet_bytes " << mtu);
+      a.mutable_config().max_packet_bytes = mtu;
+      b.mutable_config().max_packet_bytes = mtu;
+      a.SendSyn(Ep(2));
+      size_t seen = 0;
+      for (int hop = 0; hop < 4; ++hop) {
+        for (uint16_t port : {uint16_t{7401}, uint16_t{7402}}) {
+          for (auto& d : net.sinks[port]->Take()) {
+            ++seen;
+            EXPECT_LE(d.bytes.size(), mtu) << "message from port " << port;
+            const wire::DecodedPacket p = testing::MustDecode(d.bytes);
+            if (p.type == wire::MessageType::kSyn) {
+              EXPECT_GT(p.digest.summary.buckets.size(), 0u);
+            }
+            net.engines[d.to.port]->OnPacket(net.now, Endpoint::V4(0x7f000001, port), d.bytes);
+          }
+        }
+      }
+      EXPECT_GE(seen, 3u) << "Syn, SynAck and Ack went out";
+      EXPECT_EQ(a.stats().engine_drops[static_cast<size_t>(EngineDrop::kEncodeFailed)], 0u);
+      EXPECT_EQ(b.stats().engine_drops[static_cast<size_t>(EngineDrop::kEncodeFailed)], 0u);
+    }
   }
 }
 

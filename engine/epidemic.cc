@@ -1,6 +1,7 @@
 #include "engine/epidemic.h"
 
 #include <algorithm>
+#include <cassert>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -36,6 +37,11 @@ uint64_t Epidemic::Intern(std::string_view name) {
   names_.emplace_back(name);
   ids_.emplace(std::string(name), id);
   return id;
+}
+
+void Epidemic::set_rumor_k(int k) {
+  assert(k >= 1 && static_cast<uint32_t>(k) <= RumorOptions::kMaxK);
+  monger_.set_k(static_cast<uint32_t>(k));
 }
 
 void Epidemic::OnUpdate(const NodeState& owner, Version version, bool local) {

@@ -70,6 +70,10 @@ class Epidemic {
   void OnContact(std::string_view owner, Version from, Version to, bool peer_already_knew,
                  Rng& rng);
 
+  // Changes the rumor mongers' k live (RumorMonger::set_k). The caller keeps
+  // config->rumor_options.k in step. REQUIRES: 1 <= k <= RumorOptions::kMaxK.
+  void set_rumor_k(int k);
+
   bool blind() const { return config_->rumor_options.removal == RumorRemoval::kBlind; }
   const RumorMonger& monger() const { return monger_; }
 

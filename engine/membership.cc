@@ -1,11 +1,15 @@
 #include "engine/membership.h"
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <string>
+#include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "engine/cluster.h"
 #include "engine/node_state.h"
+#include "wire/absl_compat.h"
 
 namespace scuttle {
 
@@ -105,6 +109,122 @@ size_t Membership::Update(Cluster& cluster, TimeUs now_us, EventSink* events,
   return forget.size();
 }
 
+// ---- Locality --------------------------------------------------------------------------------
+
+namespace {
+
+// A label split into components; depth 0 when it is missing or invalid.
+struct SplitLabel {
+  std::string_view parts[kMaxLocalityDepth];
+  int depth = 0;
+};
+
+// Invalid: empty, too long, an empty component, a byte outside '!'..'~', too deep.
+SplitLabel Split(std::string_view label) {
+  SplitLabel out;
+  if (label.empty() || label.size() > kMaxLocalityBytes) return out;
+  size_t start = 0;
+  for (;;) {
+    const size_t slash = label.find('/', start);
+    const std::string_view part = label.substr(start, slash - start);
+    if (part.empty() || out.depth == kMaxLocalityDepth) return SplitLabel{};
+    for (char c : part) {
+      if (c < '!' || c > '~') return SplitLabel{};
+    }
+    out.parts[out.depth++] = part;
+    if (slash == std::string_view::npos) return out;
+    start = slash + 1;
+  }
+}
+
+int Distance(const SplitLabel& a, const SplitLabel& b) {
+  if (a.depth == 0 || b.depth == 0) return kUnknownDistance;
+  int common = 0;
+  while (common < std::min(a.depth, b.depth) && a.parts[common] == b.parts[common]) ++common;
+  return std::max(a.depth, b.depth) - common;
+}
+
+}  // namespace
+
+absl::Status ValidateLocality(std::string_view label) {
+  if (Split(label).depth > 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("locality '", AV(label), "': want 1..", kMaxLocalityDepth,
+                   " non-empty components joined by '/' (e.g. region/zone/rack), printable "
+                   "ASCII without spaces, at most ",
+                   kMaxLocalityBytes, " bytes"));
+}
+
+int LocalityDistance(std::string_view a, std::string_view b) {
+  return Distance(Split(a), Split(b));
+}
+
+std::string_view LocalityOf(const NodeState& node) {
+  const uint32_t idx = node.Find(kLocalityKey);
+  if (idx == NodeState::kNoSlot) return {};
+  const NodeState::Slot& slot = node.slot(idx);
+  if (slot.status == KeyStatus::kTombstone) return {};
+  return node.ValueOf(slot);
+}
+
+// ---- Peer choice -------------------------------------------------------------------------------
+
+// Demers et al. §3.1: with the candidates sorted by distance, every peer at distance d
+// weighs Q(d)^-a, Q(d) = candidates at distance <= d. Peers at one distance form a class,
+// so a draw picks a class by (peers left in it) × Q(d)^-a, then a peer of the class
+// uniformly; drawing without replacement keeps the k peers distinct. A handful of classes
+// (at most kUnknownDistance + 1), so each draw is a short scan.
+void Membership::ChooseSpatial(const NodeState& self, std::vector<const NodeState*>& alive,
+                               size_t k, Rng& rng, std::vector<Endpoint>* out) const {
+  const SplitLabel here = Split(LocalityOf(self));
+  std::vector<std::pair<int, const NodeState*>> by_distance;
+  by_distance.reserve(alive.size());
+  for (const NodeState* node : alive) {
+    const int d = here.depth == 0 ? kUnknownDistance : Distance(here, Split(LocalityOf(*node)));
+    by_distance.emplace_back(d, node);
+  }
+  // Stable: ties keep the cluster's deterministic order, so a seed replays exactly.
+  std::stable_sort(by_distance.begin(), by_distance.end(),
+                   [](const auto& x, const auto& y) { return x.first < y.first; });
+  for (size_t i = 0; i < by_distance.size(); ++i) alive[i] = by_distance[i].second;
+
+  struct Class {
+    size_t begin;  // first peer not drawn yet
+    size_t end;
+    double weight;  // per peer: Q(d)^-a
+  };
+  Class classes[kUnknownDistance + 1];
+  size_t num_classes = 0;
+  for (size_t i = 0; i < by_distance.size();) {
+    size_t j = i;
+    while (j < by_distance.size() && by_distance[j].first == by_distance[i].first) ++j;
+    assert(num_classes <= static_cast<size_t>(kUnknownDistance));
+    classes[num_classes++] =
+        Class{i, j, std::pow(static_cast<double>(j), -config_->spatial_exponent)};
+    i = j;
+  }
+  for (size_t drawn = 0; drawn < k; ++drawn) {
+    double total = 0;
+    for (size_t c = 0; c < num_classes; ++c) {
+      total += static_cast<double>(classes[c].end - classes[c].begin) * classes[c].weight;
+    }
+    double r = rng.Unit() * total;
+    size_t pick = num_classes;
+    for (size_t c = 0; c < num_classes; ++c) {
+      const size_t left = classes[c].end - classes[c].begin;
+      if (left == 0) continue;
+      pick = c;  // the last non-empty class absorbs rounding at the top end
+      r -= static_cast<double>(left) * classes[c].weight;
+      if (r < 0) break;
+    }
+    assert(pick < num_classes);
+    Class& cl = classes[pick];
+    std::swap(alive[cl.begin], alive[cl.begin + rng.Below(cl.end - cl.begin)]);
+    out->push_back(alive[cl.begin]->endpoint);
+    ++cl.begin;
+  }
+}
+
 void Membership::ChoosePeers(const Cluster& cluster, int fanout,
                              const std::vector<Endpoint>& seeds, Rng& rng,
                              std::vector<Endpoint>* out) const {
@@ -120,11 +240,15 @@ void Membership::ChoosePeers(const Cluster& cluster, int fanout,
       dead.push_back(node);
     }
   }
-  // Partial Fisher-Yates: the first `fanout` alive nodes, uniformly.
   const size_t k = std::min<size_t>(static_cast<size_t>(std::max(fanout, 0)), alive.size());
-  for (size_t i = 0; i < k; ++i) {
-    std::swap(alive[i], alive[i + rng.Below(alive.size() - i)]);
-    out->push_back(alive[i]->endpoint);
+  if (config_->spatial_exponent > 0) {
+    ChooseSpatial(cluster.self(), alive, k, rng, out);
+  } else {
+    // Partial Fisher-Yates: the first `fanout` alive nodes, uniformly.
+    for (size_t i = 0; i < k; ++i) {
+      std::swap(alive[i], alive[i + rng.Below(alive.size() - i)]);
+      out->push_back(alive[i]->endpoint);
+    }
   }
   if (!dead.empty() && rng.Chance(static_cast<double>(dead.size()) / (alive.size() + 1.0))) {
     out->push_back(dead[rng.Below(dead.size())]->endpoint);

@@ -13,12 +13,23 @@
 // States: alive -> suspect (phi >= threshold / 2) -> dead (phi >= threshold); a heartbeat
 // brings a node back to alive. A node gossiping `leaving` is `left` at once. A node dead
 // or left for dead_node_grace is forgotten.
+//
+// Peer choice is uniform by default. With spatial_exponent a > 0 it is Demers et al.'s
+// spatial distribution (§3.1, "spatial distributions"; DESIGN §3): a peer at distance d is
+// chosen with probability proportional to Q(d)^-a, where Q(d) is the number of candidate
+// peers within distance d of this node. a = 2 is the distribution the paper recommends:
+// most exchanges stay near, yet every distance keeps being used, so updates still reach
+// far sites. Distances come from locality labels ("region/zone/rack") that each node writes
+// under the reserved key kLocalityKey of its own map, so they replicate like any key and
+// the wire format is unchanged.
 #ifndef SCUTTLE_ENGINE_MEMBERSHIP_H_
 #define SCUTTLE_ENGINE_MEMBERSHIP_H_
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "engine/events.h"
 #include "engine/rng.h"
 #include "engine/types.h"
@@ -35,7 +46,33 @@ struct MembershipConfig {
   TimeUs initial_interval_us = 5 * kUsPerSec;
   TimeUs max_interval_us = 10 * kUsPerSec;
   TimeUs dead_node_grace_us = 24 * 3600 * kUsPerSec;
+  // Peer choice: 0 = uniform; a > 0 = P(peer at distance d) ∝ Q(d)^-a (see above).
+  // REQUIRES: 0 <= spatial_exponent <= kMaxSpatialExponent.
+  double spatial_exponent = 0;
 };
+inline constexpr double kMaxSpatialExponent = 8;
+
+// Keys under this prefix belong to scuttle itself; the admin API and Node refuse writes
+// to them from applications.
+inline constexpr std::string_view kReservedKeyPrefix = "__scuttle/";
+// A node's locality label, in its own map: components from the widest to the narrowest
+// ("eu-west/zone-b/rack-7"), joined by '/'.
+inline constexpr std::string_view kLocalityKey = "__scuttle/locality";
+inline constexpr size_t kMaxLocalityBytes = 255;
+inline constexpr int kMaxLocalityDepth = 8;
+// The distance of a peer whose label (or ours) is missing or malformed: farther than any
+// two labels can be.
+inline constexpr int kUnknownDistance = kMaxLocalityDepth + 1;
+
+// OK for a label of 1..kMaxLocalityDepth non-empty components of printable ASCII (no
+// space), at most kMaxLocalityBytes in all; InvalidArgument saying what is wrong.
+absl::Status ValidateLocality(std::string_view label);
+// The number of trailing components that differ, counted on the longer label:
+// "eu/a/r1" to "eu/a/r2" is 1, to "eu/b/r1" is 2, to "us/a/r1" is 3, to "eu/a" is 1.
+// kUnknownDistance when either label is empty or invalid (labels are remote input).
+int LocalityDistance(std::string_view a, std::string_view b);
+// The label a node gossips under kLocalityKey, or "" when it has none.
+std::string_view LocalityOf(const NodeState& node);
 
 enum class MemberState : uint8_t { kAlive, kSuspect, kDead, kLeft };
 const char* MemberStateName(MemberState s);
@@ -67,14 +104,18 @@ class Membership {
                 size_t max_remembered = 1 << 16) const;
   double Phi(const NodeState& node, TimeUs now_us) const;
 
-  // Chooses this round's peers: up to `fanout` distinct alive peers; with probability
-  // dead/(alive+1) one dead peer (to notice it recovering); and a seed when few peers are
-  // known or by a small chance (so partitions heal). Deterministic given rng.
+  // Chooses this round's peers: up to `fanout` distinct alive peers (uniformly, or by the
+  // spatial distribution when spatial_exponent > 0); with probability dead/(alive+1) one
+  // dead peer (to notice it recovering); and a seed when few peers are known or by a
+  // small chance (so partitions heal). Deterministic given rng.
   void ChoosePeers(const Cluster& cluster, int fanout, const std::vector<Endpoint>& seeds,
                    Rng& rng, std::vector<Endpoint>* out) const;
 
  private:
   void SetState(NodeState& node, MemberState s, TimeUs now_us, EventSink* events) const;
+  // Appends `k` distinct peers of `alive` drawn with weights Q(d)^-a. Reorders `alive`.
+  void ChooseSpatial(const NodeState& self, std::vector<const NodeState*>& alive, size_t k,
+                     Rng& rng, std::vector<Endpoint>* out) const;
   const MembershipConfig* config_;
 };
 

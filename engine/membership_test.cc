@@ -1,6 +1,12 @@
 #include "engine/membership.h"
 
+#include <cmath>
+#include <map>
+#include <string>
+#include <vector>
+
 #include "engine/cluster.h"
+#include "engine/node_state.h"
 #include "gtest/gtest.h"
 
 namespace scuttle {
@@ -91,6 +97,144 @@ TEST(MembershipTest, ChoosesDistinctAlivePeersAndSeeds) {
   const Endpoint seed = Endpoint::V4(0x7f000001, 9);
   m.ChoosePeers(lonely, 3, {seed}, rng, &out);
   EXPECT_EQ(out, std::vector<Endpoint>{seed});
+}
+
+TEST(LocalityTest, DistanceCountsTrailingDifferingComponents) {
+  EXPECT_EQ(LocalityDistance("eu/a/r1", "eu/a/r1"), 0);
+  EXPECT_EQ(LocalityDistance("eu/a/r1", "eu/a/r2"), 1);
+  EXPECT_EQ(LocalityDistance("eu/a/r1", "eu/b/r1"), 2);  // same rack name, other zone
+  EXPECT_EQ(LocalityDistance("eu/a/r1", "us/a/r1"), 3);
+  EXPECT_EQ(LocalityDistance("eu/a/r1", "eu/a"), 1);  // counted on the longer label
+  EXPECT_EQ(LocalityDistance("eu", "us/a/r1"), 3);
+  EXPECT_EQ(LocalityDistance("eu/a/r1", ""), kUnknownDistance);
+  EXPECT_EQ(LocalityDistance("", ""), kUnknownDistance);
+  EXPECT_EQ(LocalityDistance("eu/a/r1", "eu//r1"), kUnknownDistance);  // remote junk
+  EXPECT_EQ(LocalityDistance("eu/a/r1", "eu/a b"), kUnknownDistance);
+  EXPECT_EQ(LocalityDistance("eu/a/r1", std::string(300, 'x')), kUnknownDistance);
+}
+
+TEST(LocalityTest, ValidateExplainsBadLabels) {
+  EXPECT_TRUE(ValidateLocality("eu-west-1/eu-west-1b/rack-07").ok());
+  EXPECT_TRUE(ValidateLocality("a/b/c/d/e/f/g/h").ok());
+  for (const char* bad : {"", "/", "eu/", "/eu", "eu//a", "eu a", "a/b/c/d/e/f/g/h/i", "tab\t"}) {
+    const absl::Status s = ValidateLocality(bad);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << bad;
+    EXPECT_NE(s.message().find("region/zone/rack"), std::string::npos) << s;
+  }
+  EXPECT_FALSE(ValidateLocality(std::string(256, 'x')).ok());
+  EXPECT_FALSE(ValidateLocality(std::string("a\0b", 3)).ok());
+}
+
+// A cluster seen from "self" at r1/z1/k1, with peers in each distance class.
+struct SpatialCluster {
+  // Peers per distance: 3 in our rack, 6 in our zone, 20 in our region, 50 elsewhere, and
+  // 5 with no label.
+  static constexpr int kCount[] = {3, 6, 20, 50, 5};
+  static constexpr int kDistance[] = {0, 1, 2, 3, kUnknownDistance};
+
+  SpatialCluster() : c("self", 1) {
+    c.self().Set(kLocalityKey, "r1/z1/k1");
+    bool replaced;
+    int port = 100;
+    for (int cls = 0; cls < 5; ++cls) {
+      for (int i = 0; i < kCount[cls]; ++i, ++port) {
+        NodeState* n = c.Upsert("n" + std::to_string(port), 1, &replaced);
+        n->endpoint = Endpoint::V4(0x7f000001, static_cast<uint16_t>(port));
+        const std::string label = cls == 0   ? "r1/z1/k1"
+                                  : cls == 1 ? "r1/z1/k" + std::to_string(2 + i % 3)
+                                  : cls == 2 ? "r1/z" + std::to_string(2 + i % 4) + "/k1"
+                                             : "r" + std::to_string(2 + i % 5) + "/z1/k1";
+        if (cls < 4) n->Set(kLocalityKey, label);
+        EXPECT_EQ(LocalityDistance("r1/z1/k1", LocalityOf(*n)), kDistance[cls]) << label;
+        class_of[port] = cls;
+      }
+    }
+  }
+  Cluster c;
+  std::map<int, int> class_of;  // port -> distance class
+};
+
+TEST(MembershipTest, SpatialChoiceFollowsInverseSquareOfQ) {
+  MembershipConfig cfg;
+  cfg.spatial_exponent = 2;
+  Membership m(&cfg);
+  SpatialCluster sc;
+  // Demers et al. §3.1: P(class d) = n_d Q(d)^-2 / sum, Q(d) = peers within distance d.
+  double expected[5];
+  double sum = 0;
+  int q = 0;
+  for (int cls = 0; cls < 5; ++cls) {
+    q += SpatialCluster::kCount[cls];
+    expected[cls] = SpatialCluster::kCount[cls] / (static_cast<double>(q) * q);
+    sum += expected[cls];
+  }
+  for (double& e : expected) e /= sum;
+  constexpr int kDraws = 100000;
+  Rng rng(42);
+  std::vector<Endpoint> out;
+  int hits[5] = {};
+  std::map<int, int> per_peer;
+  for (int i = 0; i < kDraws; ++i) {
+    m.ChoosePeers(sc.c, 1, {}, rng, &out);
+    ASSERT_EQ(out.size(), 1u);
+    ++hits[sc.class_of.at(out[0].port)];
+    ++per_peer[out[0].port];
+  }
+  for (int cls = 0; cls < 5; ++cls) {
+    // 5 standard errors of a binomial proportion; the seed is fixed, so the margin guards
+    // against a wrong distribution rather than against chance.
+    const double p = expected[cls];
+    const double tol = 5 * std::sqrt(p * (1 - p) / kDraws);
+    EXPECT_NEAR(static_cast<double>(hits[cls]) / kDraws, p, tol) << "distance class " << cls;
+  }
+  // Within a class the choice is uniform: each rack-mate gets a third of the rack's share.
+  for (int port = 100; port < 103; ++port) {
+    const double p = expected[0] / 3;
+    EXPECT_NEAR(static_cast<double>(per_peer[port]) / kDraws, p,
+                5 * std::sqrt(p * (1 - p) / kDraws))
+        << port;
+  }
+  // The nearest peers dominate, yet every class is reached (the paper's point: long
+  // links stay in use, just rarely).
+  EXPECT_GT(expected[0], 0.7);
+  EXPECT_GT(hits[4], 0);
+}
+
+TEST(MembershipTest, SpatialChoiceDrawsDistinctPeers) {
+  MembershipConfig cfg;
+  cfg.spatial_exponent = 2;
+  Membership m(&cfg);
+  SpatialCluster sc;
+  Rng rng(3);
+  std::vector<Endpoint> out;
+  for (int round = 0; round < 200; ++round) {
+    m.ChoosePeers(sc.c, 5, {}, rng, &out);
+    ASSERT_EQ(out.size(), 5u);
+    for (size_t i = 0; i < out.size(); ++i) {
+      for (size_t j = i + 1; j < out.size(); ++j) EXPECT_NE(out[i], out[j]);
+    }
+  }
+  // A fanout as large as the cluster takes everyone once.
+  m.ChoosePeers(sc.c, 1000, {}, rng, &out);
+  EXPECT_EQ(out.size(), sc.class_of.size());
+}
+
+TEST(MembershipTest, SpatialChoiceWithoutOurLabelIsUniform) {
+  MembershipConfig cfg;
+  cfg.spatial_exponent = 2;
+  Membership m(&cfg);
+  SpatialCluster sc;
+  sc.c.self().Delete(kLocalityKey, 0);  // every peer is now at kUnknownDistance
+  constexpr int kDraws = 40000;
+  Rng rng(9);
+  std::vector<Endpoint> out;
+  int near = 0;
+  for (int i = 0; i < kDraws; ++i) {
+    m.ChoosePeers(sc.c, 1, {}, rng, &out);
+    near += sc.class_of.at(out[0].port) == 0;
+  }
+  const double p = 3.0 / static_cast<double>(sc.class_of.size());
+  EXPECT_NEAR(static_cast<double>(near) / kDraws, p, 5 * std::sqrt(p * (1 - p) / kDraws));
 }
 
 }  // namespace

@@ -65,6 +65,7 @@ class ModelRun {
       c.max_packet_bytes = kMtus[rng_.Below(5)];
       c.tombstone_grace_us = static_cast<TimeUs>(1 + rng_.Below(40));
       c.fanout = 0;  // the test chooses who talks to whom
+      c.digest_summaries = seed % 4 != 0;  // a quarter of the runs use full digests
       c.rng_seed = seed * 31 + i;
       sinks_.push_back(std::make_unique<testing::VectorSink>());
       engines_.push_back(std::make_unique<Engine>(c, sinks_.back().get(), i == 0 ? &history_ : nullptr));

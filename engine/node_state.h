@@ -7,6 +7,12 @@
 //   - tombstone index: (tombstone time, version), so GC pops expired tombstones in order;
 //   - TTL index (owner only): (deadline, version), so expiry pops due keys in order.
 // No operation scans all keys except Scan() (an admin read) and Compact() (amortized).
+//
+// Memory: every replica holds a NodeState per known node, and in a large cluster most of
+// them hold no key at all (only heartbeats), so all of the above lives in a Store that is
+// allocated on the first key and released when the last key is GC'd or reset away. A
+// NodeState without keys costs about 160 bytes; one with a few keys about 1 KB (the
+// first slab page and the first arena chunk start small and double).
 #ifndef SCUTTLE_ENGINE_NODE_STATE_H_
 #define SCUTTLE_ENGINE_NODE_STATE_H_
 
@@ -33,25 +39,25 @@ class NodeState {
   struct Slot;
 
  private:
-  // Slots in fixed pages: growth never copies the slab or doubles its footprint, so
-  // the bookkeeping per key stays flat in state size (DESIGN §7, ≤ 64 B per entry).
+  // Slots in fixed pages: growth never copies more than one page or doubles the
+  // footprint, so the bookkeeping per key stays flat in state size (DESIGN §7, ≤ 64 B per
+  // entry). The first page starts at kFirstPageSlots and doubles (copying) up to a full
+  // page, so a node with a handful of keys does not pin 128 KiB per replica.
   class Slab {
    public:
     static constexpr uint32_t kPageShift = 12;  // 4096 slots = 128 KiB per page
+    static constexpr uint32_t kFirstPageSlots = 4;
     Slot& operator[](uint32_t i) { return pages_[i >> kPageShift][i & kMask]; }
     const Slot& operator[](uint32_t i) const { return pages_[i >> kPageShift][i & kMask]; }
     uint32_t size() const { return size_; }
     uint32_t Append();
-    void Clear() {
-      pages_.clear();
-      size_ = 0;
-    }
     size_t bytes() const;
 
    private:
     static constexpr uint32_t kMask = (1u << kPageShift) - 1;
     std::vector<std::unique_ptr<Slot[]>> pages_;
     uint32_t size_ = 0;
+    uint32_t first_page_slots_ = 0;  // capacity of pages_[0]
   };
 
  public:
@@ -76,36 +82,41 @@ class NodeState {
   Version max_version() const { return max_version_; }
   Version last_gc_version() const { return last_gc_version_; }
 
-  // Membership fields carried by digests (not versioned).
+  // Membership fields carried by digests (not versioned). Declared so that they pack:
+  // every replica holds one NodeState per known node (O(N²) over a cluster).
   Endpoint endpoint;
-  uint64_t heartbeat = 0;
   bool leaving = false;
+  uint64_t heartbeat = 0;
   Liveness liveness;  // failure-detector record (engine/membership.h)
   // Ack frontier (seed 002), learned from digests: for a peer, the max_version of OUR map
   // it last reported; for an owner, the last_gc_version it announced for its own map.
   Version acked_self_max = 0;
   Version owner_gc = 0;
 
-  size_t num_keys() const { return key_set_.size(); }
-  size_t num_live() const { return key_set_.size() - num_tombstones_; }
-  size_t num_tombstones() const { return num_tombstones_; }
-  size_t num_expiring() const { return ttl_index_.size(); }
-  const KvArena& arena() const { return arena_; }
+  size_t num_keys() const { return store_ == nullptr ? 0 : store_->key_set.size(); }
+  size_t num_live() const { return num_keys() - num_tombstones(); }
+  size_t num_tombstones() const { return store_ == nullptr ? 0 : store_->num_tombstones; }
+  size_t num_expiring() const { return store_ == nullptr ? 0 : store_->ttl_index.size(); }
+  const KvArena& arena() const { return store_ == nullptr ? kNoArena : store_->arena; }
 
   // ---- Reads ----
   // Returns kNoSlot when the key is unknown (never set, or tombstone already GC'd).
   uint32_t Find(std::string_view key) const;
   // Starts loading the hash-table group of `key` (appliers call it a few entries ahead:
   // applying into a large state is bound by cache misses).
-  void Prefetch(std::string_view key) const { key_set_.prefetch(key); }
-  const Slot& slot(uint32_t idx) const { return slots_[idx]; }
-  std::string_view KeyOf(const Slot& s) const { return {arena_.At(s.kv), s.key_len}; }
+  void Prefetch(std::string_view key) const {
+    if (store_ != nullptr) store_->key_set.prefetch(key);
+  }
+  // REQUIRES: idx is a slot index returned by Find (so the node holds keys).
+  const Slot& slot(uint32_t idx) const { return store_->slots[idx]; }
+  // REQUIRES (these three): s is one of this node's slots.
+  std::string_view KeyOf(const Slot& s) const { return {store_->arena.At(s.kv), s.key_len}; }
   // Key bytes immediately followed by value bytes.
   std::string_view KeyValueOf(const Slot& s) const {
-    return {arena_.At(s.kv), size_t{s.key_len} + s.value_len};
+    return {store_->arena.At(s.kv), size_t{s.key_len} + s.value_len};
   }
   std::string_view ValueOf(const Slot& s) const {
-    return {arena_.At(s.kv) + s.key_len, s.value_len};
+    return {store_->arena.At(s.kv) + s.key_len, s.value_len};
   }
   // Every slot with version > v, ascending. fn returns false to stop.
   void ForEachAbove(Version v, absl::FunctionRef<bool(const Slot&)> fn) const;
@@ -167,21 +178,29 @@ class NodeState {
   void Unindex(uint32_t idx);
   void RemoveSlot(uint32_t idx);
   void MaybeCompact();
+  // Frees the store once GC has removed every key.
+  void ReleaseIfEmpty();
+
+  // Everything a node holds only once it has a key (see the file comment).
+  struct Store {
+    explicit Store(const NodeState* owner) : key_set(0, KeyHash{owner}, KeyEq{owner}) {}
+    size_t num_tombstones = 0;
+    KvArena arena;
+    Slab slots;
+    std::vector<uint32_t> free_slots;
+    absl::flat_hash_set<uint32_t, KeyHash, KeyEq> key_set;
+    absl::btree_map<Version, uint32_t> by_version;
+    absl::btree_set<std::pair<TimeUs, Version>> tombstones_by_time;
+    absl::btree_set<Version> tombstones_by_version;
+    absl::btree_set<std::pair<TimeUs, Version>> ttl_index;
+  };
+  static const KvArena kNoArena;
 
   std::string name_;
   Generation generation_;
   Version max_version_ = 0;
   Version last_gc_version_ = 0;
-  size_t num_tombstones_ = 0;
-
-  KvArena arena_;
-  Slab slots_;
-  std::vector<uint32_t> free_slots_;
-  absl::flat_hash_set<uint32_t, KeyHash, KeyEq> key_set_;
-  absl::btree_map<Version, uint32_t> by_version_;
-  absl::btree_set<std::pair<TimeUs, Version>> tombstones_by_time_;
-  absl::btree_set<Version> tombstones_by_version_;
-  absl::btree_set<std::pair<TimeUs, Version>> ttl_index_;
+  std::unique_ptr<Store> store_;  // null while the node holds no key
 };
 
 }  // namespace scuttle

@@ -1,5 +1,6 @@
 #include "engine/node_state.h"
 
+#include <limits>
 #include <map>
 #include <string>
 
@@ -125,6 +126,66 @@ TEST(NodeStateTest, ManyKeysIndexesStayExact) {
   });
   EXPECT_EQ(count, n.num_keys());
   EXPECT_EQ(n.num_keys(), 5000u);
+  // Every slot survived the first page's growth (4, 8, ..., 4096 slots) and the second page.
+  for (int i = 1; i < 5000; i += 2) {
+    const uint32_t idx = n.Find("k" + std::to_string(i));
+    ASSERT_NE(idx, NodeState::kNoSlot) << i;
+    EXPECT_EQ(n.ValueOf(n.slot(idx)), i % 3 == 0 ? "again" : std::to_string(i)) << i;
+  }
+}
+
+// Every replica holds a NodeState per known node; most hold no key (heartbeats only), so
+// such a node must cost no store at all, and every read must work without one.
+TEST(NodeStateTest, NodeWithoutKeysHasNoStore) {
+  NodeState n("a", 1);
+  EXPECT_EQ(n.num_keys(), 0u);
+  EXPECT_EQ(n.num_tombstones(), 0u);
+  EXPECT_EQ(n.num_expiring(), 0u);
+  EXPECT_EQ(n.Find("k"), NodeState::kNoSlot);
+  n.Prefetch("k");
+  EXPECT_TRUE(VersionsAbove(n, 0).empty());
+  EXPECT_TRUE(Live(n).empty());
+  EXPECT_EQ(n.arena().allocated_bytes(), 0u);
+  EXPECT_EQ(n.OverheadBytes(), 0u);
+  EXPECT_EQ(n.NextExpiry(), std::numeric_limits<TimeUs>::max());
+  EXPECT_EQ(n.ExpireDue(1000, [](std::string_view) {}), 0u);
+  EXPECT_EQ(n.GcTombstones(1000, 0, UINT64_MAX), 0u);
+  EXPECT_EQ(n.GcTombstonesUpTo(UINT64_MAX), 0u);
+  EXPECT_EQ(n.Delete("k", 0), 0u);
+  EXPECT_EQ(n.max_version(), 0u);
+  EXPECT_LE(sizeof(NodeState), 160u);
+}
+
+TEST(NodeStateTest, FewKeysCostLittle) {
+  NodeState n("a", 1);
+  n.Set("k", "v");
+  // The first slab page and arena chunk start small: not 128 KiB + 4 KiB per replica.
+  EXPECT_LT(n.OverheadBytes(), 1024u);
+  EXPECT_LT(n.arena().allocated_bytes(), 1024u);
+}
+
+TEST(NodeStateTest, GcOfTheLastKeyReleasesTheStore) {
+  NodeState n("a", 1);
+  n.Set("a", "1");
+  n.Delete("a", 100);  // v2
+  EXPECT_EQ(n.GcTombstonesUpTo(2), 1u);
+  EXPECT_EQ(n.num_keys(), 0u);
+  EXPECT_EQ(n.arena().allocated_bytes(), 0u) << "store released";
+  EXPECT_EQ(n.last_gc_version(), 2u);
+  EXPECT_EQ(n.max_version(), 2u);
+  // Writing again brings a fresh store.
+  EXPECT_EQ(n.Set("b", "2"), 3u);
+  EXPECT_EQ(Live(n), (std::map<std::string, std::string>{{"b", "2"}}));
+  n.Delete("b", 200);
+  EXPECT_EQ(n.GcTombstones(300, 50, UINT64_MAX), 1u);
+  EXPECT_EQ(n.arena().allocated_bytes(), 0u);
+  // A replica reset to a later gc drops everything too.
+  NodeState r("a", 1);
+  r.ApplyEntry(4, "k", "v", false, 0);
+  r.ResetTo(9);
+  EXPECT_EQ(r.arena().allocated_bytes(), 0u);
+  r.ApplyEntry(10, "k", "w", false, 0);
+  EXPECT_EQ(Live(r), (std::map<std::string, std::string>{{"k", "w"}}));
 }
 
 }  // namespace

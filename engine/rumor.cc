@@ -167,6 +167,11 @@ bool RumorMonger::OnContactResult(RumorId id, bool peer_already_knew, Rng& rng) 
   return true;
 }
 
+void RumorMonger::set_k(uint32_t k) {
+  assert(k >= 1 && k <= RumorOptions::kMaxK);
+  options_.k = k;
+}
+
 void RumorMonger::Clear() {
   slots_.clear();
   index_.clear();

@@ -127,6 +127,12 @@ class RumorMonger {
   // Forgets every hot rumor (keeps options and capacity; stats are kept too).
   void Clear();
 
+  // Changes k while rumors are hot (a live config change). Counters keep their values: a
+  // hot rumor whose counter already reached the new k loses interest at its next counted
+  // contact; coin decay uses 1/k from the next contact on.
+  // REQUIRES: 1 <= k <= RumorOptions::kMaxK.
+  void set_k(uint32_t k);
+
   const RumorOptions& options() const { return options_; }
   const RumorStats& stats() const { return stats_; }
 

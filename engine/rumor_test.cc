@@ -8,7 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "engine/engine.h"
 #include "engine/rng.h"
+#include "engine/test_util.h"
 
 namespace scuttle {
 namespace {
@@ -113,6 +115,28 @@ TEST(RumorMongerTest, BlindCounterCountsEveryContact) {
   EXPECT_FALSE(m.OnContactResult(kA, false, rng));
   EXPECT_FALSE(m.OnContactResult(kA, false, rng));
   EXPECT_TRUE(m.OnContactResult(kA, false, rng));  // feedback is ignored, no reset
+}
+
+TEST(RumorMongerTest, SetKTakesEffectOnHotRumors) {
+  Rng rng(1);
+  RumorMonger m(Opts(RumorRemoval::kFeedback, RumorDecay::kCounter, 5));
+  m.OnLocalUpdate(kA);
+  m.OnLocalUpdate(kB);
+  EXPECT_FALSE(m.OnContactResult(kA, true, rng));
+  EXPECT_FALSE(m.OnContactResult(kA, true, rng));
+  // Lowering k below a counter: the next counted contact ends the rumor.
+  m.set_k(2);
+  EXPECT_EQ(m.options().k, 2u);
+  EXPECT_TRUE(m.OnContactResult(kA, true, rng));
+  // Raising k: kB now needs four unnecessary contacts in a row, not two.
+  m.set_k(4);
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(m.OnContactResult(kB, true, rng)) << i;
+  EXPECT_TRUE(m.OnContactResult(kB, true, rng));
+  // Coin decay reads k at each contact: k = 1 loses interest with certainty.
+  RumorMonger coin(Opts(RumorRemoval::kBlind, RumorDecay::kCoin, RumorOptions::kMaxK));
+  coin.OnLocalUpdate(kC);
+  coin.set_k(1);
+  EXPECT_TRUE(coin.OnContactResult(kC, false, rng));
 }
 
 // Fraction of rumors that lose interest after one contact with the given answer.
@@ -275,6 +299,65 @@ TEST(RumorOptionsTest, Validation) {
   o.k = 2;
   o.max_hot_rumors = 0;
   EXPECT_FALSE(ValidateRumorOptions(o).ok());
+}
+
+// Engine::SetRumorK changes the removal of rumors already hot: two engines, blind counter
+// removal (every rumor send counts), k = 5 lowered to 2 after two sends.
+class EngineRumorKTest : public ::testing::Test {
+ protected:
+  EngineRumorKTest()
+      : a_(Make("a", 1, 2), &sink_a_, nullptr), b_(Make("b", 2, 1), &sink_b_, nullptr) {}
+
+  static EngineConfig Make(const std::string& name, int i, int seed) {
+    EngineConfig c = testing::Config(name, i);
+    c.seeds = {testing::Ep(seed)};
+    c.epidemic.rumor = true;
+    c.epidemic.rumor_options.removal = RumorRemoval::kBlind;
+    c.epidemic.rumor_options.decay = RumorDecay::kCounter;
+    c.epidemic.rumor_options.k = 5;
+    return c;
+  }
+  // Delivers every queued datagram (and the replies) between the two engines.
+  void Pump() {
+    for (int hops = 0; hops < 16 && !(sink_a_.out.empty() && sink_b_.out.empty()); ++hops) {
+      for (const testing::Datagram& d : sink_a_.Take()) b_.OnPacket(now_, testing::Ep(1), d.bytes);
+      for (const testing::Datagram& d : sink_b_.Take()) a_.OnPacket(now_, testing::Ep(2), d.bytes);
+    }
+  }
+  void Round() {
+    now_ += kUsPerSec;
+    a_.OnTick(now_);
+    Pump();
+  }
+
+  TimeUs now_ = kUsPerSec;
+  testing::VectorSink sink_a_, sink_b_;
+  Engine a_, b_;
+};
+
+TEST_F(EngineRumorKTest, SetRumorKChangesRemovalOfHotRumors) {
+  Round();  // a meets b through its seed
+  ASSERT_NE(a_.FindNode("b"), nullptr);
+  ASSERT_TRUE(a_.Set("key", "value", now_).ok());
+  ASSERT_EQ(a_.epidemic_hot(), 1u);
+  const uint64_t contacts = a_.stats().rumor_contacts;
+  Round();
+  Round();
+  EXPECT_EQ(a_.stats().rumor_contacts, contacts + 2);
+  EXPECT_EQ(a_.epidemic_hot(), 1u) << "k = 5: two sends are not enough";
+  a_.SetRumorK(2);
+  EXPECT_EQ(a_.config().epidemic.rumor_options.k, 2u);
+  EXPECT_EQ(a_.rumor_stats().lost_interest, 0u);
+  Round();  // third counted send: at or past the new k
+  EXPECT_EQ(a_.epidemic_hot(), 0u);
+  EXPECT_EQ(a_.rumor_stats().lost_interest, 1u);
+  // A fresh write under k = 2 goes cold after exactly two sends.
+  ASSERT_TRUE(a_.Set("key", "again", now_).ok());
+  Round();
+  EXPECT_EQ(a_.epidemic_hot(), 1u);
+  Round();
+  EXPECT_EQ(a_.epidemic_hot(), 0u);
+  EXPECT_EQ(a_.rumor_stats().lost_interest, 2u);
 }
 
 TEST(RumorOptionsTest, ParseRoundTrips) {

@@ -13,6 +13,22 @@ uint16_t ClampWindow(uint16_t w) {
   return std::clamp<uint16_t>(w, 1, wire::kMaxWelcomeWindow);
 }
 
+// seed 002: a joiner inherits the responder's ack frontier atomically with the snapshot.
+// Collects, on every replica, the tombstones its owner has announced collected (the rule
+// RunGc applies each round), so no chunk carries one even when the announcement arrived
+// after the last GC run; each part's last_gc_version then carries the cut. The frontier of
+// our own map is not passed on: it is what our peers hold of it, nothing the joiner can use.
+// Returns the number of tombstones collected.
+size_t CutAtOwnerFrontier(Cluster& cluster) {
+  size_t n = 0;
+  for (NodeState* node : cluster.nodes()) {
+    if (node != &cluster.self() && node->owner_gc > 0 && node->num_tombstones() > 0) {
+      n += node->GcTombstonesUpTo(std::min(node->owner_gc, node->max_version()));
+    }
+  }
+  return n;
+}
+
 }  // namespace
 
 // ---- Joiner ------------------------------------------------------------------------------
@@ -172,6 +188,7 @@ void Engine::HandleWelcomeRequest(const wire::DecodedPacket& pkt, const Endpoint
   }
   WelcomeServeSession& s = *it;
   s.last_request_us = now_us;
+  if (config_.frontier_gc) stats_.tombstones_gced_frontier += CutAtOwnerFrontier(cluster_);
   // A resync (or a new session) restarts from the joiner's real digest; otherwise chunks
   // still in flight are ahead of it, so the digest is merged into the projection.
   if (fresh || pkt.welcome.resync) {

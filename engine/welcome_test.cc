@@ -342,6 +342,39 @@ TEST(WelcomeTest, ResponderBoundsSessionsAndExpiresThem) {
   EXPECT_GE(o.stats().welcome.sessions_expired, 2u);
 }
 
+TEST(WelcomeTest, SnapshotIsCutAtTheResponderFrontier) {
+  // seed 002: the joiner inherits the responder's ack frontier with the snapshot. Tombstones
+  // their owner announced as collected never reach it, even when the responder learned the
+  // announcement after its last GC run (otherwise the joiner would hold them until the
+  // owner itself gossips with it, or for tombstone_grace).
+  Cluster5 c(1, 3000, 1, /*auto_join=*/false, 1400);  // a third of the keys deleted
+  Engine& o = *c.owners[0];
+  Engine& hub = *c.hubs[0];
+  c.FillHubs();
+  ASSERT_GT(hub.FindNode("o0")->num_tombstones(), 0u);
+  c.GcOwners();
+  ASSERT_EQ(o.self().num_tombstones(), 0u);
+  // The hub hears o0's digest, but does not tick (no GC run) before the joiner asks.
+  o.SendSyn(hub.config().advertise);
+  c.net.Pump();
+  ASSERT_EQ(hub.FindNode("o0")->owner_gc, o.self().last_gc_version());
+  EngineConfig jc = Config("joiner", 99);
+  jc.max_packet_bytes = 1400;
+  jc.epidemic.rumor = false;
+  jc.fanout = 0;
+  Engine& j = c.net.Add(jc);
+  j.StartWelcome(hub.config().advertise);
+  c.net.Pump();
+  EXPECT_FALSE(j.welcome_active());
+  std::string why;
+  EXPECT_TRUE(SameAs(j, c.owners, &why)) << why;
+  const NodeState* n = j.FindNode("o0");
+  ASSERT_NE(n, nullptr);
+  EXPECT_EQ(n->num_tombstones(), 0u);
+  EXPECT_EQ(n->last_gc_version(), o.self().last_gc_version());
+  EXPECT_EQ(hub.FindNode("o0")->num_tombstones(), 0u);
+}
+
 TEST(WelcomeTest, WireRoundTrip) {
   testing::VectorSink sink;
   Engine a(Config("a", 1), &sink, nullptr);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <iterator>
 #include <utility>
 
 #include "io/clock.h"
@@ -145,6 +146,10 @@ void EventLoop::RunDueTimers(int64_t now_us) {
 void EventLoop::RecordIteration(int64_t busy_from_us) {
   const auto busy = static_cast<uint64_t>(std::max<int64_t>(MonotonicNowUs() - busy_from_us, 0));
   ++stats_.iterations;
+  // Bounds are inclusive (Prometheus `le`): the first bound >= busy names the bucket.
+  const auto* bound =
+      std::lower_bound(std::begin(kIterationBucketUs), std::end(kIterationBucketUs), busy);
+  ++stats_.iteration_buckets[bound - std::begin(kIterationBucketUs)];
   stats_.iteration_us_sum += busy;
   stats_.iteration_us_max = std::max(stats_.iteration_us_max, busy);
 }

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -35,12 +36,24 @@ struct EventLoopOptions {
   int64_t max_wait_us = 1'000'000;
 };
 
+// Upper bounds, in microseconds, of the iteration-time histogram: 10 µs to 1 s in 1-2-5
+// steps. Fixed, so recording an iteration is a search in a constant table and an increment.
+inline constexpr uint64_t kIterationBucketUs[] = {
+    10,    20,     50,     100,    200,     500,     1'000,   2'000,
+    5'000, 10'000, 20'000, 50'000, 100'000, 200'000, 500'000, 1'000'000};
+// Buckets: one per bound plus the overflow (> 1 s).
+inline constexpr size_t kIterationBuckets = std::size(kIterationBucketUs) + 1;
+
 // Work time per iteration, from the first datagram (or the end of the wait) to the end
 // of after_batch + flush: what the loop spent busy, not what it spent blocked.
 struct EventLoopStats {
   uint64_t iterations = 0;
   uint64_t iteration_us_sum = 0;
   uint64_t iteration_us_max = 0;
+  // Non-cumulative: iteration_buckets[i] counts iterations of at most kIterationBucketUs[i]
+  // µs and more than the bound before it; the last counts those over 1 s. They add up to
+  // `iterations`.
+  uint64_t iteration_buckets[kIterationBuckets] = {};
   uint64_t commands_run = 0;
   uint64_t timers_fired = 0;
 };

@@ -31,6 +31,13 @@ uint64_t Fnv1a(std::string_view s) {
   return h;
 }
 
+// Applications may not write scuttle's own keys (the locality label, engine/membership.h).
+absl::Status CheckUserKey(std::string_view key) {
+  if (!key.starts_with(kReservedKeyPrefix)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "key '", AV(key), "': keys under '", AV(kReservedKeyPrefix), "' are reserved for scuttle"));
+}
+
 bool IsLive(MemberState s) { return s == MemberState::kAlive || s == MemberState::kSuspect; }
 
 // A kExpiring key past its deadline is gone for readers even before the next round's
@@ -402,6 +409,19 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   if (o.seed_resolve_interval <= absl::ZeroDuration() || o.call_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("node: intervals and timeouts must be positive");
   }
+  if (!o.locality.empty()) {
+    if (absl::Status s = ValidateLocality(o.locality); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("node: ", s.message()));
+    }
+  }
+  if (!(ec.membership.spatial_exponent >= 0 &&
+        ec.membership.spatial_exponent <= kMaxSpatialExponent)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("node: spatial_exponent must be in [0, ", kMaxSpatialExponent, "]"));
+  }
+  if (absl::Status s = ValidateRumorOptions(ec.epidemic.rumor_options); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("node: rumor: ", s.message()));
+  }
 
   io::TransportOptions to;
   to.kind = o.io;
@@ -444,6 +464,14 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   Runtime* rt = node->rt_.get();
   rt->counters().seed_resolutions = 1;
   rt->counters().seed_resolve_failures = failures;
+  if (!o.locality.empty()) {
+    // Before the first round, so the first digest already carries it. The loop is not
+    // running yet: this thread may touch the engine.
+    absl::Status s = rt->engine().Set(kLocalityKey, o.locality, io::MonotonicNowUs());
+    if (!s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("node: locality: ", s.message()));
+    }
+  }
   node->loop_->set_on_datagram([rt](const io::RxDatagram& d) { rt->OnDatagram(d); });
   // The first round right away: a joining node reaches its seeds without waiting.
   rt->ScheduleTick(io::MonotonicNowUs(), 0);
@@ -543,6 +571,7 @@ absl::StatusOr<T> Node::Call(Fn fn) {
 }
 
 absl::StatusOr<Version> Node::Set(std::string_view key, std::string_view value) {
+  if (absl::Status s = CheckUserKey(key); !s.ok()) return s;
   return Call<Version>([k = std::string(key), v = std::string(value)](Runtime& rt)
                            -> absl::StatusOr<Version> {
     Engine& e = rt.engine();
@@ -553,6 +582,7 @@ absl::StatusOr<Version> Node::Set(std::string_view key, std::string_view value) 
 
 absl::StatusOr<Version> Node::SetWithTtl(std::string_view key, std::string_view value,
                                          absl::Duration ttl) {
+  if (absl::Status s = CheckUserKey(key); !s.ok()) return s;
   const TimeUs ttl_us = absl::ToInt64Microseconds(ttl);
   return Call<Version>([k = std::string(key), v = std::string(value), ttl_us](Runtime& rt)
                            -> absl::StatusOr<Version> {
@@ -563,6 +593,7 @@ absl::StatusOr<Version> Node::SetWithTtl(std::string_view key, std::string_view 
 }
 
 absl::StatusOr<Version> Node::Delete(std::string_view key) {
+  if (absl::Status s = CheckUserKey(key); !s.ok()) return s;
   return Call<Version>([k = std::string(key)](Runtime& rt) -> absl::StatusOr<Version> {
     Engine& e = rt.engine();
     if (absl::Status s = e.Delete(k, io::MonotonicNowUs()); !s.ok()) return s;
@@ -646,6 +677,10 @@ absl::StatusOr<std::vector<MemberInfo>> Node::Members() {
       m.last_gc_version = ns->last_gc_version();
       m.keys = ns->num_live();
       m.tombstones = ns->num_tombstones();
+      // Remote input: only a well-formed label (printable ASCII) is reported.
+      if (const std::string_view loc = LocalityOf(*ns); ValidateLocality(loc).ok()) {
+        m.locality = std::string(loc);
+      }
       out.push_back(std::move(m));
     }
     std::sort(out.begin(), out.end(),
@@ -768,6 +803,7 @@ LiveConfig CurrentConfig(const Engine& e) {
   l.dead_node_grace = absl::Microseconds(c.membership.dead_node_grace_us);
   l.tombstone_grace = absl::Microseconds(c.tombstone_grace_us);
   l.log_level = LogLevelName(spdlog::get_level());
+  l.rumor_k = static_cast<int>(c.epidemic.rumor_options.k);
   return l;
 }
 
@@ -793,6 +829,10 @@ absl::Status ValidateLiveConfigPatch(const LiveConfigPatch& p) {
     return absl::InvalidArgumentError(
         absl::StrCat("log_level: '", *p.log_level,
                      "' is not one of trace, debug, info, warn, error, critical, off"));
+  }
+  if (p.rumor_k.has_value() && (*p.rumor_k < 1 || *p.rumor_k > kMaxLiveRumorK)) {
+    return absl::InvalidArgumentError(absl::StrCat("rumor_k: ", *p.rumor_k,
+                                                   " is out of range [1, ", kMaxLiveRumorK, "]"));
   }
   return absl::OkStatus();
 }
@@ -834,6 +874,10 @@ absl::StatusOr<LiveConfig> Node::UpdateLiveConfig(const LiveConfigPatch& patch) 
       c.tombstone_grace_us = absl::ToInt64Microseconds(*patch.tombstone_grace);
       changed("tombstone_grace", absl::FormatDuration(before.tombstone_grace),
               absl::FormatDuration(*patch.tombstone_grace));
+    }
+    if (patch.rumor_k.has_value()) {
+      rt.engine().SetRumorK(static_cast<int>(*patch.rumor_k));
+      changed("rumor_k", absl::StrCat(before.rumor_k), absl::StrCat(*patch.rumor_k));
     }
     if (patch.log_level.has_value()) {
       changed("log_level", before.log_level, *patch.log_level);  // logged at the old level

@@ -103,6 +103,10 @@ struct NodeOptions {
   EventLogOptions events;
   // Per Subscribe() callback: events pending beyond this become one overflow event.
   size_t subscription_queue_events = 1024;
+  // This node's locality label ("region/zone/rack", engine/membership.h), written at start
+  // under the reserved key kLocalityKey so peers learn it by gossip; spatial peer choice
+  // (engine.membership.spatial_exponent) measures distances with it. Empty = none.
+  std::string locality;
 };
 
 // The settings that may change while the node runs (PATCH /v1/config). log_level is
@@ -114,17 +118,22 @@ struct LiveConfig {
   absl::Duration dead_node_grace;
   absl::Duration tombstone_grace;
   std::string log_level;  // trace | debug | info | warn | error | critical | off
+  int rumor_k = 0;        // rumor mongering's k (seed 001), in force even while rumors are off
 };
 
 // Fields to change; unset ones keep their value. Applied all together or not at all.
 struct LiveConfigPatch {
-  std::optional<int64_t> gossip_interval_ms;  // 1 .. 3'600'000
-  std::optional<int64_t> fanout;              // 1 .. 1024
-  std::optional<double> phi_threshold;        // (0, 1e6]
+  std::optional<int64_t> gossip_interval_ms;      // 1 .. 3'600'000
+  std::optional<int64_t> fanout;                  // 1 .. 1024
+  std::optional<double> phi_threshold;            // (0, 1e6]
   std::optional<absl::Duration> dead_node_grace;  // positive, finite
   std::optional<absl::Duration> tombstone_grace;  // positive, finite
   std::optional<std::string> log_level;
+  std::optional<int64_t> rumor_k;  // 1 .. kMaxLiveRumorK
 };
+// Live changes of rumor_k are bounded tighter than RumorOptions::kMaxK: past a few dozen
+// unnecessary contacts a rumor only duplicates anti-entropy's work.
+inline constexpr int64_t kMaxLiveRumorK = 64;
 // OK, or InvalidArgument whose message starts with the first bad field's name
 // ("fanout: 0 is out of range [1, 1024]").
 absl::Status ValidateLiveConfigPatch(const LiveConfigPatch& patch);
@@ -148,6 +157,7 @@ struct MemberInfo {
   Version last_gc_version = 0;
   size_t keys = 0;  // live keys
   size_t tombstones = 0;
+  std::string locality;  // the label it gossips under kLocalityKey; "" = none
   bool is_self = false;
 };
 
@@ -243,6 +253,7 @@ class Node {
   const Endpoint& advertise_endpoint() const { return advertise_; }
 
   // ---- Writes to this node's own map; each returns the version it took ----
+  // Keys under kReservedKeyPrefix ("__scuttle/") belong to scuttle: InvalidArgument.
   absl::StatusOr<Version> Set(std::string_view key, std::string_view value);
   absl::StatusOr<Version> SetWithTtl(std::string_view key, std::string_view value,
                                      absl::Duration ttl);

@@ -75,6 +75,7 @@ struct CliOptions {
   bool exp_jitter = false;
   bool json = false;
   bool no_check = false;
+  bool no_frontier_gc = false;
   bool help = false;
   uint32_t soak = 0;
   double delay_ms = 2, jitter_ms = 3, skew_ms = 0, drift_ppm = 0, grace_s = 3600;
@@ -126,6 +127,8 @@ nlohmann::json StatsJson(const ClusterSimStats& s, const ClusterSim& sim) {
   j["write_errors"] = s.write_errors;
   j["crashes"] = s.crashes;
   j["restarts"] = s.restarts;
+  j["max_tombstones_per_replica"] = s.max_tombstones_per_replica;
+  j["final_max_tombstones_per_replica"] = s.final_max_tombstones_per_replica;
   nlohmann::json parts = nlohmann::json::object();
   for (size_t i = 0; i < kPartOutcomeCount; ++i) {
     parts[PartOutcomeName(static_cast<PartOutcome>(i))] = s.parts[i];
@@ -135,6 +138,7 @@ nlohmann::json StatsJson(const ClusterSimStats& s, const ClusterSim& sim) {
   j["deltas_truncated"] = s.deltas_truncated;
   j["resets_sent"] = s.resets_sent;
   j["tombstones_gced"] = s.tombstones_gced;
+  j["tombstones_gced_frontier"] = s.tombstones_gced_frontier;
   j["keys_expired"] = s.keys_expired;
   j["keys_checked"] = s.keys_checked;
   j["dead_checks"] = s.dead_checks;
@@ -265,6 +269,10 @@ int ClusterCommand(std::span<const std::string_view> args, std::ostream& out, st
       {"restart-prob", "P", "probability a crashed node restarts (default 0.75)",
        Real(&c.restart_prob, 0, 1)},
       {"keys", "K", "keys per owner", Int(&c.keys, 1, 1u << 24)},
+      {"keys-nodes", "M", "only M evenly spaced owners write (default: every node)",
+       Int(&c.key_nodes, 1, 1u << 20)},
+      {"fresh-keys", "", "each set a new key, each delete one of the owner's live keys",
+       Bool(&c.fresh_keys)},
       {"write-rate", "W", "writes per round across the cluster", Real(&c.write_rate, 0, 1e7)},
       {"delete-ratio", "D", "fraction of writes that delete", Real(&c.delete_ratio, 0, 1)},
       {"ttl-ratio", "P", "fraction of sets with a TTL", Real(&c.ttl_ratio, 0, 1)},
@@ -276,8 +284,14 @@ int ClusterCommand(std::span<const std::string_view> args, std::ostream& out, st
        Real(&o.grace_s, 0, 1e9)},
       {"clock-skew-ms", "MS", "max node clock offset", Real(&o.skew_ms, 0, 1e8)},
       {"drift-ppm", "PPM", "max node clock drift", Real(&o.drift_ppm, 0, 1e5)},
-      {"write-stop", "R", "last round with writes (default rounds - converge bound)",
+      {"write-start", "R", "first round with writes (default 0)",
+       Int(&c.write_start_round, 0, 1u << 24)},
+      {"write-stop", "R", "writes stop before round R (default rounds - converge bound)",
        Int(&c.write_stop_round, 1, 1u << 24)},
+      {"stop-when-converged", "", "end the run once converged after the last write/fault",
+       Bool(&c.stop_when_converged)},
+      {"no-frontier-gc", "", "tombstones go by grace only (EngineConfig::frontier_gc off)",
+       Bool(&o.no_frontier_gc)},
       {"converge-bound", "R", "rounds allowed to converge after the last fault/write (default 40)",
        Int(&c.converge_bound_rounds, 1, 1u << 24)},
       {"dead-bound", "R", "rounds within which a crash must be detected (default from detector)",
@@ -331,6 +345,7 @@ int ClusterCommand(std::span<const std::string_view> args, std::ostream& out, st
   c.max_clock_offset_us = static_cast<TimeUs>(o.skew_ms * kUsPerMs);
   c.max_drift = o.drift_ppm * 1e-6;
   c.check_invariants = !o.no_check;
+  c.frontier_gc = !o.no_frontier_gc;
   c.value_min_bytes = std::min<uint32_t>(c.value_min_bytes, c.value_max_bytes);
   if (o.soak > 0) return RunSoak(o, out, err);
   const PlantedBug bug = *ParsePlantedBug(o.bug);

@@ -14,6 +14,7 @@ namespace scuttle::sim {
 namespace {
 
 constexpr uint16_t kGossipPort = 7400;
+constexpr uint64_t kFullRecheckPairs = uint64_t{2000} * 2000;
 
 uint64_t Mix(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -56,15 +57,19 @@ struct ClusterSim::Node {
   uint32_t down_since = 0;
   uint32_t started_round = 0;  // the round the current engine started
   int64_t restart_round = -1;  // while down: the round it comes back, or -1 for never
+  // fresh_keys workload: this incarnation's live keys, and the next key number.
+  std::vector<std::string> fresh_live;
+  uint64_t next_key = 0;
 };
 
-// Lends one scratch buffer per node; a committed datagram is copied into the network.
+// Lends the simulator's one send buffer; a committed datagram is copied into the network.
 class ClusterSim::NodeSink final : public PacketSink {
  public:
   NodeSink(ClusterSim* sim, uint32_t node) : sim_(sim), node_(node) {}
   std::span<uint8_t> Acquire(size_t min_bytes) override {
-    if (buf_.size() < min_bytes) buf_.resize(min_bytes);
-    return {buf_.data(), buf_.size()};
+    std::vector<uint8_t>& buf = sim_->send_buf_;
+    if (buf.size() < min_bytes) buf.resize(min_bytes);
+    return {buf.data(), buf.size()};
   }
   void Commit(const Endpoint& to, std::span<const uint8_t> packet) override {
     sim_->Send(node_, to, packet);
@@ -74,7 +79,6 @@ class ClusterSim::NodeSink final : public PacketSink {
  private:
   ClusterSim* sim_;
   uint32_t node_;
-  std::vector<uint8_t> buf_;
 };
 
 // Owner-side events feed the checker's histories; replica-side ones its per-delivery
@@ -89,6 +93,7 @@ class ClusterSim::NodeEvents final : public EventSink {
       sim_->Hash(Mix(version) ^
                  HashBytes({reinterpret_cast<const uint8_t*>(key.data()), key.size()}));
       if (event == KeyEvent::kExpired) sim_->MarkActivity();
+      if (event != KeyEvent::kSet) sim_->OnOwnerDelete(node_);
       if (sim_->config_.check_invariants) {
         sim_->checker_->OnOwnerKey(node_, node.generation(), event, key, value, version);
       }
@@ -117,6 +122,7 @@ ClusterSim::ClusterSim(ClusterSimConfig config)
   Resolve();
   stats_.nodes = config_.nodes;
   stats_.seed = config_.seed;
+  is_deleter_.assign(config_.nodes, false);
   std::vector<std::string> names;
   for (uint32_t i = 0; i < config_.nodes; ++i) {
     auto n = std::make_unique<Node>();
@@ -186,6 +192,7 @@ void ClusterSim::StartEngine(Node& n) {
   cfg.fanout = config_.fanout;
   cfg.gossip_interval_us = config_.gossip_interval_us;
   cfg.tombstone_grace_us = config_.tombstone_grace_us;
+  cfg.frontier_gc = config_.frontier_gc;
   cfg.membership = config_.membership;
   cfg.limits.max_nodes = std::max<size_t>(cfg.limits.max_nodes, config_.nodes + 16);
   for (uint32_t s = 0; s < std::min(config_.num_seeds, config_.nodes); ++s) {
@@ -231,6 +238,7 @@ void ClusterSim::Restart(uint32_t node) {
   Node& n = *nodes_[node];
   if (n.engine != nullptr) return;
   ++n.gen;  // DESIGN §1: a restart takes a new, larger generation
+  n.fresh_live.clear();
   StartEngine(n);
   ScheduleTick(n, static_cast<TimeUs>(rng_.Below(config_.gossip_interval_us)));
   n.restart_round = -1;
@@ -295,7 +303,10 @@ void ClusterSim::RandomFaults() {
 // ---- Workload ----------------------------------------------------------------------------
 
 void ClusterSim::ScheduleWrites() {
-  if (round_ >= config_.write_stop_round || config_.write_rate <= 0) return;
+  if (round_ < config_.write_start_round || round_ >= config_.write_stop_round ||
+      config_.write_rate <= 0) {
+    return;
+  }
   const double whole = std::floor(config_.write_rate);
   uint64_t n = static_cast<uint64_t>(whole);
   if (rng_.Chance(config_.write_rate - whole)) ++n;
@@ -307,23 +318,46 @@ void ClusterSim::ScheduleWrites() {
   }
 }
 
+// The owner of the next write: with key_nodes = M, one of M evenly spaced nodes (the first
+// at N / 2M); otherwise any node. Down owners are skipped by a few random probes, then by
+// taking the next up candidate in order. Returns UINT32_MAX when none is up.
+uint32_t ClusterSim::PickOwner() {
+  const uint32_t n = size();
+  const uint32_t m = config_.key_nodes == 0 ? n : std::min(config_.key_nodes, n);
+  auto node_of = [&](uint64_t j) {
+    return m == n ? static_cast<uint32_t>(j) : static_cast<uint32_t>((2 * j + 1) * n / (2 * m));
+  };
+  uint64_t j = rng_.Below(m);
+  for (int probe = 0; probe < 4 && !up(node_of(j)); ++probe) j = rng_.Below(m);
+  for (uint32_t i = 0; i < m && !up(node_of(j)); ++i) j = (j + 1) % m;
+  return up(node_of(j)) ? node_of(j) : UINT32_MAX;
+}
+
 void ClusterSim::DoWrite() {
-  // A random up owner: a few random probes, then the next up node in index order.
-  uint32_t owner = static_cast<uint32_t>(rng_.Below(nodes_.size()));
-  for (int probe = 0; probe < 4 && !up(owner); ++probe) {
-    owner = static_cast<uint32_t>(rng_.Below(nodes_.size()));
-  }
-  for (uint32_t i = 0; i < nodes_.size() && !up(owner); ++i) owner = (owner + 1) % size();
-  if (!up(owner)) return;
-  const std::string key = absl::StrCat("k", rng_.Below(std::max<uint32_t>(config_.keys, 1)));
-  Engine& e = *nodes_[owner]->engine;
-  const TimeUs local = LocalTime(*nodes_[owner], now_us_);
+  const uint32_t owner = PickOwner();
+  if (owner == UINT32_MAX) return;
+  Node& on = *nodes_[owner];
+  std::string key = absl::StrCat("k", rng_.Below(std::max<uint32_t>(config_.keys, 1)));
+  Engine& e = *on.engine;
+  const TimeUs local = LocalTime(on, now_us_);
   const bool del = rng_.Chance(config_.delete_ratio);
   const bool ttl = rng_.Chance(config_.ttl_ratio);
   const uint32_t lo = std::min(config_.value_min_bytes, config_.value_max_bytes);
   const uint32_t len = lo + static_cast<uint32_t>(rng_.Below(config_.value_max_bytes - lo + 1));
   MarkActivity();
-  if (del && e.Delete(key, local).ok()) {
+  if (config_.fresh_keys) {
+    if (del && !on.fresh_live.empty()) {
+      // Swap-remove a random live key (a TTL may have expired it already: then the delete
+      // is refused and nothing is counted).
+      const size_t i = rng_.Below(on.fresh_live.size());
+      std::swap(on.fresh_live[i], on.fresh_live.back());
+      key = std::move(on.fresh_live.back());
+      on.fresh_live.pop_back();
+      if (e.Delete(key, local).ok()) ++stats_.deletes;
+      return;
+    }
+    key = absl::StrCat("f", on.next_key++);
+  } else if (del && e.Delete(key, local).ok()) {
     ++stats_.deletes;
     return;
   }
@@ -342,6 +376,7 @@ void ClusterSim::DoWrite() {
   }
   if (s.ok()) {
     ++stats_.writes;
+    if (config_.fresh_keys) on.fresh_live.push_back(std::move(key));
   } else {
     ++stats_.write_errors;
   }
@@ -469,8 +504,51 @@ void ClusterSim::RunRounds(uint32_t n) {
     ProcessUntil(start + config_.gossip_interval_us);
     CheckConvergence();
     CheckMembership(false);
+    SampleTombstones();
     ++round_;
+    if (config_.stop_when_converged && stats_.converged && Settled()) break;
   }
+}
+
+// No write, fault, heal or restart is still to come.
+bool ClusterSim::Settled() const {
+  const ClusterSimConfig& c = config_;
+  if (round_ < c.write_stop_round && c.write_rate > 0) return false;
+  if (c.heal_at > 0 && round_ <= c.heal_at) return false;
+  if (c.crash_rate > 0 && round_ < c.fault_stop_round) return false;
+  for (const auto& n : nodes_) {
+    if (n->engine == nullptr && n->restart_round >= 0) return false;
+  }
+  return true;
+}
+
+void ClusterSim::OnOwnerDelete(uint32_t owner) {
+  if (!is_deleter_[owner]) {
+    is_deleter_[owner] = true;
+    deleters_.push_back(owner);
+  }
+  auto& per_round = stats_.deletes_per_round;
+  if (per_round.size() <= round_) per_round.resize(round_ + 1, 0);
+  ++per_round[round_];
+}
+
+// Tombstones exist only for owners that deleted (or expired) something, so this costs
+// up replicas × deleting owners, not N².
+void ClusterSim::SampleTombstones() {
+  uint64_t round_max = 0;
+  for (const auto& r : nodes_) {
+    if (r->engine == nullptr) continue;
+    uint64_t held = 0;
+    for (uint32_t o : deleters_) {
+      if (const NodeState* s = r->engine->FindNode(nodes_[o]->name); s != nullptr) {
+        held += s->num_tombstones();
+      }
+    }
+    round_max = std::max(round_max, held);
+  }
+  stats_.final_max_tombstones_per_replica = round_max;
+  stats_.max_tombstones_by_round.push_back(round_max);
+  stats_.max_tombstones_per_replica = std::max(stats_.max_tombstones_per_replica, round_max);
 }
 
 const ClusterSimStats& ClusterSim::Run() {
@@ -478,16 +556,25 @@ const ClusterSimStats& ClusterSim::Run() {
   return Finish();
 }
 
+bool ClusterSim::PairConverged(uint32_t replica, uint32_t owner) const {
+  const Node& r = *nodes_[replica];
+  const Node& o = *nodes_[owner];
+  if (r.engine == nullptr || o.engine == nullptr || replica == owner) return true;
+  const NodeState* s = r.engine->FindNode(o.name);
+  return s != nullptr && s->generation() == o.gen &&
+         s->max_version() == o.engine->self().max_version();
+}
+
 bool ClusterSim::Converged() const {
-  for (const auto& r : nodes_) {
-    if (r->engine == nullptr) continue;
-    for (const auto& o : nodes_) {
-      if (o->engine == nullptr || o.get() == r.get()) continue;
-      const NodeState* s = r->engine->FindNode(o->name);
-      if (s == nullptr || s->generation() != o->gen ||
-          s->max_version() != o->engine->self().max_version()) {
-        return false;
-      }
+  const uint64_t n = nodes_.size();
+  const uint64_t pairs = n * n;
+  if (witness_ >= pairs) witness_ = 0;
+  // Row-major over (replica, owner) pairs, starting at the last failure and wrapping.
+  for (uint64_t k = 0; k < pairs; ++k) {
+    const uint64_t p = (witness_ + k) % pairs;
+    if (!PairConverged(static_cast<uint32_t>(p / n), static_cast<uint32_t>(p % n))) {
+      witness_ = p;
+      return false;
     }
   }
   return true;
@@ -499,6 +586,12 @@ void ClusterSim::CheckConvergence() {
   if (last_activity_round_ == round_) {
     stats_.converged = false;
     stats_.rounds_to_converge = -1;
+    return;
+  }
+  // Staying converged costs a full pass over the N² pairs; past 2,000 nodes (seconds per
+  // pass) it is re-verified every 8 rounds and at Finish().
+  const uint64_t n = nodes_.size();
+  if (stats_.converged && n * n > kFullRecheckPairs && (round_ - last_activity_round_) % 8 != 0) {
     return;
   }
   if (!Converged()) {
@@ -560,6 +653,7 @@ void ClusterSim::AbsorbStats(const Engine& e) {
   stats_.deltas_truncated += e.build_stats().truncated;
   stats_.resets_sent += e.build_stats().resets;
   stats_.tombstones_gced += e.stats().tombstones_gced;
+  stats_.tombstones_gced_frontier += e.stats().tombstones_gced_frontier;
   stats_.keys_expired += e.stats().keys_expired;
   for (size_t i = 0; i < kEngineDropCount; ++i) stats_.engine_drops[i] += e.stats().engine_drops[i];
   for (size_t i = 0; i < wire::kDropReasonCount; ++i) {
@@ -571,6 +665,10 @@ const ClusterSimStats& ClusterSim::Finish() {
   if (finished_) return stats_;
   finished_ = true;
   if (round_ > 0) checker_->set_round(round_ - 1);
+  if (stats_.converged && !Converged()) {
+    stats_.converged = false;
+    stats_.rounds_to_converge = -1;
+  }
   for (const auto& n : nodes_) {
     if (n->engine == nullptr) continue;
     if (config_.check_invariants) checker_->CheckOwnerModel(n->index, n->engine->self());

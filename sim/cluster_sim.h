@@ -81,11 +81,22 @@ struct ClusterSimConfig {
   double ttl_ratio = 0;  // fraction of sets with a TTL of 1..10 rounds
   uint32_t value_min_bytes = 1;
   uint32_t value_max_bytes = 48;
+  // Only this many owners write (evenly spaced node indexes, the first in the middle of
+  // the index range, so not a seed); 0 = every node. Large clusters use a few owners: the
+  // question there is how fast a write spreads, not N² maps.
+  uint32_t key_nodes = 0;
+  uint32_t write_start_round = 0;  // writes happen in [write_start_round, write_stop_round)
+  // Each set writes a key never used before and each delete removes one of the owner's
+  // live keys: every delete leaves a tombstone that nothing but GC removes (the
+  // tombstone-bound workload; with a fixed key set, a key's tombstone is replaced by its
+  // next set, which bounds tombstones whatever GC does).
+  bool fresh_keys = false;
 
   // ---- Engine ----
   size_t max_packet_bytes = wire::kMaxUdpPayloadBytes;
   int fanout = 3;
   TimeUs tombstone_grace_us = 3600 * kUsPerSec;
+  bool frontier_gc = true;  // EngineConfig::frontier_gc (seed 002 ack-frontier GC)
   uint32_t num_seeds = 3;
   // The simulator's default detector is tuned to the round length so crashes are
   // detected within a test's rounds (engine defaults: 5 s / 10 s).
@@ -103,6 +114,10 @@ struct ClusterSimConfig {
   uint32_t converge_bound_rounds = 0;          // 0 = automatic
   uint32_t dead_bound_rounds = 0;              // 0 = automatic, from the detector settings
   size_t max_recorded_violations = 32;
+  // Ends the run at the first converged round after the last write, fault and heal (and
+  // with no restart pending), instead of running every round: sweeps ask how many rounds
+  // a write takes to spread, and a converged 10,000-node round costs a full check.
+  bool stop_when_converged = false;
   std::ostream* log = nullptr;  // violations are printed here as they are found
 
   // Test hook: may rewrite a datagram just before delivery (a planted protocol bug, see
@@ -133,12 +148,20 @@ struct ClusterSimStats {
   uint64_t write_errors = 0;  // writes the engine refused (e.g. cannot fit a packet)
   uint64_t crashes = 0;
   uint64_t restarts = 0;
+  // Tombstones held per replica (over every owner it knows, its own map included),
+  // sampled at the end of every round: the maximum over replicas and rounds, and the
+  // maximum over replicas at the last round. Only owners that ever deleted are visited.
+  uint64_t max_tombstones_per_replica = 0;
+  uint64_t final_max_tombstones_per_replica = 0;
+  std::vector<uint64_t> max_tombstones_by_round;  // the maximum over replicas, by round
+  std::vector<uint32_t> deletes_per_round;        // owner deletes and TTL expiries, by round
   // Engine counters summed over every engine incarnation.
   uint64_t parts[kPartOutcomeCount] = {};
   uint64_t entries_applied = 0;
   uint64_t deltas_truncated = 0;
   uint64_t resets_sent = 0;
-  uint64_t tombstones_gced = 0;
+  uint64_t tombstones_gced = 0;           // by grace (seed 000)
+  uint64_t tombstones_gced_frontier = 0;  // by the ack frontier (seed 002)
   uint64_t keys_expired = 0;
   uint64_t engine_drops[kEngineDropCount] = {};
   uint64_t decode_drops[wire::kDropReasonCount] = {};
@@ -190,6 +213,8 @@ class ClusterSim {
   const ClusterSimStats& stats() const { return stats_; }
   const ClusterSimConfig& config() const { return config_; }
   // True when every up node holds every up owner's current generation at its max_version.
+  // Resumes the scan at the pair that failed last time, so the rounds before convergence
+  // cost about the pairs that converged since (not N² each).
   bool Converged() const;
 
  private:
@@ -217,6 +242,11 @@ class ClusterSim {
   void CheckMembership(bool final_check);
   void MarkActivity() { last_activity_round_ = round_; }
   void Hash(uint64_t x);
+  bool PairConverged(uint32_t replica, uint32_t owner) const;
+  void SampleTombstones();
+  void OnOwnerDelete(uint32_t owner);
+  uint32_t PickOwner();
+  bool Settled() const;
 
   ClusterSimConfig config_;
   Rng rng_;
@@ -233,6 +263,12 @@ class ClusterSim {
   bool finished_ = false;
   ClusterSimStats stats_;
   double wall_start_ = 0;
+  // One send buffer for every node: engines run one at a time and Commit copies the
+  // datagram into the network, so a per-node 64 KiB buffer would only cost memory.
+  std::vector<uint8_t> send_buf_;
+  std::vector<uint32_t> deleters_;  // owners that ever deleted (tombstone sampling)
+  std::vector<bool> is_deleter_;
+  mutable uint64_t witness_ = 0;  // Converged(): replica * N + owner of the last failure
 };
 
 }  // namespace scuttle::sim

@@ -405,6 +405,109 @@ TEST_F(AdminApiTest, ConfigPatchErrorsNameTheFieldAndChangeNothing) {
   ExpectError(Call("DELETE", "/v1/config"), 405, "method_not_allowed");
 }
 
+TEST_F(AdminApiTest, ConfigPatchRumorKIsLiveLoggedAndCounted) {
+  Start(WithFlags());
+  auto [status, j] = Call("GET", "/v1/config");
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["config"]["rumor_k"]["value"], 2);  // RumorOptions' default
+  EXPECT_EQ(j["config"]["rumor_k"]["live"], true);
+  auto r = Call("PATCH", "/v1/config", R"({"rumor_k": 5})");
+  ASSERT_EQ(r.first, 200) << r.second.dump();
+  EXPECT_EQ(r.second["config"]["rumor_k"], 5);
+  EXPECT_EQ(r.second["changed"], json::array({"rumor_k"}));
+  EXPECT_EQ(Call("GET", "/v1/config").second["config"]["rumor_k"]["value"], 5);
+  EXPECT_EQ(node_->GetLiveConfig()->rumor_k, 5);
+  testing::Exposition ex;
+  ASSERT_EQ(testing::CheckExposition(Metrics(), &ex), "");
+  EXPECT_EQ(ex.Get("scuttle_config_changes_total", {{"field", "rumor_k"}}), 1);
+  EXPECT_EQ(ex.Get("scuttle_config_changes_total", {{"field", "fanout"}}), 0);
+}
+
+TEST_F(AdminApiTest, ConfigPatchRumorKRejectsBadValues) {
+  Start(WithFlags());
+  for (const char* body :
+       {R"({"rumor_k": 0})", R"({"rumor_k": 65})", R"({"rumor_k": -3})", R"({"rumor_k": "4"})",
+        R"({"rumor_k": 2.5})", R"({"rumor_k": null})", R"({"rumor_k": 18446744073709551615})"}) {
+    auto r = Call("PATCH", "/v1/config", body);
+    ExpectError(r, 400, "bad_request");
+    EXPECT_EQ(r.second.value("field", ""), "rumor_k") << body << " -> " << r.second.dump();
+    EXPECT_NE(r.second.value("detail", "").find("rumor_k"), std::string::npos) << r.second.dump();
+  }
+  EXPECT_EQ(Call("GET", "/v1/config").second["config"]["rumor_k"]["value"], 2);
+  EXPECT_EQ(node_->Stats()->config_changes.size(), 0u);
+}
+
+TEST_F(AdminApiTest, EventLoopIterationTimeIsAHistogram) {
+  Start();
+  ASSERT_EQ(Call("PUT", "/v1/kv/k", "v").first, 200);  // a few loop iterations at least
+  testing::Exposition ex;
+  const std::string text = Metrics();
+  ASSERT_EQ(testing::CheckExposition(text, &ex), "") << text;
+  const std::string family = "scuttle_event_loop_iteration_seconds";
+  EXPECT_EQ(ex.types[family], "histogram");
+  std::vector<std::pair<double, double>> buckets;  // (le, cumulative count)
+  for (const auto& sample : ex.samples) {
+    if (sample.name != family + "_bucket") continue;
+    const std::string& le = sample.labels.at("le");
+    buckets.emplace_back(le == "+Inf" ? INFINITY : std::stod(le), sample.value);
+  }
+  ASSERT_EQ(buckets.size(), 17u) << text;  // 10 µs .. 1 s in 1-2-5 steps, then +Inf
+  EXPECT_EQ(buckets.front().first, 1e-05);
+  EXPECT_EQ(buckets[buckets.size() - 2].first, 1.0);
+  EXPECT_TRUE(std::isinf(buckets.back().first));
+  for (size_t i = 1; i < buckets.size(); ++i) {
+    EXPECT_GT(buckets[i].first, buckets[i - 1].first) << i;
+    EXPECT_GE(buckets[i].second, buckets[i - 1].second) << "cumulative buckets fall at " << i;
+  }
+  const double count = ex.Get(family + "_count");
+  EXPECT_GT(count, 0);
+  EXPECT_EQ(buckets.back().second, count);
+  EXPECT_GE(ex.Get(family + "_sum"), 0);
+  // Nothing on an idle loopback node takes a second.
+  EXPECT_EQ(buckets[buckets.size() - 2].second, count);
+  // /v1/debug/stats has the same buckets, per bucket rather than cumulative.
+  auto [status, j] = Call("GET", "/v1/debug/stats");
+  ASSERT_EQ(status, 200);
+  const json& b = j["loop"]["iteration_us_buckets"];
+  ASSERT_EQ(b.size(), 17u) << j.dump();
+  EXPECT_EQ(b[0]["le_us"], 10);
+  EXPECT_EQ(b[16]["le_us"], "+Inf");
+  uint64_t total = 0;
+  for (const json& e : b) total += e["count"].get<uint64_t>();
+  EXPECT_EQ(total, j["loop"]["iterations"].get<uint64_t>());
+}
+
+TEST_F(AdminApiTest, LocalityIsGossipedUnderAReservedKey) {
+  NodeOptions n = Options("alpha");
+  n.locality = "eu/zone-a/rack-1";
+  Start({}, n);
+  NodeOptions p = Options("beta", {node_->gossip_endpoint().ToString()});
+  p.locality = "eu/zone-b/rack-1";
+  auto peer = Node::Start(std::move(p));
+  ASSERT_TRUE(peer.ok()) << peer.status();
+  peer_ = std::move(*peer);
+  ASSERT_TRUE(Eventually([&] {
+    auto m = Call("GET", "/v1/members").second["members"];
+    return m.size() == 2 && m[1]["locality"] == "eu/zone-b/rack-1";
+  }));
+  auto m = Call("GET", "/v1/members").second["members"];
+  EXPECT_EQ(m[0]["locality"], "eu/zone-a/rack-1");
+  auto [status, j] = Call("GET", "/v1/kv/__scuttle/locality?node=beta");
+  EXPECT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["value"], "eu/zone-b/rack-1");
+  // Applications cannot overwrite or delete scuttle's own keys.
+  ExpectError(Call("PUT", "/v1/kv/__scuttle/locality", "us/x/y"), 400, "bad_request");
+  ExpectError(Call("PUT", "/v1/kv/__scuttle/other?ttl=5s", "x"), 400, "bad_request");
+  ExpectError(Call("DELETE", "/v1/kv/__scuttle/locality"), 400, "bad_request");
+  EXPECT_EQ(node_->Get(std::string(kLocalityKey))->value, "eu/zone-a/rack-1");
+  // A malformed label is refused at start.
+  NodeOptions bad = Options("gamma");
+  bad.locality = "eu//rack";
+  auto refused = Node::Start(std::move(bad));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(refused.status())) << refused.status();
+}
+
 // ---- /v1/watch --------------------------------------------------------------------------------
 
 TEST_F(AdminApiTest, WatchStreamsKeyEventsInOrderWithIds) {

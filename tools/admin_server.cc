@@ -11,6 +11,7 @@
 #include <cstring>
 #include <exception>
 #include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -21,6 +22,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "engine/delta_applier.h"
 #include "engine/engine.h"
@@ -255,6 +257,14 @@ json StatsJson(const NodeStats& s) {
   l["iterations"] = s.loop.iterations;
   l["iteration_us_sum"] = s.loop.iteration_us_sum;
   l["iteration_us_max"] = s.loop.iteration_us_max;
+  // [{le_us, count}] in bound order, "+Inf" last; counts are per bucket, not cumulative.
+  json buckets = json::array();
+  for (size_t i = 0; i < io::kIterationBuckets; ++i) {
+    const json le = i < std::size(io::kIterationBucketUs) ? json(io::kIterationBucketUs[i])
+                                                          : json("+Inf");
+    buckets.push_back(json{{"le_us", le}, {"count", s.loop.iteration_buckets[i]}});
+  }
+  l["iteration_us_buckets"] = std::move(buckets);
   l["commands_run"] = s.loop.commands_run;
   l["timers_fired"] = s.loop.timers_fired;
 
@@ -377,7 +387,8 @@ json LiveJson(const LiveConfig& c) {
               {"phi_threshold", c.phi_threshold},
               {"dead_node_grace", absl::FormatDuration(c.dead_node_grace)},
               {"tombstone_grace", absl::FormatDuration(c.tombstone_grace)},
-              {"log_level", c.log_level}};
+              {"log_level", c.log_level},
+              {"rumor_k", c.rumor_k}};
 }
 
 bool IsLiveField(std::string_view name) {
@@ -400,6 +411,9 @@ bool ReadField(const std::string& name, const json& v, LiveConfigPatch& p, Respo
   if (name == "gossip_interval_ms" || name == "fanout") {
     if (!v.is_number_integer()) return want("an integer");
     (name == "fanout" ? p.fanout : p.gossip_interval_ms) = v.get<int64_t>();
+  } else if (name == "rumor_k") {
+    if (!v.is_number_integer()) return want("an integer");
+    p.rumor_k = v.get<int64_t>();
   } else if (name == "phi_threshold") {
     if (!v.is_number()) return want("a number");
     p.phi_threshold = v.get<double>();
@@ -503,6 +517,7 @@ void AdminServer::Route() {
                          {"last_gc_version", m.last_gc_version},
                          {"keys", m.keys},
                          {"tombstones", m.tombstones},
+                         {"locality", m.locality},
                          {"self", m.is_self}});
     }
     Reply(res, 200, json{{"members", std::move(arr)}});
@@ -816,8 +831,7 @@ void AdminServer::RouteConfig() {
                           known ? absl::StrCat(name, " cannot change at runtime: restart with --",
                                                name)
                                 : absl::StrCat("unknown field '", name, "'; live fields: ",
-                                               "gossip_interval_ms, fanout, phi_threshold, "
-                                               "dead_node_grace, tombstone_grace, log_level"));
+                                               absl::StrJoin(kLiveConfigFields, ", ")));
       }
       if (!ReadField(name, value, patch, res)) return;
       changed.push_back(name);

@@ -3,11 +3,14 @@
 //   GET    /healthz                 {"status":"ok","node":NAME,"transport":"io_uring"|"epoll"}
 //   GET    /v1/members              {"members":[{name, generation, gossip_addr, state, phi,
 //                                     heartbeat, max_version, last_gc_version, keys,
-//                                     tombstones, self}]}  sorted by name, self included
+//                                     tombstones, locality, self}]}  sorted by name, self
+//                                     included; locality "" when the node has none
 //   GET    /v1/kv?prefix=&node=     {"entries":[{node, key, value, version}]} by (node, key)
 //   GET    /v1/kv/{key}?node=       {node, key, value, version}  (node defaults to self)
 //   PUT    /v1/kv/{key}[?ttl=30s]   body = raw value bytes -> {key, version}
 //   DELETE /v1/kv/{key}             {key, version}
+//                                    (keys under "__scuttle/" are scuttle's own: PUT and
+//                                    DELETE refuse them with 400; reads show them)
 //   GET    /v1/debug/stats          every counter of transport, engine and loop
 //   GET    /v1/watch?prefix=&node=&since=SEQ&snapshot=1
 //                                    server-sent events (text/event-stream), one per change:
@@ -69,7 +72,7 @@ struct ConfigFlag {
 // The fields PATCH /v1/config accepts (LiveConfigPatch).
 inline constexpr const char* kLiveConfigFields[] = {
     "gossip_interval_ms", "fanout", "phi_threshold", "dead_node_grace", "tombstone_grace",
-    "log_level"};
+    "log_level", "rumor_k"};
 
 struct AdminOptions {
   // IP address to listen on; port 0 picks a free port (see AdminServer::port()).

@@ -1,8 +1,11 @@
 #include "tools/node_metrics.h"
 
+#include <iterator>
+
 #include "engine/delta_applier.h"
 #include "engine/engine.h"
 #include "engine/membership.h"
+#include "tools/admin_server.h"
 #include "tools/metrics.h"
 #include "wire/packet.h"
 
@@ -148,6 +151,17 @@ void EpidemicMetrics(MetricsWriter& w, const NodeStats& s) {
   w.Sample(s.rumor.unnecessary, {{"result", "unnecessary"}});
 }
 
+// The loop's fixed microsecond buckets (io/event_loop.h) in seconds.
+Histogram LoopHistogram(const io::EventLoopStats& loop) {
+  Histogram h;
+  // Division, not * 1e-6: 10 / 1e6 is the double nearest 1e-05, so `le` prints as "1e-05".
+  for (uint64_t us : io::kIterationBucketUs) h.bounds.push_back(static_cast<double>(us) / 1e6);
+  h.counts.assign(std::begin(loop.iteration_buckets), std::end(loop.iteration_buckets));
+  h.sum = static_cast<double>(loop.iteration_us_sum) / 1e6;
+  h.count = loop.iterations;
+  return h;
+}
+
 void RuntimeMetrics(MetricsWriter& w, const NodeStats& s, const AdminMetrics& a) {
   w.Family("scuttle_transport_info", kGauge, "The transport in use (value 1).");
   w.Sample(1, {{"name", s.transport_name}});
@@ -171,11 +185,9 @@ void RuntimeMetrics(MetricsWriter& w, const NodeStats& s, const AdminMetrics& a)
   w.Sample(s.transport.wakeups, {{"op", "wakeup"}});
   w.Sample(s.transport.rx_rearms, {{"op", "rx_rearm"}});
   w.Sample(s.transport.tx_retries, {{"op", "tx_retry"}});
-  // The loop keeps a sum, a count and a max (no per-iteration buckets): a summary without
-  // quantiles plus a gauge.
-  w.Family("scuttle_event_loop_iteration_seconds", MetricType::kSummary,
+  w.Family("scuttle_event_loop_iteration_seconds", MetricType::kHistogram,
            "Busy time per event-loop iteration (work, not waiting).");
-  w.Summary(static_cast<double>(s.loop.iteration_us_sum) * 1e-6, s.loop.iterations);
+  w.Observe(LoopHistogram(s.loop));
   w.Family("scuttle_event_loop_iteration_max_seconds", kGauge,
            "Longest event-loop iteration since start.");
   w.Sample(static_cast<double>(s.loop.iteration_us_max) * 1e-6);
@@ -190,8 +202,7 @@ void RuntimeMetrics(MetricsWriter& w, const NodeStats& s, const AdminMetrics& a)
   w.Sample(s.seed_resolve_failures);
   w.Family("scuttle_config_changes_total", kCounter,
            "Live configuration changes (PATCH /v1/config), by field.");
-  for (const char* f : {"gossip_interval_ms", "fanout", "phi_threshold", "dead_node_grace",
-                        "tombstone_grace", "log_level"}) {
+  for (const char* f : kLiveConfigFields) {
     auto it = s.config_changes.find(f);
     w.Sample(it == s.config_changes.end() ? uint64_t{0} : it->second, {{"field", f}});
   }

@@ -75,6 +75,18 @@ ABSL_FLAG(int64_t, watch_buffer_events, 1024,
 ABSL_FLAG(int64_t, watch_log_events, 65536,
           "Recent events kept for watchers resuming with since=SEQ");
 ABSL_FLAG(int64_t, watch_log_bytes, 64 << 20, "Memory bound on the kept watch events");
+ABSL_FLAG(bool, rumor, false,
+          "Rumor mongering (Demers et al.): push fresh updates to random peers each round "
+          "on top of anti-entropy");
+ABSL_FLAG(int32_t, rumor_k, 2,
+          "Rumor mongering: a node stops spreading an update after k unnecessary contacts "
+          "in a row, 1..64");
+ABSL_FLAG(std::string, locality, "",
+          "This node's place, widest first: region/zone/rack (gossiped under the reserved "
+          "key __scuttle/locality); used by --spatial_exponent");
+ABSL_FLAG(double, spatial_exponent, 0,
+          "Peer choice: 0 = uniform; a > 0 picks a peer at locality distance d with "
+          "probability ~ Q(d)^-a, Q(d) = peers within distance d (2 = Demers et al.), 0..8");
 
 namespace scuttle {
 namespace {
@@ -238,6 +250,21 @@ Config ReadFlags() {
       CheckPositive("tombstone_grace", absl::GetFlag(FLAGS_tombstone_grace)));
   c.node.seed_resolve_interval =
       CheckPositive("seed_resolve_interval", absl::GetFlag(FLAGS_seed_resolve_interval));
+  e.epidemic.rumor = absl::GetFlag(FLAGS_rumor);
+  e.epidemic.rumor_options.k = static_cast<uint32_t>(CheckRange<int64_t>(
+      "rumor_k", absl::GetFlag(FLAGS_rumor_k), 1, kMaxLiveRumorK));
+  c.node.locality = absl::GetFlag(FLAGS_locality);
+  if (!c.node.locality.empty()) {
+    if (absl::Status s = ValidateLocality(c.node.locality); !s.ok()) {
+      BadFlag(absl::StrCat("--", s.message()));
+    }
+  }
+  const double spatial = absl::GetFlag(FLAGS_spatial_exponent);
+  if (!(spatial >= 0 && spatial <= kMaxSpatialExponent)) {
+    BadFlag(absl::StrCat("--spatial_exponent=", spatial, " is out of range [0, ",
+                         kMaxSpatialExponent, "]"));
+  }
+  e.membership.spatial_exponent = spatial;
 
   const int32_t shards = absl::GetFlag(FLAGS_shards);
   if (shards < 1) BadFlag(absl::StrCat("--shards=", shards, " must be >= 1"));

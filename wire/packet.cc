@@ -125,6 +125,7 @@ const char* DropReasonName(DropReason r) {
     case DropReason::kTooManyParts: return "too_many_parts";
     case DropReason::kTooManyEntries: return "too_many_entries";
     case DropReason::kMisaligned: return "misaligned";
+    case DropReason::kBadSummary: return "bad_summary";
     case DropReason::kCount: break;
   }
   return "unknown";
@@ -178,8 +179,54 @@ bool CheckDigest(const fb::Digest* d, const DecodeLimits& limits, size_t blob_si
   if (v->size() > 0 && !Aligned8(v->data(), reason)) return false;
   out->entries = {reinterpret_cast<const DigestEntry*>(v->data()), v->size()};
   out->partial = d->partial();
+  out->present = true;
   for (const DigestEntry& e : out->entries) {
     if (!CheckNodeRef(e.node, blob_size, reason)) return false;
+  }
+  const auto pow2_upto = [](size_t n, size_t cap) { return n <= cap && (n & (n - 1)) == 0; };
+  if (const fb::Summary* s = d->summary(); s != nullptr) {
+    SummaryView& sv = out->summary;
+    sv.present = true;
+    sv.membership = s->membership();
+    sv.count = s->count();
+    sv.hb_base = s->hb_base();
+    sv.sender_heartbeat = s->sender_heartbeat();
+    if (s->buckets() != nullptr) {
+      if (!pow2_upto(s->buckets()->size(), kMaxSummaryBuckets)) {
+        *reason = DropReason::kBadSummary;
+        return false;
+      }
+      if (s->buckets()->size() > 0 && !Aligned8(s->buckets()->data(), reason)) return false;
+      sv.buckets = {s->buckets()->data(), s->buckets()->size()};
+    }
+    if (s->heartbeats() != nullptr && s->heartbeats()->size() > 0) {
+      const size_t n = s->heartbeats()->size();
+      if (n > sv.count || sv.hb_base >= sv.count || n > limits.max_digest_entries) {
+        *reason = DropReason::kBadSummary;
+        return false;
+      }
+      sv.heartbeats = {s->heartbeats()->data(), n};
+    }
+  }
+  out->scope_buckets = d->scope_buckets();
+  if (out->scope_buckets != 0 && !pow2_upto(out->scope_buckets, kMaxSummaryBuckets)) {
+    *reason = DropReason::kBadSummary;
+    return false;
+  }
+  if (d->scope() != nullptr) {
+    out->scoped = true;
+    out->scope = {d->scope()->data(), d->scope()->size()};
+    if (out->scope.size() > kMaxSummaryBuckets) {
+      *reason = DropReason::kBadSummary;
+      return false;
+    }
+    for (size_t i = 0; i < out->scope.size(); ++i) {
+      const uint16_t b = out->scope[i];
+      if (b >= out->scope_buckets || (i > 0 && b <= out->scope[i - 1])) {
+        *reason = DropReason::kBadSummary;
+        return false;
+      }
+    }
   }
   return true;
 }
@@ -370,6 +417,10 @@ bool Decode(std::span<const uint8_t> datagram, const DecodeLimits& limits, Decod
       out->type = MessageType::kAck;
       const fb::Ack* m = p->message_as_Ack();
       if (m == nullptr) break;
+      if (m->digest() != nullptr &&
+          !CheckDigest(m->digest(), limits, blob_size, &out->digest, reason)) {
+        return false;
+      }
       return CheckDelta(m->delta(), limits, blob_size, &out->parts_, &out->num_parts_, reason);
     }
     case fb::Message::BadCluster:
@@ -450,6 +501,15 @@ struct PacketEncoder::Impl {
   flatbuffers::Offset<flatbuffers::Vector<const fb::RumorFeedback*>> feedback;
   bool digest_partial = false;
   bool has_digest = false;
+  flatbuffers::Offset<flatbuffers::Vector<uint64_t>> buckets;
+  flatbuffers::Offset<flatbuffers::Vector<uint16_t>> heartbeats;
+  flatbuffers::Offset<flatbuffers::Vector<uint16_t>> scope;
+  uint16_t scope_buckets = 0;
+  bool has_summary = false;
+  uint64_t membership = 0;
+  uint32_t count = 0;
+  uint32_t hb_base = 0;
+  uint64_t sender_heartbeat = 0;
   size_t num_parts = 0;
   flatbuffers::Offset<fb::NodeDelta> parts[kMaxPartsPerPacket];
 };
@@ -479,6 +539,39 @@ std::span<DigestEntry> PacketEncoder::AllocDigest(size_t count, bool partial) {
   impl_->digest_partial = partial;
   impl_->has_digest = true;
   return {reinterpret_cast<DigestEntry*>(p), count};
+}
+
+std::span<uint64_t> PacketEncoder::AllocSummaryBuckets(size_t count) {
+  if (count * sizeof(uint64_t) + 16 > impl_->Remaining()) return {};
+  uint64_t* p = nullptr;
+  impl_->buckets = impl_->builder.CreateUninitializedVector(count, &p);
+  impl_->has_summary = true;
+  return {p, count};
+}
+
+std::span<uint16_t> PacketEncoder::AllocHeartbeats(size_t count) {
+  if (count * sizeof(uint16_t) + 16 > impl_->Remaining()) return {};
+  uint16_t* p = nullptr;
+  impl_->heartbeats = impl_->builder.CreateUninitializedVector(count, &p);
+  impl_->has_summary = true;
+  return {p, count};
+}
+
+void PacketEncoder::SetSummary(uint64_t membership, uint32_t count, uint32_t hb_base,
+                               uint64_t sender_heartbeat) {
+  impl_->has_summary = true;
+  impl_->sender_heartbeat = sender_heartbeat;
+  impl_->membership = membership;
+  impl_->count = count;
+  impl_->hb_base = hb_base;
+}
+
+std::span<uint16_t> PacketEncoder::AllocScope(size_t count, uint16_t scope_buckets) {
+  if (count * sizeof(uint16_t) + 16 > impl_->Remaining()) return {};
+  uint16_t* p = nullptr;
+  impl_->scope = impl_->builder.CreateUninitializedVector(count, &p);
+  impl_->scope_buckets = scope_buckets;
+  return {p, count};
 }
 
 std::span<RumorFeedback> PacketEncoder::AllocFeedback(size_t count) {
@@ -516,7 +609,12 @@ std::span<const uint8_t> PacketEncoder::Finish(MessageType type) {
   if (m.blob.IsNull()) AllocBlob(0);
   auto make_digest = [&] {
     if (!m.has_digest) AllocDigest(0, false);
-    return fb::CreateDigest(fbb, m.digest, m.digest_partial);
+    flatbuffers::Offset<fb::Summary> summary;
+    if (m.has_summary) {
+      summary = fb::CreateSummary(fbb, m.membership, m.count, m.buckets, m.hb_base, m.heartbeats,
+                                  m.sender_heartbeat);
+    }
+    return fb::CreateDigest(fbb, m.digest, m.digest_partial, summary, m.scope, m.scope_buckets);
   };
   auto make_delta = [&] { return fb::CreateDelta(fbb, fbb.CreateVector(m.parts, m.num_parts)); };
   flatbuffers::Offset<void> msg;
@@ -534,7 +632,12 @@ std::span<const uint8_t> PacketEncoder::Finish(MessageType type) {
       break;
     }
     case MessageType::kAck:
-      msg = fb::CreateAck(fbb, make_delta()).Union();
+    {
+      auto delta = make_delta();
+      flatbuffers::Offset<fb::Digest> digest;
+      if (ack_digest_) digest = make_digest();
+      msg = fb::CreateAck(fbb, delta, digest).Union();
+    }
       msg_type = fb::Message::Ack;
       break;
     case MessageType::kBadCluster:

@@ -158,6 +158,7 @@ enum class DropReason : uint8_t {
   kTooManyParts,
   kTooManyEntries,
   kMisaligned,        // a struct vector not 8-aligned (crafted offsets), or an unaligned buffer
+  kBadSummary,        // digest summary or scope out of range (bucket count, heartbeat window)
   kCount,
 };
 inline constexpr size_t kDropReasonCount = static_cast<size_t>(DropReason::kCount);
@@ -171,9 +172,29 @@ struct DecodeLimits {
   size_t max_digest_entries = 1 << 16;
 };
 
+// Summary (DESIGN §2 "digest scale"): per-bucket hashes and positional heartbeats.
+inline constexpr size_t kMaxSummaryBuckets = 1024;
+struct SummaryView {
+  bool present = false;
+  uint64_t membership = 0;
+  uint32_t count = 0;
+  std::span<const uint64_t> buckets;  // empty or a power of two <= kMaxSummaryBuckets
+  uint32_t hb_base = 0;               // < count when heartbeats is not empty
+  std::span<const uint16_t> heartbeats;  // size <= count
+  uint64_t sender_heartbeat = 0;
+};
+
 struct DigestView {
   std::span<const DigestEntry> entries;
   bool partial = false;
+  SummaryView summary;
+  // A scoped digest (the summary handshake) covers only the buckets in `scope` (of
+  // scope_buckets; 0: every bucket). Within that coverage an unlisted node is unknown to
+  // the sender unless `partial`; outside it, the digest says nothing.
+  bool scoped = false;
+  std::span<const uint16_t> scope;  // each < scope_buckets
+  uint16_t scope_buckets = 0;       // 0: every bucket; else a power of two
+  bool present = false;             // the message carried a Digest table
 };
 
 struct NodeDeltaView {
@@ -194,7 +215,7 @@ class DecodedPacket {
   const NodeRef* sender = nullptr;
   uint16_t shard_count = 0;
   std::span<const uint8_t> blob;
-  DigestView digest;  // Syn, SynAck
+  DigestView digest;  // Syn, SynAck, WelcomeRequest, and Ack when it asks for a delta back
   uint8_t message_flags = 0;  // Syn: mode; Rumor/RumorAck: flags
   std::span<const RumorFeedback> feedback;  // RumorAck
   WelcomeFields welcome;  // WelcomeRequest (digest too), WelcomeChunk (delta too)
@@ -271,6 +292,15 @@ class PacketEncoder {
   // The single byte blob holding names, keys and values; fill it before Finish().
   std::span<uint8_t> AllocBlob(size_t bytes);
   std::span<DigestEntry> AllocDigest(size_t count, bool partial);
+  // Summary fields of the digest (call before Finish; each Alloc at most once).
+  std::span<uint64_t> AllocSummaryBuckets(size_t count);
+  std::span<uint16_t> AllocHeartbeats(size_t count);
+  void SetSummary(uint64_t membership, uint32_t count, uint32_t hb_base,
+                  uint64_t sender_heartbeat);
+  // Scoped digest: the buckets (of scope_buckets) its entries cover.
+  std::span<uint16_t> AllocScope(size_t count, uint16_t scope_buckets);
+  // Ack only: attach the digest (asks the receiver for a delta back).
+  void SetAckDigest() { ack_digest_ = true; }
   std::span<RumorFeedback> AllocFeedback(size_t count);
   // Adds one NodeDelta whose `count` entries the caller writes into the returned span.
   // *ok is false (and nothing is added) when it does not fit.
@@ -287,6 +317,7 @@ class PacketEncoder {
   // The implementation lives inline (no allocation per packet); size checked in packet.cc.
   alignas(16) unsigned char storage_[4096];
   Impl* impl_;
+  bool ack_digest_ = false;
 };
 
 }  // namespace scuttle::wire

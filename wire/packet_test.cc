@@ -283,5 +283,74 @@ TEST(PacketTest, RandomBytesNeverCrash) {
   }
 }
 
+
+// Compact digest fields (DESIGN §2): a summary with bucket hashes and positional
+// heartbeats, and a scoped listing; an Ack may carry a digest.
+std::vector<uint8_t> SummaryPacket(MessageType t, size_t buckets, uint32_t count,
+                                   uint32_t hb_base, size_t heartbeats,
+                                   std::vector<uint16_t> scope, uint16_t scope_buckets) {
+  Builder b;
+  PacketEncoder enc(b.slot, b.Options());
+  auto bk = enc.AllocSummaryBuckets(buckets);
+  for (size_t i = 0; i < bk.size(); ++i) bk[i] = 1000 + i;
+  auto hb = enc.AllocHeartbeats(heartbeats);
+  for (size_t i = 0; i < hb.size(); ++i) hb[i] = static_cast<uint16_t>(7 + i);
+  enc.SetSummary(42, count, hb_base, 99);
+  auto sc = enc.AllocScope(scope.size(), scope_buckets);
+  std::copy(scope.begin(), scope.end(), sc.begin());
+  if (t == MessageType::kAck) enc.SetAckDigest();
+  auto pkt = b.Finish(enc, t);
+  return {pkt.begin(), pkt.end()};
+}
+
+TEST(PacketTest, SummaryAndScopeRoundTrip) {
+  for (MessageType t : {MessageType::kSyn, MessageType::kSynAck, MessageType::kAck}) {
+    const auto bytes = SummaryPacket(t, 16, 100, 90, 20, {1, 5, 9}, 16);
+    DecodedPacket p;
+    DropReason r;
+    ASSERT_TRUE(Decode(bytes, DecodeLimits{}, &p, &r)) << DropReasonName(r);
+    EXPECT_TRUE(p.digest.present);
+    const SummaryView& s = p.digest.summary;
+    EXPECT_TRUE(s.present);
+    EXPECT_EQ(s.membership, 42u);
+    EXPECT_EQ(s.count, 100u);
+    EXPECT_EQ(s.hb_base, 90u);
+    EXPECT_EQ(s.sender_heartbeat, 99u);
+    ASSERT_EQ(s.buckets.size(), 16u);
+    EXPECT_EQ(s.buckets[15], 1015u);
+    ASSERT_EQ(s.heartbeats.size(), 20u);
+    EXPECT_EQ(s.heartbeats[19], 26u);
+    EXPECT_TRUE(p.digest.scoped);
+    EXPECT_EQ(p.digest.scope_buckets, 16u);
+    EXPECT_EQ(p.digest.scope.size(), 3u);
+  }
+  // An Ack without a digest has none.
+  const auto plain = OneEntryAck(0, 1, {});
+  DecodedPacket p;
+  DropReason r;
+  ASSERT_TRUE(Decode(plain, DecodeLimits{}, &p, &r));
+  EXPECT_FALSE(p.digest.present);
+}
+
+TEST(PacketTest, BadSummariesAreDropped) {
+  const MessageType t = MessageType::kSyn;
+  EXPECT_EQ(DecodeFails(SummaryPacket(t, 12, 100, 0, 0, {}, 0)), DropReason::kBadSummary)
+      << "bucket count not a power of two";
+  EXPECT_EQ(DecodeFails(SummaryPacket(t, 2048, 100, 0, 0, {}, 0)), DropReason::kBadSummary)
+      << "too many buckets";
+  EXPECT_EQ(DecodeFails(SummaryPacket(t, 8, 10, 0, 11, {}, 0)), DropReason::kBadSummary)
+      << "more heartbeats than nodes";
+  EXPECT_EQ(DecodeFails(SummaryPacket(t, 8, 10, 10, 1, {}, 0)), DropReason::kBadSummary)
+      << "heartbeat window starts past the end";
+  EXPECT_EQ(DecodeFails(SummaryPacket(t, 8, 10, 0, 0, {3}, 0)), DropReason::kBadSummary)
+      << "scope bucket with scope_buckets 0";
+  EXPECT_EQ(DecodeFails(SummaryPacket(t, 8, 10, 0, 0, {1}, 6)), DropReason::kBadSummary)
+      << "scope_buckets not a power of two";
+  EXPECT_EQ(DecodeFails(SummaryPacket(t, 8, 10, 0, 0, {8}, 8)), DropReason::kBadSummary)
+      << "scope bucket out of range";
+  EXPECT_EQ(DecodeFails(SummaryPacket(t, 8, 10, 0, 0, {3, 3}, 8)), DropReason::kBadSummary)
+      << "scope not strictly ascending";
+}
+
 }  // namespace
 }  // namespace scuttle::wire

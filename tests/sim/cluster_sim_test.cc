@@ -8,6 +8,8 @@
 // SCUTTLE_SOAK=1 turns on a long soak (SCUTTLE_SOAK_SEEDS seeds, default 2000).
 #include "sim/cluster_sim.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <sstream>
 #include <string>
@@ -364,23 +366,27 @@ TEST(ClusterPlantedBug, CleanRunOfTheSameSeedsHasNoViolations) {
 // (one latest update per key, what deltas carry) holds. No engine can satisfy the literal
 // form with truncated resets; this test documents it.
 TEST(ClusterFinding, LiteralSeedInvariantFailsInTruncatedResetWindows) {
-  ClusterSimConfig c = Base(1, 20, 100);
-  c.link.loss = 0.1;
-  c.link.reorder = 0.1;
-  c.max_packet_bytes = 1300;
-  c.tombstone_grace_us = 3 * kUsPerSec;
-  c.keys = 32;
-  c.write_rate = 8;
-  c.delete_ratio = 0.4;
-  c.value_max_bytes = 100;
-  c.strict_seed_invariant = true;
-  c.converge_bound_rounds = 60;
-  ClusterSim sim(c);
-  const ClusterSimStats& s = sim.Run();
-  EXPECT_GT(s.violations_by_kind[static_cast<size_t>(ViolationKind::kSeedInvariantStrict)], 0u);
-  EXPECT_EQ(s.invariant_violations,
-            s.violations_by_kind[static_cast<size_t>(ViolationKind::kSeedInvariantStrict)])
-      << Describe(sim);
+  // Which seeds hit such a window shifts as the engine changes: scan a few.
+  uint64_t strict = 0;
+  for (uint64_t seed = 1; seed <= 8; ++seed) {
+    ClusterSimConfig c = Base(seed, 20, 100);
+    c.link.loss = 0.1;
+    c.link.reorder = 0.1;
+    c.max_packet_bytes = 1300;
+    c.tombstone_grace_us = 3 * kUsPerSec;
+    c.keys = 32;
+    c.write_rate = 8;
+    c.delete_ratio = 0.4;
+    c.value_max_bytes = 100;
+    c.strict_seed_invariant = true;
+    c.converge_bound_rounds = 60;
+    ClusterSim sim(c);
+    const ClusterSimStats& s = sim.Run();
+    const uint64_t n = s.violations_by_kind[static_cast<size_t>(ViolationKind::kSeedInvariantStrict)];
+    EXPECT_EQ(s.invariant_violations, n) << Describe(sim);
+    strict += n;
+  }
+  EXPECT_GT(strict, 0u);
 }
 
 // A replica can go back to a set older than a delete it had already covered: the truncation
@@ -413,6 +419,109 @@ TEST(ClusterRegression, IncrementalPartAfterMissedGcIsDropped) {
   ClusterSim sim(RandomFaultMix(319, 8, 160));
   ExpectClean(sim);
 }
+
+// ---- Tombstone bound (DESIGN §4: "tombstone memory stays bounded under churn") ----------
+//
+// A steady delete rate on fresh keys (every delete leaves a tombstone only GC removes) with
+// crashes and restarts (new generations), a partition that heals, clock offsets and drift.
+// A tombstone lives at most L rounds anywhere, with P = converge_bound_rounds (how long an
+// update, here the owner's raised last_gc_version, may take to reach every live replica
+// after a fault) and G the grace in rounds:
+//   - grace GC (seed 000): a replica drops it G after it arrived, 10 G at the few dormant
+//     retention sites (seed 001 death certificates): L_grace = 10 G + P;
+//   - ack-frontier GC (seed 002): the owner drops it once every live peer has acked it; a
+//     silent peer blocks that until it is declared dead (dead_bound_rounds), a restarted
+//     one until it has caught up (P), a crashed owner's old generation is replaced when it
+//     restarts (restart_max_rounds); replicas follow the owner's gc within P:
+//     L_frontier = max(dead_bound + P, restart_max) + P.
+// So at the end of round t a replica holds at most the deletes of rounds (t - L, t]: the
+// bound is the delete rate times the GC lag, checked round by round against the deletes
+// actually made, and it must fall to zero once writes have stopped for L rounds.
+struct TombstoneCase {
+  const char* name;
+  bool frontier_gc;
+  double grace_s;
+  double restart_prob;
+};
+
+class ClusterTombstones : public testing::TestWithParam<TombstoneCase> {};
+
+TEST_P(ClusterTombstones, BoundedByDeleteRateTimesGcLag) {
+  const TombstoneCase& tc = GetParam();
+  for (uint64_t seed : {41, 42}) {
+    ClusterSimConfig c = Base(seed, 16, 0);
+    c.fresh_keys = true;
+    c.write_rate = 6;
+    c.delete_ratio = 0.45;
+    c.value_max_bytes = 24;
+    c.link.loss = 0.05;
+    c.link.reorder = 0.1;
+    c.max_clock_offset_us = 30 * kUsPerSec;
+    c.max_drift = 1e-4;
+    c.crash_rate = 0.01;
+    c.restart_prob = tc.restart_prob;
+    c.restart_min_rounds = 2;
+    c.restart_max_rounds = 15;
+    c.partition_at = 40;
+    c.heal_at = 60;
+    c.frontier_gc = tc.frontier_gc;
+    c.tombstone_grace_us = static_cast<TimeUs>(tc.grace_s * kUsPerSec);
+    c.converge_bound_rounds = 30;
+    // Rounds: writes for 150, then a quiet tail of L + 5 rounds.
+    ClusterSim probe(c);  // resolves dead_bound_rounds from the detector settings
+    const uint32_t p = probe.config().converge_bound_rounds;
+    const uint32_t grace_rounds = static_cast<uint32_t>(
+        (c.tombstone_grace_us + c.gossip_interval_us - 1) / c.gossip_interval_us);
+    const uint32_t l_grace = 10 * grace_rounds + p;
+    const uint32_t l_frontier =
+        std::max(probe.config().dead_bound_rounds + p, c.restart_max_rounds) + p;
+    // With restart_prob < 1 an owner may stay down: only grace removes its tombstones.
+    const uint32_t lifetime =
+        !tc.frontier_gc || tc.restart_prob < 1 ? l_grace : std::min(l_grace, l_frontier);
+    c.write_stop_round = 150;
+    c.rounds = c.write_stop_round + lifetime + 5;
+    ClusterSim sim(c);
+    const ClusterSimStats& s = sim.Run();
+    ASSERT_EQ(s.invariant_violations, 0u) << Describe(sim);
+    EXPECT_TRUE(s.converged) << Describe(sim);
+    EXPECT_GT(s.crashes, 0u);
+    EXPECT_GT(s.deletes, 100u);
+    uint64_t worst_bound = 0;
+    ASSERT_EQ(s.max_tombstones_by_round.size(), s.rounds);
+    for (uint32_t t = 0; t < s.rounds; ++t) {
+      uint64_t window = 0;  // deletes in rounds (t - lifetime, t]
+      for (uint32_t r = t >= lifetime ? t - lifetime + 1 : 0; r <= t; ++r) {
+        window += r < s.deletes_per_round.size() ? s.deletes_per_round[r] : 0;
+      }
+      const uint64_t held = s.max_tombstones_by_round[t];
+      EXPECT_LE(held, window) << "round " << t << ": a replica holds " << held
+                              << " tombstones, more than the " << window << " deletes of the last "
+                              << lifetime << " rounds\n"
+                              << Describe(sim);
+      if (HasFailure()) return;
+      worst_bound = std::max(worst_bound, window);
+    }
+    EXPECT_EQ(s.final_max_tombstones_per_replica, 0u) << Describe(sim);
+    std::printf(
+        "[tombstones] %s seed %lu: %lu deletes in %u rounds (%.2f/round); lifetime L = "
+        "%u rounds (L_grace %u, L_frontier %u); max tombstones per replica %lu, bound "
+        "(max deletes in L rounds) %lu; %lu crashes, %lu GC'd by grace, %lu by frontier\n",
+        tc.name, static_cast<unsigned long>(seed), static_cast<unsigned long>(s.deletes),
+        c.write_stop_round, static_cast<double>(s.deletes) / c.write_stop_round, lifetime, l_grace,
+        l_frontier, static_cast<unsigned long>(s.max_tombstones_per_replica),
+        static_cast<unsigned long>(worst_bound), static_cast<unsigned long>(s.crashes),
+        static_cast<unsigned long>(s.tombstones_gced),
+        static_cast<unsigned long>(s.tombstones_gced_frontier));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Churn, ClusterTombstones,
+                         testing::Values(TombstoneCase{"frontier", true, 3600, 1.0},
+                                         TombstoneCase{"grace_only", false, 4, 0.75},
+                                         TombstoneCase{"frontier_and_grace", true, 6, 0.75}),
+                         [](const testing::TestParamInfo<TombstoneCase>& i) {
+                           return std::string(i.param.name);
+                         });
 
 // ---- CLI ---------------------------------------------------------------------------------
 
