@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <new>
 
 #include "absl/hash/hash.h"
 #include "wire/absl_compat.h"
@@ -12,21 +13,39 @@ size_t Cluster::StrHash::operator()(std::string_view s) const {
   return absl::Hash<absl::string_view>{}(AV(s));
 }
 
+NodeState* Cluster::Pool::New(std::string name, Generation generation) {
+  if (free_.empty()) {
+    blocks_.push_back(std::make_unique<Storage[]>(kBlock));
+    for (size_t i = kBlock; i-- > 0;) free_.push_back(&blocks_.back()[i]);
+  }
+  void* p = free_.back();
+  free_.pop_back();
+  return new (p) NodeState(std::move(name), generation);
+}
+
+void Cluster::Pool::Delete(NodeState* n) {
+  n->~NodeState();
+  free_.push_back(n);
+}
+
 Cluster::Cluster(std::string self_name, Generation self_generation) {
-  auto state = std::make_unique<NodeState>(self_name, self_generation);
-  self_ = state.get();
+  self_ = pool_.New(std::move(self_name), self_generation);
   order_.push_back(self_);
-  nodes_.emplace(std::move(self_name), std::move(state));
+  nodes_.insert(self_);
+}
+
+Cluster::~Cluster() {
+  for (NodeState* n : nodes_) pool_.Delete(n);
 }
 
 NodeState* Cluster::Find(std::string_view name) {
   auto it = nodes_.find(name);
-  return it == nodes_.end() ? nullptr : it->second.get();
+  return it == nodes_.end() ? nullptr : *it;
 }
 
 const NodeState* Cluster::Find(std::string_view name) const {
   auto it = nodes_.find(name);
-  return it == nodes_.end() ? nullptr : it->second.get();
+  return it == nodes_.end() ? nullptr : *it;
 }
 
 NodeState* Cluster::Upsert(std::string_view name, Generation generation, bool* replaced) {
@@ -34,24 +53,27 @@ NodeState* Cluster::Upsert(std::string_view name, Generation generation, bool* r
   *replaced = false;
   auto it = nodes_.find(name);
   if (it == nodes_.end()) {
-    auto state = std::make_unique<NodeState>(std::string(name), generation);
-    NodeState* p = state.get();
+    NodeState* p = pool_.New(std::string(name), generation);
     order_.push_back(p);
     ++epoch_;
-    nodes_.emplace(std::string(name), std::move(state));
+    nodes_.insert(p);
     return p;
   }
-  if (generation <= it->second->generation()) return it->second.get();
-  auto state = std::make_unique<NodeState>(std::string(name), generation);
-  NodeState* p = state.get();
-  std::replace(order_.begin(), order_.end(), it->second.get(), p);
-  it->second = std::move(state);
+  if (generation <= (*it)->generation()) return *it;
+  NodeState* p = pool_.New(std::string(name), generation);
+  NodeState* old = *it;
+  std::replace(order_.begin(), order_.end(), old, p);
+  nodes_.erase(it);
+  pool_.Delete(old);  // invalidates `name` if it pointed into the old state
+  nodes_.insert(p);
   ++epoch_;
   *replaced = true;
   return p;
 }
 
-void Cluster::Forget(std::string_view name, TimeUs remember_until_us, size_t max_remembered) {
+void Cluster::Forget(std::string_view name_view, TimeUs remember_until_us,
+                     size_t max_remembered) {
+  const std::string name(name_view);  // the view may point into the state erased below
   NodeState* node = Find(name);
   if (node == nullptr || node == self_) return;
   const Generation gen = node->generation();
@@ -91,8 +113,10 @@ void Cluster::Erase(std::string_view name) {
   assert(name != self_->name());
   auto it = nodes_.find(name);
   if (it == nodes_.end()) return;
-  order_.erase(std::find(order_.begin(), order_.end(), it->second.get()));
+  NodeState* n = *it;
+  order_.erase(std::find(order_.begin(), order_.end(), n));
   nodes_.erase(it);
+  pool_.Delete(n);
   ++epoch_;
 }
 

@@ -10,6 +10,7 @@
 
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "engine/node_state.h"
 
 namespace scuttle {
@@ -17,6 +18,9 @@ namespace scuttle {
 class Cluster {
  public:
   Cluster(std::string self_name, Generation self_generation);
+  ~Cluster();
+  Cluster(const Cluster&) = delete;
+  Cluster& operator=(const Cluster&) = delete;
 
   NodeState& self() { return *self_; }
   const NodeState& self() const { return *self_; }
@@ -58,7 +62,40 @@ class Cluster {
     using is_transparent = void;
     bool operator()(std::string_view a, std::string_view b) const { return a == b; }
   };
-  absl::flat_hash_map<std::string, std::unique_ptr<NodeState>, StrHash, StrEq> nodes_;
+  // NodeStates come from fixed blocks (no per-node malloc header; a simulator holds N² of
+  // them) and are owned by nodes_: a set of pointers looked up by the name they hold.
+  class Pool {
+   public:
+    Pool() = default;
+    Pool(const Pool&) = delete;
+    Pool& operator=(const Pool&) = delete;
+    NodeState* New(std::string name, Generation generation);
+    void Delete(NodeState* n);
+
+   private:
+    struct Storage {
+      alignas(NodeState) unsigned char bytes[sizeof(NodeState)];
+    };
+    static constexpr size_t kBlock = 64;
+    std::vector<std::unique_ptr<Storage[]>> blocks_;
+    std::vector<void*> free_;
+  };
+  struct NodeHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return StrHash{}(s); }
+    size_t operator()(const NodeState* n) const { return StrHash{}(n->name()); }
+  };
+  struct NodeEq {
+    using is_transparent = void;
+    static std::string_view N(std::string_view s) { return s; }
+    static std::string_view N(const NodeState* n) { return n->name(); }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return N(a) == N(b);
+    }
+  };
+  Pool pool_;
+  absl::flat_hash_set<NodeState*, NodeHash, NodeEq> nodes_;
   std::vector<NodeState*> order_;
   NodeState* self_;
   uint64_t epoch_ = 1;

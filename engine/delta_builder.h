@@ -4,8 +4,8 @@
 // Planning decides, within a byte budget, which nodes and which entries go out, and keeps
 // each chosen entry as its wire record plus where its key/value bytes live; writing copies
 // those records and bytes into the packet without walking the version index or reading a
-// slot again. Planning costs O(log n + k) per node for k entries
-// emitted (DESIGN §7), writing O(k).
+// slot again. Planning costs O(log n + k) per node for k entries emitted (DESIGN §7),
+// writing O(k).
 //
 // Plan cache: a plan is a pure function of (the candidate parts, the state of their nodes,
 // the budget). The engine plans a SynAck twice (once to size the digest, once for real),

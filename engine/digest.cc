@@ -32,28 +32,42 @@ void SummaryIndex::Refresh(const Cluster& cluster, bool values_changed) {
   const bool reorder = epoch_ != cluster.epoch();
   if (reorder) {
     epoch_ = cluster.epoch();
-    order_.clear();
-    order_.reserve(cluster.nodes().size());
+    std::vector<Item>& items = sort_scratch_;
+    items.clear();
+    items.reserve(cluster.nodes().size());
     membership_ = 0;
     for (NodeState* n : cluster.nodes()) {
       const uint64_t id = SummaryNodeId(n->name(), n->generation());
-      order_.push_back({id, n});
+      items.push_back({id, n});
       membership_ += Mix64(id);
     }
-    std::sort(order_.begin(), order_.end(), [](const Item& a, const Item& b) {
+    std::sort(items.begin(), items.end(), [](const Item& a, const Item& b) {
       const uint64_t fa = a.id & (kFineBuckets - 1), fb = b.id & (kFineBuckets - 1);
       return fa != fb ? fa < fb : a.id < b.id;
     });
     std::fill(fine_start_.begin(), fine_start_.end(), 0);
-    for (const Item& it : order_) ++fine_start_[(it.id & (kFineBuckets - 1)) + 1];
+    for (const Item& it : items) ++fine_start_[(it.id & (kFineBuckets - 1)) + 1];
     for (size_t f = 0; f < kFineBuckets; ++f) fine_start_[f + 1] += fine_start_[f];
-    for (size_t i = 0; i < order_.size(); ++i) {
-      if (order_[i].node == &cluster.self()) self_pos_ = i;
+    order_.resize(items.size());
+    for (size_t i = 0; i < items.size(); ++i) {
+      order_[i] = items[i].node;
+      if (items[i].node == &cluster.self()) {
+        self_pos_ = i;
+        self_id_ = items[i].id;
+      }
     }
+    items = std::vector<Item>();
   }
   if (!reorder && !values_changed) return;
   std::fill(fine_hash_.begin(), fine_hash_.end(), 0);
-  for (const Item& it : order_) fine_hash_[it.id & (kFineBuckets - 1)] ^= ValueHash(it.id, *it.node);
+  for (size_t f = 0; f < kFineBuckets; ++f) {
+    uint64_t h = 0;
+    for (size_t i = fine_start_[f]; i < fine_start_[f + 1]; ++i) {
+      const NodeState& n = *order_[i];
+      h ^= ValueHash(SummaryNodeId(n.name(), n.generation()), n);
+    }
+    fine_hash_[f] = h;
+  }
 }
 
 uint64_t SummaryIndex::BucketHash(size_t buckets, size_t b) const {
@@ -71,7 +85,7 @@ size_t SummaryIndex::ChooseBuckets(size_t n, size_t budget_bytes) {
 
 // ---- Digest ------------------------------------------------------------------------------
 
-size_t DigestBuilder::PlanList(const std::vector<const NodeState*>& candidates,
+size_t DigestBuilder::PlanList(std::span<const NodeState* const> candidates,
                                size_t budget_bytes, const NodeState* must1,
                                const NodeState* must2, size_t* cursor) {
   planned_.clear();
@@ -110,8 +124,8 @@ size_t DigestBuilder::PlanList(const std::vector<const NodeState*>& candidates,
 
 size_t DigestBuilder::Plan(const Cluster& cluster, size_t budget_bytes, const NodeState* peer) {
   scoped_ = false;
-  scratch_.assign(cluster.nodes().begin(), cluster.nodes().end());
-  const size_t used = PlanList(scratch_, budget_bytes, &cluster.self(),
+  const auto& nodes = cluster.nodes();
+  const size_t used = PlanList({nodes.data(), nodes.size()}, budget_bytes, &cluster.self(),
                                peer != &cluster.self() ? peer : nullptr, &cursor_);
   // Self and the peer are in the candidate list too; "partial" counts them once.
   return used;
@@ -139,7 +153,7 @@ size_t DigestBuilder::PlanScope(const Cluster& cluster, const SummaryIndex& inde
   for (uint16_t b : scope) {
     for (size_t f = b; f < SummaryIndex::kFineBuckets; f += buckets) {
       for (size_t i = index.FineBegin(f); i < index.FineEnd(f); ++i) {
-        const NodeState* n = index.order()[i].node;
+        const NodeState* n = index.order()[i];
         scratch_.push_back(n);
         if (n == peer) must_peer = n;
         if (n == &cluster.self() && list_self) must_self = n;
@@ -160,13 +174,14 @@ size_t DigestBuilder::PlanScope(const Cluster& cluster, const SummaryIndex& inde
     const size_t n = order.size();
     size_t k = 0;
     for (; k < n; ++k) {
-      const SummaryIndex::Item& it = order[(extra_cursor_ + k) % n];
-      if (in_scope[SummaryIndex::BucketOf(it.id, buckets)]) continue;
-      const size_t cost = sizeof(wire::DigestEntry) + it.node->name().size();
+      const NodeState* node = order[(extra_cursor_ + k) % n];
+      const uint64_t id = SummaryNodeId(node->name(), node->generation());
+      if (in_scope[SummaryIndex::BucketOf(id, buckets)]) continue;
+      const size_t cost = sizeof(wire::DigestEntry) + node->name().size();
       if (used + cost > budget_bytes) break;
       used += cost;
-      planned_.push_back(it.node);
-      blob_bytes_ += it.node->name().size();
+      planned_.push_back(node);
+      blob_bytes_ += node->name().size();
     }
     extra_cursor_ = n > 0 ? (extra_cursor_ + k) % n : 0;
   }
@@ -193,7 +208,7 @@ bool DigestBuilder::Write(wire::PacketEncoder& enc, BlobWriter& blob) const {
     const SummaryIndex& index = *summary_;
     const auto& order = index.order();
     enc.SetSummary(index.membership(), index.count(), static_cast<uint32_t>(hb_base_),
-                   order[index.self_position()].node->heartbeat);
+                   order[index.self_position()]->heartbeat);
     if (summary_buckets_ > 0) {
       auto b = enc.AllocSummaryBuckets(summary_buckets_);
       if (b.size() != summary_buckets_) return false;
@@ -203,7 +218,7 @@ bool DigestBuilder::Write(wire::PacketEncoder& enc, BlobWriter& blob) const {
       auto hb = enc.AllocHeartbeats(hb_count_);
       if (hb.size() != hb_count_) return false;
       for (size_t i = 0; i < hb_count_; ++i) {
-        hb[i] = static_cast<uint16_t>(order[(hb_base_ + i) % order.size()].node->heartbeat);
+        hb[i] = static_cast<uint16_t>(order[(hb_base_ + i) % order.size()]->heartbeat);
       }
     }
   }

@@ -32,20 +32,16 @@ class SummaryIndex {
  public:
   static constexpr size_t kFineBuckets = wire::kMaxSummaryBuckets;
 
-  struct Item {
-    uint64_t id;
-    NodeState* node;
-  };
-
   // Brings the index up to date: the order when membership changed (cluster epoch), the
   // hashes when `values_changed` or the order was rebuilt. O(n log n) / O(n).
   void Refresh(const Cluster& cluster, bool values_changed);
 
   uint64_t membership() const { return membership_; }
   uint32_t count() const { return static_cast<uint32_t>(order_.size()); }
-  const std::vector<Item>& order() const { return order_; }
+  // Nodes in summary order (ids are recomputed when needed: 8 bytes a node, not 16).
+  const std::vector<NodeState*>& order() const { return order_; }
   size_t self_position() const { return self_pos_; }
-  uint64_t self_id() const { return order_[self_pos_].id; }
+  uint64_t self_id() const { return self_id_; }
   // The hash of bucket b out of `buckets` (a power of two <= kFineBuckets).
   uint64_t BucketHash(size_t buckets, size_t b) const;
   static size_t BucketOf(uint64_t id, size_t buckets) { return id & (buckets - 1); }
@@ -57,7 +53,13 @@ class SummaryIndex {
   static size_t ChooseBuckets(size_t n, size_t budget_bytes);
 
  private:
-  std::vector<Item> order_;
+  struct Item {
+    uint64_t id;
+    NodeState* node;
+  };
+  std::vector<NodeState*> order_;
+  std::vector<Item> sort_scratch_;  // emptied after each rebuild
+  uint64_t self_id_ = 0;
   std::vector<uint32_t> fine_start_ = std::vector<uint32_t>(kFineBuckets + 1, 0);
   std::vector<uint64_t> fine_hash_ = std::vector<uint64_t>(kFineBuckets, 0);
   uint64_t membership_ = 0;
@@ -100,7 +102,7 @@ class DigestBuilder {
   bool Write(wire::PacketEncoder& enc, BlobWriter& blob) const;
 
  private:
-  size_t PlanList(const std::vector<const NodeState*>& candidates, size_t budget_bytes,
+  size_t PlanList(std::span<const NodeState* const> candidates, size_t budget_bytes,
                   const NodeState* must1, const NodeState* must2, size_t* cursor);
 
   std::vector<const NodeState*> planned_;

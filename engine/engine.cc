@@ -405,7 +405,7 @@ void Engine::ObserveSummary(const wire::DecodedPacket& pkt, TimeUs now_us) {
   if (s.membership == idx.membership() && s.count == idx.count() && idx.count() > 0) {
     const auto& order = idx.order();
     for (size_t i = 0; i < s.heartbeats.size(); ++i) {
-      NodeState* n = order[(s.hb_base + i) % order.size()].node;
+      NodeState* n = order[(s.hb_base + i) % order.size()];
       if (n == &self || n == sender) continue;
       // 16 bits of a counter that rises once a round: newer when ahead by under half the
       // ring (hours of rounds), else an older copy.

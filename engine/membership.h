@@ -79,12 +79,13 @@ const char* MemberStateName(MemberState s);
 
 // Per-node detector record, embedded in NodeState.
 struct Liveness {
-  MemberState state = MemberState::kAlive;
   TimeUs last_arrival_us = -1;     // -1: not discovered yet
   double mean_interval_us = 0;     // 0: no interval sampled yet (the prior is used)
-  uint32_t samples = 0;
   TimeUs state_since_us = 0;
+  uint32_t samples = 0;
+  MemberState state = MemberState::kAlive;
 };
+static_assert(sizeof(Liveness) == 32, "one per known node, N² of them in a simulator");
 
 // Starts the detector clock for a node first learned at now (from a digest or a delta).
 void InitLiveness(Liveness& l, TimeUs now_us);

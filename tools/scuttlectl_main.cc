@@ -3,11 +3,17 @@
 //
 // Arguments are parsed by hand, not with absl flags: each command has its own options and
 // the exit-code contract (2 for any usage error) must hold for every mistake.
+#include <netdb.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <iostream>
 #include <iterator>
 #include <map>
@@ -60,11 +66,13 @@ Exit codes:
   0  success
   1  not found (no such key or node)
   2  usage error, or the server refused the request as invalid (HTTP 400/405/413)
-  3  server or connection error (unreachable, timeout, HTTP 5xx, a watch stream that ended)
+  3  server or connection error (unreachable, timeout, HTTP 5xx, a watch stream that ended;
+     then it names the --since to resume from)
 )";
 
 struct Args {
   std::string addr = "127.0.0.1:7480";
+  const char* addr_from = "the default";  // or "--addr", "$SCUTTLE_ADDR": named in errors
   bool json_out = false;
   int timeout_s = 5;
   std::vector<std::string> positional;
@@ -105,7 +113,10 @@ std::string Query(const std::vector<std::pair<std::string, std::string>>& params
 
 Args Parse(int argc, char** argv) {
   Args a;
-  if (const char* env = std::getenv("SCUTTLE_ADDR"); env != nullptr && *env != '\0') a.addr = env;
+  if (const char* env = std::getenv("SCUTTLE_ADDR"); env != nullptr && *env != '\0') {
+    a.addr = env;
+    a.addr_from = "$SCUTTLE_ADDR";
+  }
   static const std::vector<std::string> kValued = {"--addr", "--timeout", "--node", "--prefix",
                                                    "--ttl",  "--since",   "--count"};
   for (int i = 1; i < argc; ++i) {
@@ -138,6 +149,7 @@ Args Parse(int argc, char** argv) {
       }
       if (name == "--addr") {
         a.addr = value;
+        a.addr_from = "--addr";
       } else if (name == "--timeout") {
         if (!absl::SimpleAtoi(value, &a.timeout_s) || a.timeout_s <= 0) {
           Usage("--timeout wants a positive number of seconds");
@@ -171,22 +183,72 @@ std::string Opt(const Args& a, const char* name) {
   return it == a.options.end() ? std::string() : it->second;
 }
 
+// "Connection refused" -> "connection refused": the reason reads as part of a sentence.
+std::string Lowered(const char* text) {
+  std::string s = text;
+  if (!s.empty()) s[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(s[0])));
+  return s;
+}
+
+// The errno of one non-blocking connect to ai, waited for up to timeout_s; 0 if it connects.
+int ConnectErrno(const addrinfo& ai, int timeout_s) {
+  const int fd =
+      socket(ai.ai_family, ai.ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai.ai_protocol);
+  if (fd < 0) return errno;
+  int err = connect(fd, ai.ai_addr, ai.ai_addrlen) == 0 ? 0 : errno;
+  if (err == EINPROGRESS) {
+    pollfd p{fd, POLLOUT, 0};
+    const int n = poll(&p, 1, timeout_s * 1000);
+    socklen_t len = sizeof(err);
+    if (n == 0) {
+      err = ETIMEDOUT;
+    } else if (n < 0) {
+      err = errno;
+    } else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) {
+      err = errno;
+    }
+  }
+  close(fd);
+  return err;
+}
+
+// httplib reports every failed connect as Error::Connection, and its errno is gone by the
+// time it returns (it is EINPROGRESS from the non-blocking connect). One more attempt finds
+// the reason: a name that does not resolve, or the connect's errno. "" if it now connects.
+std::string ConnectFailure(const std::string& host, int port, int timeout_s) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* list = nullptr;
+  const int rc = getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &list);
+  if (rc != 0) {
+    return "cannot resolve '" + host +
+           "': " + (rc == EAI_SYSTEM ? Lowered(std::strerror(errno)) : Lowered(gai_strerror(rc)));
+  }
+  int err = 0;
+  for (const addrinfo* ai = list; ai != nullptr; ai = ai->ai_next) {
+    err = ConnectErrno(*ai, timeout_s);  // like httplib: the first address that connects
+    if (err == 0) break;
+  }
+  freeaddrinfo(list);
+  return err == 0 ? "" : Lowered(std::strerror(err));
+}
+
 class Api {
  public:
   explicit Api(const Args& a) : args_(a) {
-    std::string host = a.addr;
-    int port = 7480;
+    host_ = a.addr;
     const size_t colon = a.addr.rfind(':');
     if (colon != std::string::npos) {
-      host = a.addr.substr(0, colon);
-      if (!absl::SimpleAtoi(a.addr.substr(colon + 1), &port) || port <= 0 || port > 65535) {
+      host_ = a.addr.substr(0, colon);
+      if (!absl::SimpleAtoi(a.addr.substr(colon + 1), &port_) || port_ <= 0 || port_ > 65535) {
         Usage("--addr " + a.addr + ": want host:port");
       }
     }
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
-      host = host.substr(1, host.size() - 2);
+    if (host_.size() > 2 && host_.front() == '[' && host_.back() == ']') {
+      host_ = host_.substr(1, host_.size() - 2);
     }
-    client_ = std::make_unique<httplib::Client>(host, port);
+    client_ = std::make_unique<httplib::Client>(host_, port_);
     client_->set_url_encode(false);  // paths are encoded here
     client_->set_connection_timeout(a.timeout_s, 0);
     client_->set_read_timeout(a.timeout_s, 0);
@@ -202,18 +264,49 @@ class Api {
                         : method == "PATCH"  ? client_->Patch(path, body, content_type)
                         : method == "DELETE" ? client_->Delete(path)
                                              : client_->Post(path, body, content_type);
-    if (!r) {
-      std::fprintf(stderr, "scuttlectl: %s: %s\n", args_.addr.c_str(),
-                   httplib::to_string(r.error()).c_str());
-      std::exit(kExitServer);
-    }
+    if (!r) Fail(r.error(), method + " " + path);
     json j = json::parse(r->body, nullptr, /*allow_exceptions=*/false);
     if (r->status == 200 && !j.is_discarded()) return j;
     const std::string detail =
         !j.is_discarded() && j.is_object() ? j.value("detail", r->body) : r->body;
     std::fprintf(stderr, "scuttlectl: %s %s: HTTP %d: %s\n", method.c_str(), path.c_str(),
-                 r->status, detail.c_str());
-    std::exit(ExitCode(r->status));
+                 r->status, r->status == 200 ? "the reply is not JSON" : detail.c_str());
+    std::exit(r->status == 200 ? kExitServer : ExitCode(r->status));
+  }
+
+  // A request that got no HTTP response: one line that says what failed and what to check,
+  // then exit 3. `what` names the request ("GET /healthz").
+  [[noreturn]] void Fail(httplib::Error error, const std::string& what) {
+    const std::string timeout = absl::StrCat(args_.timeout_s, "s (--timeout)");
+    std::string line;
+    switch (error) {
+      case httplib::Error::Connection: {
+        const std::string why = ConnectFailure(host_, port_, args_.timeout_s);
+        line = Unreachable(why.empty() ? "the connection failed" : why);
+        break;
+      }
+      case httplib::Error::ConnectionTimeout:
+        line = Unreachable("no connection within " + timeout);
+        break;
+      case httplib::Error::Read:
+        line = absl::StrCat(what, " to scuttled at ", args_.addr,
+                            ": no complete reply (the connection was closed, or nothing came "
+                            "within ",
+                            timeout, ")");
+        break;
+      case httplib::Error::Write:
+        line = absl::StrCat(what, " to scuttled at ", args_.addr,
+                            ": could not send the request (the connection was closed, or it "
+                            "stalled for ",
+                            timeout, ")");
+        break;
+      default:
+        line = absl::StrCat(what, " to scuttled at ", args_.addr, " failed: HTTP client error ",
+                            httplib::to_string(error));
+        break;
+    }
+    std::fprintf(stderr, "scuttlectl: %s\n", line.c_str());
+    std::exit(kExitServer);
   }
 
   static int ExitCode(int status) {
@@ -226,7 +319,22 @@ class Api {
   httplib::Client& client() { return *client_; }
 
  private:
+  // "cannot reach scuttled at ADDR: WHY (HINT)". The hint names where ADDR came from; a
+  // refused or timed-out connect also asks whether scuttled runs, a name that does not
+  // resolve does not.
+  std::string Unreachable(const std::string& why) const {
+    const std::string where = std::string(args_.addr_from) == "--addr" ? "check --addr"
+                              : std::string(args_.addr_from) == "$SCUTTLE_ADDR"
+                                  ? "that address is from $SCUTTLE_ADDR; set --addr to override"
+                                  : "that is the default address; set --addr or SCUTTLE_ADDR";
+    const bool unresolved = why.starts_with("cannot resolve");
+    return absl::StrCat("cannot reach scuttled at ", args_.addr, ": ", why, " (",
+                        unresolved ? "" : "is it running? ", where, ")");
+  }
+
   const Args& args_;
+  std::string host_;
+  int port_ = 7480;
   std::unique_ptr<httplib::Client> client_;
 };
 
@@ -373,10 +481,9 @@ int List(Api& api, const Args& a) {
 struct WatchPrinter {
   bool json_out;
   long remaining;  // < 0: unlimited
-  std::string last_id;
+  long printed = 0;
 
-  bool Print(const std::string& event, const std::string& id, const std::string& data) {
-    if (!id.empty()) last_id = id;
+  bool Print(const std::string& event, const std::string& data) {
     const json j = json::parse(data, nullptr, false);
     if (json_out) {
       json line = j.is_discarded() ? json{{"data", data}} : j;
@@ -401,7 +508,57 @@ struct WatchPrinter {
                   Text(j["node"]).c_str(), Text(j["generation"]).c_str());
     }
     std::fflush(stdout);
+    ++printed;
     return remaining < 0 || --remaining > 0;
+  }
+};
+
+// Splits the event stream into events (text/event-stream framing) and keeps what a reader
+// needs to resume when the stream ends: the last event id, else the sequence the server
+// said the stream starts after (its first comment, ": scuttle watch from seq N").
+struct WatchStream {
+  WatchStream(const WatchPrinter& p, bool snapshot) : printer(p), snapshot_pending(snapshot) {}
+
+  WatchPrinter printer;
+  bool snapshot_pending;  // --snapshot until snapshot_end arrives
+  std::string last_id, start_seq;
+  std::string buf, event, id, data;
+
+  // Returns false once the printer wants no more events.
+  bool Feed(const char* d, size_t n) {
+    buf.append(d, n);
+    size_t nl;
+    while ((nl = buf.find('\n')) != std::string::npos) {
+      const std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      if (line.empty()) {  // end of one event
+        if (!event.empty() || !data.empty()) {
+          if (!id.empty()) last_id = id;
+          if (event == "snapshot_end") snapshot_pending = false;
+          if (!printer.Print(event.empty() ? "message" : event, data)) return false;
+        }
+        event.clear(), id.clear(), data.clear();
+      } else if (line.starts_with(": scuttle watch from seq ")) {
+        start_seq = line.substr(25);
+      } else if (line.starts_with("event: ")) {
+        event = line.substr(7);
+      } else if (line.starts_with("id: ")) {
+        id = line.substr(4);
+      } else if (line.starts_with("data: ")) {
+        data += line.substr(6);
+      }
+    }
+    return true;
+  }
+
+  // What to run to continue where this stream stopped, without missing an event.
+  std::string Resume(const std::string& since_arg) const {
+    if (snapshot_pending) return "the snapshot was cut short: run again with --snapshot";
+    const std::string& since = !last_id.empty()     ? last_id
+                               : !start_seq.empty() ? start_seq
+                                                    : since_arg;
+    if (since.empty()) return "no start sequence arrived: resync with --snapshot";
+    return "resume with --since " + since;
   }
 };
 
@@ -417,8 +574,8 @@ int Watch(Api& api, const Args& a) {
                                                 {"node", Opt(a, "node")},
                                                 {"since", Opt(a, "since")},
                                                 {"snapshot", a.snapshot ? "1" : ""}});
-  WatchPrinter printer{a.json_out, count, Opt(a, "since")};
-  std::string buf, event, id, data, error_body;
+  WatchStream stream(WatchPrinter{a.json_out, count}, a.snapshot);
+  std::string error_body;
   bool done = false;
   int status = 0;
   api.client().set_read_timeout(24 * 3600, 0);  // idle streams get keepalives, not EOF
@@ -433,41 +590,26 @@ int Watch(Api& api, const Args& a) {
           error_body.append(d, n);
           return true;
         }
-        buf.append(d, n);
-        size_t nl;
-        while ((nl = buf.find('\n')) != std::string::npos) {
-          const std::string line = buf.substr(0, nl);
-          buf.erase(0, nl + 1);
-          if (line.empty()) {  // end of one event
-            if (!event.empty() || !data.empty()) {
-              if (!printer.Print(event.empty() ? "message" : event, id, data)) {
-                done = true;
-                return false;
-              }
-            }
-            event.clear(), id.clear(), data.clear();
-          } else if (line.starts_with("event: ")) {
-            event = line.substr(7);
-          } else if (line.starts_with("id: ")) {
-            id = line.substr(4);
-          } else if (line.starts_with("data: ")) {
-            data += line.substr(6);
-          }
-        }
-        return true;
+        done = !stream.Feed(d, n);
+        return !done;
       });
   if (done) return kExitOk;
-  if (status != 0 && status != 200) {
+  if (status == 0) api.Fail(r.error(), "GET " + path);  // no response at all
+  if (status != 200) {
     const json j = json::parse(error_body, nullptr, false);
     std::fprintf(stderr, "scuttlectl: GET %s: HTTP %d: %s\n", path.c_str(), status,
                  j.is_object() ? j.value("detail", error_body).c_str() : error_body.c_str());
     return Api::ExitCode(status);
   }
-  std::fprintf(stderr, "scuttlectl: watch stream ended (%s)%s\n",
-               r ? "closed by the server" : httplib::to_string(r.error()).c_str(),
-               printer.last_id.empty()
-                   ? ""
-                   : (std::string("; resume with --since ") + printer.last_id).c_str());
+  // A watch runs until it is interrupted or has --count events: any end is an error, and
+  // the message says how to continue without missing an event.
+  const std::string how = r ? "ended (scuttled closed it: is it shutting down?)"
+                          : r.error() == httplib::Error::Read
+                              ? "was cut (the connection closed before the end)"
+                              : "was cut (HTTP client error " + httplib::to_string(r.error()) + ")";
+  std::fprintf(stderr, "scuttlectl: the watch stream from %s %s after %ld event%s; %s\n",
+               a.addr.c_str(), how.c_str(), stream.printer.printed,
+               stream.printer.printed == 1 ? "" : "s", stream.Resume(Opt(a, "since")).c_str());
   return kExitServer;
 }
 

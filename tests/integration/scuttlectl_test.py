@@ -11,6 +11,8 @@ error. Waits poll with deadlines (harness.wait_until); nothing sleeps blindly.
 
 import json
 import os
+import re
+import select
 import subprocess
 import sys
 
@@ -27,8 +29,10 @@ class Ctl:
         self.path = os.path.abspath(path)
 
     def run(self, node, *argv, stdin=None, timeout=20, addr=None):
-        """Runs scuttlectl against node's admin API; returns (exit code, stdout bytes, stderr)."""
-        cmd = [self.path, "--addr", addr or node.admin_addr] + list(argv)
+        """Runs scuttlectl against node's admin API; returns (exit code, stdout bytes, stderr).
+
+        node None: no --addr, so $SCUTTLE_ADDR or the default applies."""
+        cmd = [self.path] + (["--addr", addr or node.admin_addr] if node else []) + list(argv)
         p = subprocess.run(cmd, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            timeout=timeout)
         return p.returncode, p.stdout, p.stderr.decode(errors="replace")
@@ -132,19 +136,74 @@ def test(c, args):
     check(ctl.expect(0, n0, "--help").decode().count("Exit codes") == 1, "--help documents codes")
 
     # connection and server errors: 3
-    closed = c.ports.take()
-    ctl.expect(3, n0, "health", addr="127.0.0.1:%d" % closed, timeout=30)
-    # A watch whose server goes away exits 3 and says where to resume.
-    p = subprocess.Popen([ctl.path, "--addr", n2.admin_addr, "watch", "--since", "0"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    check_unreachable(ctl, c.ports.take())
+    check_watch_cut(ctl, n2, "--prefix", "nothing/")    # no event: from where it started
+    check_watch_cut(ctl, n1, "--since", "0")            # after events: from the last one
+
+
+def check_unreachable(ctl, closed):
+    """A refused connection: exit 3, one line naming the address, the reason and the fix."""
+    addr = "127.0.0.1:%d" % closed
+    rc, _, err = ctl.run(None, "--addr", addr, "health", timeout=30)
+    log("scuttlectl --addr %s health -> %d %s" % (addr, rc, err.strip()))
+    want = "scuttlectl: cannot reach scuttled at %s: connection refused (is it running? " % addr
+    check(rc == 3 and err.startswith(want) and "--addr" in err and err.count("\n") == 1,
+          "unreachable: %d %r" % (rc, err))
+    env = dict(os.environ, SCUTTLE_ADDR=addr)
+    p = subprocess.run([ctl.path, "get", "k"], env=env, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=30)
+    err = p.stderr.decode(errors="replace")
+    check(p.returncode == 3 and err.startswith(want) and "$SCUTTLE_ADDR" in err,
+          "unreachable through $SCUTTLE_ADDR: %d %r" % (p.returncode, err))
+
+
+def watch_seq(node):
+    metrics = h.http("GET", node.url("/metrics"))[1].decode()
+    return int(re.search(r"^scuttle_watch_log_sequence (\d+)$", metrics, re.M).group(1))
+
+
+def watchers(node):
+    metrics = h.http("GET", node.url("/metrics"))[1].decode()
+    return int(re.search(r"^scuttle_watchers (\d+)$", metrics, re.M).group(1))
+
+
+def check_watch_cut(ctl, node, *argv):
+    """A watch whose server gets SIGTERM exits 3, says the stream ended or was cut, and names
+    the --since that continues it: the last event printed, else the sequence it started
+    after."""
+    before = watch_seq(node)
+    # Unbuffered: the first line read here must leave the rest for communicate().
+    p = subprocess.Popen([ctl.path, "--addr", node.admin_addr, "watch"] + list(argv),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     try:
-        first = p.stdout.readline()  # the stream is live once an event arrived
-        check(first, "watch printed nothing")
-        check(n2.sigterm() == 0, "n02 exit code")
-        rc = p.wait(20)
-        err = p.stderr.read().decode()
-        check(rc == 3 and "resume with --since" in err, "watch after server exit: %d %r"
-              % (rc, err))
+        if "--since" in argv:  # events to replay: the stream is live once one is printed
+            ready = select.select([p.stdout], [], [], REPLICATE_BOUND)[0]
+            out = [p.stdout.readline().decode()] if ready else []
+            check(out and out[0], "watch printed nothing within %ss" % REPLICATE_BOUND)
+        else:  # on a node no other watch used, so the gauge counts this stream alone
+            out = []
+            wait_until(lambda: watchers(node) == 1, REPLICATE_BOUND,
+                       "the watch stream on %s" % node.name)
+        after = watch_seq(node)
+        check(node.sigterm() == 0, "%s exit code" % node.name)
+        rest, err = p.communicate(timeout=20)
+        out, err = out + rest.decode().splitlines(), err.decode()
+        log("watch %s cut: %d %r" % (" ".join(argv), p.returncode, err.strip()))
+        m = re.search(r"the watch stream from %s (ended|was cut) .* after (\d+) events?; "
+                      r"resume with --since (\d+)$" % re.escape(node.admin_addr), err.strip())
+        check(p.returncode == 3 and m and err.count("\n") == 1,
+              "watch after server exit: %d %r" % (p.returncode, err))
+        check(int(m.group(2)) == len(out), "events counted: %r vs %r" % (err, out))
+        resume = int(m.group(3))
+        if out:
+            check(resume == int(out[-1].split()[0]), "resume from the last event: %r %r"
+                  % (err, out[-1]))
+        elif "--since" in argv:
+            since = int(argv[argv.index("--since") + 1])
+            check(resume == since, "resume from --since %d: %r" % (since, err))
+        else:
+            check(before <= resume <= after, "resume from the start: %d not in [%d, %d]"
+                  % (resume, before, after))
     finally:
         if p.poll() is None:
             p.kill()
