@@ -77,7 +77,7 @@ uint64_t SummaryIndex::BucketHash(size_t buckets, size_t b) const {
 }
 
 size_t SummaryIndex::ChooseBuckets(size_t n, size_t budget_bytes) {
-  size_t b = std::bit_ceil(std::max<size_t>((n + 15) / 16, 1));
+  size_t b = std::bit_ceil(std::max<size_t>((n + 31) / 32, 1));
   b = std::min(b, kFineBuckets);
   while (b > 1 && b * sizeof(uint64_t) > budget_bytes / 4) b /= 2;
   return b;

@@ -48,7 +48,7 @@ class SummaryIndex {
   // Positions [begin, end) in order() of the nodes in fine bucket f.
   size_t FineBegin(size_t f) const { return fine_start_[f]; }
   size_t FineEnd(size_t f) const { return fine_start_[f + 1]; }
-  // The bucket count a Syn uses for n nodes: about 16 nodes a bucket, at most
+  // The bucket count a Syn uses for n nodes: about 32 nodes a bucket, at most
   // kFineBuckets, and at most a quarter of `budget_bytes`.
   static size_t ChooseBuckets(size_t n, size_t budget_bytes);
 

@@ -506,10 +506,11 @@ void Engine::HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from) {
                         .digest = true,
                         .peer_node = initiator,
                         .summary = true,
-                        // Heartbeats ride in Syns only: every node receives about
-                        // `fanout` Syns a round, plenty for the failure detector, and
-                        // the SynAck stays small.
-                        .heartbeats = false,
+                        // Heartbeats flow both ways (push-pull): with Syns alone they
+                        // spread as a push epidemic, whose long tail showed up as false
+                        // suspicions among 250 processes. Positional only when the
+                        // initiator can read them (equal memberships).
+                        .heartbeats = same_members,
                         .fill_rest = !same_members,
                         .scoped = true,
                         .scope_buckets = buckets,
