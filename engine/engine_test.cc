@@ -18,35 +18,7 @@ namespace {
 using testing::Config;
 using testing::Ep;
 
-// Engines addressed by port; Pump() delivers until the network is quiet.
-struct Net {
-  std::map<uint16_t, std::unique_ptr<testing::VectorSink>> sinks;
-  std::map<uint16_t, std::unique_ptr<Engine>> engines;
-  TimeUs now = 1;
-  uint64_t delivered = 0;
-
-  Engine& Add(EngineConfig c) {
-    const uint16_t port = c.advertise.port;
-    sinks[port] = std::make_unique<testing::VectorSink>();
-    engines[port] = std::make_unique<Engine>(std::move(c), sinks[port].get(), nullptr);
-    return *engines[port];
-  }
-  void Pump() {
-    for (int guard = 0; guard < 1000; ++guard) {
-      bool any = false;
-      for (auto& [port, sink] : sinks) {
-        for (auto& d : sink->Take()) {
-          any = true;
-          auto it = engines.find(d.to.port);
-          if (it == engines.end()) continue;
-          ++delivered;
-          it->second->OnPacket(now, Endpoint::V4(0x7f000001, port), d.bytes);
-        }
-      }
-      if (!any) return;
-    }
-  }
-};
+using testing::Net;
 
 std::string Get(const Engine& e, const std::string& node, const std::string& key) {
   const NodeState* n = e.FindNode(node);

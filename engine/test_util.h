@@ -2,7 +2,12 @@
 #ifndef SCUTTLE_ENGINE_TEST_UTIL_H_
 #define SCUTTLE_ENGINE_TEST_UTIL_H_
 
+#include <algorithm>
 #include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,6 +63,56 @@ inline wire::DecodedPacket MustDecode(const std::vector<uint8_t>& bytes) {
   }
   return p;
 }
+
+// Engines addressed by port; Pump() delivers until quiet. `drop(from, to, bytes)` may
+// discard a datagram; crashed ports neither send nor receive.
+struct Net {
+  std::map<uint16_t, std::unique_ptr<VectorSink>> sinks;
+  std::map<uint16_t, std::unique_ptr<Engine>> engines;
+  std::set<uint16_t> crashed;
+  std::function<bool(uint16_t, uint16_t, const std::vector<uint8_t>&)> drop;
+  TimeUs now = 1;
+  uint64_t delivered = 0;
+  size_t max_bytes[wire::kMessageTypeCount] = {};
+
+  Engine& Add(EngineConfig c) {
+    const uint16_t port = c.advertise.port;
+    sinks[port] = std::make_unique<testing::VectorSink>();
+    engines[port] = std::make_unique<Engine>(std::move(c), sinks[port].get(), nullptr);
+    return *engines[port];
+  }
+  void Pump() {
+    for (int guard = 0; guard < 100000; ++guard) {
+      bool any = false;
+      for (auto& [port, sink] : sinks) {
+        for (auto& d : sink->Take()) {
+          any = true;
+          if (crashed.contains(port) || crashed.contains(d.to.port)) continue;
+          auto it = engines.find(d.to.port);
+          if (it == engines.end()) continue;
+          wire::DecodedPacket p;
+          wire::DropReason r;
+          if (wire::Decode(d.bytes, wire::DecodeLimits{}, &p, &r)) {
+            size_t& m = max_bytes[static_cast<size_t>(p.type)];
+            m = std::max(m, d.bytes.size());
+          }
+          if (drop && drop(port, d.to.port, d.bytes)) continue;
+          ++delivered;
+          it->second->OnPacket(now, Endpoint::V4(0x7f000001, port), d.bytes);
+        }
+      }
+      if (!any) return;
+    }
+    ADD_FAILURE() << "network never went quiet";
+  }
+  void Round() {
+    now += kUsPerSec;
+    for (auto& [port, e] : engines) {
+      if (!crashed.contains(port)) e->OnTick(now);
+    }
+    Pump();
+  }
+};
 
 }  // namespace scuttle::testing
 

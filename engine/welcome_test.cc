@@ -23,57 +23,7 @@ using testing::Ep;
 constexpr size_t kChunk = static_cast<size_t>(wire::MessageType::kWelcomeChunk);
 constexpr size_t kRequest = static_cast<size_t>(wire::MessageType::kWelcomeRequest);
 
-// Engines addressed by port; Pump() delivers until quiet. `drop(from, to, bytes)` may
-// discard a datagram; crashed ports neither send nor receive.
-struct Net {
-  std::map<uint16_t, std::unique_ptr<testing::VectorSink>> sinks;
-  std::map<uint16_t, std::unique_ptr<Engine>> engines;
-  std::set<uint16_t> crashed;
-  std::function<bool(uint16_t, uint16_t, const std::vector<uint8_t>&)> drop;
-  TimeUs now = 1;
-  uint64_t delivered = 0;
-  size_t max_bytes[wire::kMessageTypeCount] = {};
-
-  Engine& Add(EngineConfig c) {
-    const uint16_t port = c.advertise.port;
-    sinks[port] = std::make_unique<testing::VectorSink>();
-    engines[port] = std::make_unique<Engine>(std::move(c), sinks[port].get(), nullptr);
-    return *engines[port];
-  }
-  void Pump() {
-    for (int guard = 0; guard < 100000; ++guard) {
-      bool any = false;
-      for (auto& [port, sink] : sinks) {
-        for (auto& d : sink->Take()) {
-          any = true;
-          if (crashed.contains(port) || crashed.contains(d.to.port)) continue;
-          auto it = engines.find(d.to.port);
-          if (it == engines.end()) continue;
-          wire::PacketHeader h;
-          wire::DecodedPacket p;
-          wire::DropReason r;
-          if (wire::Decode(d.bytes, wire::DecodeLimits{}, &p, &r)) {
-            size_t& m = max_bytes[static_cast<size_t>(p.type)];
-            m = std::max(m, d.bytes.size());
-          }
-          (void)h;
-          if (drop && drop(port, d.to.port, d.bytes)) continue;
-          ++delivered;
-          it->second->OnPacket(now, Endpoint::V4(0x7f000001, port), d.bytes);
-        }
-      }
-      if (!any) return;
-    }
-    ADD_FAILURE() << "network never went quiet";
-  }
-  void Round() {
-    now += kUsPerSec;
-    for (auto& [port, e] : engines) {
-      if (!crashed.contains(port)) e->OnTick(now);
-    }
-    Pump();
-  }
-};
+using testing::Net;
 
 bool IsChunk(const std::vector<uint8_t>& bytes) {
   wire::DecodedPacket p;
