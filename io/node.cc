@@ -13,8 +13,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "engine/node_state.h"
 #include "engine/rng.h"
 #include "io/clock.h"
@@ -393,6 +396,31 @@ void Node::StopResolver() {
 
 // ---- Start / stop -------------------------------------------------------------------------
 
+// A process that exits with an io_uring ring releases the ring's registered socket from a
+// kernel worker shortly after exit (measured here: 40-60 ms, after SIGTERM and SIGKILL
+// alike), so a restart on the same port can find it still bound. Wait a bounded time for
+// the port instead of failing a supervisor's immediate restart; a port that stays busy
+// still fails, after the wait.
+static absl::StatusOr<std::unique_ptr<io::Transport>> OpenTransportWaitingForPort(
+    const io::TransportOptions& to) {
+  constexpr absl::Duration kBusyPortWait = absl::Seconds(2);
+  const absl::Time deadline = absl::Now() + kBusyPortWait;
+  bool logged = false;
+  for (;;) {
+    auto transport = io::OpenTransport(to);
+    if (transport.ok() || !absl::StrContains(transport.status().message(), "EADDRINUSE") ||
+        absl::Now() >= deadline) {
+      return transport;
+    }
+    if (!logged) {
+      spdlog::info("node: {} is busy, waiting up to {} for it to be released",
+                   to.bind.ToString(), absl::FormatDuration(kBusyPortWait));
+      logged = true;
+    }
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+}
+
 absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   EngineConfig& ec = o.engine;
   if (ec.node_name.empty() || ec.node_name.size() > wire::kMaxNameBytes) {
@@ -432,7 +460,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   to.tx_slot_bytes = ec.max_packet_bytes + 1024;
   to.rx_buffer_count = o.rx_buffer_count;
   to.tx_slot_count = o.tx_slot_count;
-  auto transport = io::OpenTransport(to);
+  auto transport = OpenTransportWaitingForPort(to);
   if (!transport.ok()) return transport.status();
 
   std::unique_ptr<Node> node(new Node());
