@@ -47,6 +47,11 @@ if(TARGET scuttled)
   if(TARGET scuttlectl)
     scuttle_itest(scuttlectl      scuttlectl_test.py 90 --ctl $<TARGET_FILE:scuttlectl>)
   endif()
+  # The seed-001 strategy flags: transport-independent, so one transport only.
+  add_test(NAME integration.modes
+    COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/modes_test.py --bin $<TARGET_FILE:scuttled> --io epoll)
+  set_tests_properties(integration.modes PROPERTIES TIMEOUT 90 LABELS "integration"
+    SKIP_RETURN_CODE 77)
   # 50 processes: minutes of CPU on a 2-core box, so opt-in (exit 77 = skipped).
   scuttle_itest(measure50         measure.py      600 --nodes 50 --rounds 3 --opt-in SCUTTLE_SLOW)
   foreach(io uring epoll)

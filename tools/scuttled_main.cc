@@ -81,6 +81,25 @@ ABSL_FLAG(bool, rumor, false,
 ABSL_FLAG(int32_t, rumor_k, 2,
           "Rumor mongering: a node stops spreading an update after k unnecessary contacts "
           "in a row, 1..64");
+ABSL_FLAG(std::string, anti_entropy, "push-pull",
+          "Anti-entropy exchange (seed 001; Demers et al. 1987 section 1.3): push-pull (Syn, "
+          "SynAck, Ack), pull (peers send what we lack; no Ack) or push (we send what peers lack)");
+ABSL_FLAG(bool, direct_mail, false,
+          "Direct mail (Demers et al. section 1.2): mail each local write at once to "
+          "--direct_mail_peers peers; anti-entropy still repairs what the mail missed");
+ABSL_FLAG(int32_t, direct_mail_peers, 0,
+          "Peers each local write is mailed to, 1..64 (0: 2 when --direct_mail is on); "
+          "needs --direct_mail");
+ABSL_FLAG(bool, death_certificates, false,
+          "Dormant death certificates (Demers et al. section 2.1): tombstones (the "
+          "certificates) go after --tombstone_grace (tau1) everywhere except on about "
+          "--retention_sites nodes per owner, which keep them for --dormant_grace (tau2). "
+          "Replaces the ack-frontier tombstone GC");
+ABSL_FLAG(absl::Duration, dormant_grace, absl::ZeroDuration(),
+          "tau2: how long retention sites keep death certificates, > --tombstone_grace "
+          "(0: 10 x --tombstone_grace); needs --death_certificates");
+ABSL_FLAG(int32_t, retention_sites, 0,
+          "Expected retention sites per owner, 1..1024 (0: 3); needs --death_certificates");
 ABSL_FLAG(std::string, locality, "",
           "This node's place, widest first: region/zone/rack (gossiped under the reserved "
           "key __scuttle/locality); used by --spatial_exponent");
@@ -160,6 +179,56 @@ absl::Duration CheckPositive(const char* flag, absl::Duration d) {
                          " must be a positive, finite duration"));
   }
   return d;
+}
+
+// The seed-001 strategies (engine/epidemic.h). Combinations that would silently do
+// nothing, or undo each other, are refused rather than ignored.
+void ReadEpidemicFlags(EngineConfig* e) {
+  EpidemicConfig& ep = e->epidemic;
+  const std::string ae = absl::GetFlag(FLAGS_anti_entropy);
+  auto mode = ParseAntiEntropyMode(ae);
+  if (!mode.ok()) BadFlag("--anti_entropy=" + ae + ": want push, pull or push-pull");
+  ep.anti_entropy = *mode;
+
+  const bool mail = absl::GetFlag(FLAGS_direct_mail);
+  const int32_t mail_peers = absl::GetFlag(FLAGS_direct_mail_peers);
+  if (!mail && mail_peers != 0) {
+    BadFlag(absl::StrCat("--direct_mail_peers=", mail_peers, " needs --direct_mail"));
+  }
+  ep.direct_mail_peers =
+      mail ? (mail_peers == 0 ? 2 : CheckRange<int32_t>("direct_mail_peers", mail_peers, 1, 64))
+           : 0;
+
+  const bool certs = absl::GetFlag(FLAGS_death_certificates);
+  const absl::Duration dormant = absl::GetFlag(FLAGS_dormant_grace);
+  const int32_t sites = absl::GetFlag(FLAGS_retention_sites);
+  if (!certs) {
+    if (dormant != absl::ZeroDuration()) {
+      BadFlag("--dormant_grace=" + absl::FormatDuration(dormant) + " needs --death_certificates");
+    }
+    if (sites != 0) {
+      BadFlag(absl::StrCat("--retention_sites=", sites, " needs --death_certificates"));
+    }
+    // No dormant copies: a tombstone goes after tombstone_grace or once every live peer
+    // has it (seed 002 ack frontier), whichever comes first.
+    ep.retention_sites = 0;
+    ep.dormant_grace_us = 0;
+    return;
+  }
+  ep.retention_sites = sites == 0 ? 3 : CheckRange<int32_t>("retention_sites", sites, 1, 1024);
+  if (dormant != absl::ZeroDuration()) {
+    CheckPositive("dormant_grace", dormant);
+    if (absl::ToInt64Microseconds(dormant) <= e->tombstone_grace_us) {
+      BadFlag("--dormant_grace=" + absl::FormatDuration(dormant) +
+              " must be longer than --tombstone_grace=" +
+              absl::FormatDuration(absl::Microseconds(e->tombstone_grace_us)) + " (tau2 > tau1)");
+    }
+    ep.dormant_grace_us = absl::ToInt64Microseconds(dormant);
+  }
+  // seed 001 (Demers et al. section 2.1): the dormant copies are what lets a far-behind
+  // peer get incremental deletes; the ack frontier would drop them once the live peers
+  // have them.
+  e->frontier_gc = false;
 }
 
 // Every flag defined in this file, for GET /v1/config (the live ones are overlaid with
@@ -253,6 +322,7 @@ Config ReadFlags() {
   e.epidemic.rumor = absl::GetFlag(FLAGS_rumor);
   e.epidemic.rumor_options.k = static_cast<uint32_t>(CheckRange<int64_t>(
       "rumor_k", absl::GetFlag(FLAGS_rumor_k), 1, kMaxLiveRumorK));
+  ReadEpidemicFlags(&c.node.engine);
   c.node.locality = absl::GetFlag(FLAGS_locality);
   if (!c.node.locality.empty()) {
     if (absl::Status s = ValidateLocality(c.node.locality); !s.ok()) {
