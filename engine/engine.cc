@@ -1,6 +1,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "wire/absl_compat.h"
@@ -22,6 +23,35 @@ const char* EngineDropName(EngineDrop d) {
   return "unknown";
 }
 
+const char* SecurityDropName(SecurityDrop d) {
+  switch (d) {
+    case SecurityDrop::kPlaintextRefused: return "plaintext_refused";
+    case SecurityDrop::kNoKeyring: return "no_keyring";
+    case SecurityDrop::kTruncated: return "truncated";
+    case SecurityDrop::kBadKey: return "bad_key";
+    case SecurityDrop::kAuthFailed: return "auth_failed";
+    case SecurityDrop::kCipherUnavailable: return "cipher_unavailable";
+    case SecurityDrop::kReplayed: return "replayed";
+    case SecurityDrop::kStale: return "stale";
+    case SecurityDrop::kCount: break;
+  }
+  return "unknown";
+}
+
+namespace {
+
+std::array<uint8_t, 16> CookieSecret(const SecurityConfig& s, Rng& rng) {
+  std::array<uint8_t, 16> secret = s.cookie_secret;
+  if (secret == std::array<uint8_t, 16>{}) {
+    const uint64_t a = rng(), b = rng();
+    std::memcpy(secret.data(), &a, 8);
+    std::memcpy(secret.data() + 8, &b, 8);
+  }
+  return secret;
+}
+
+}  // namespace
+
 Engine::Engine(EngineConfig config, PacketSink* sink, EventSink* events)
     : config_(std::move(config)),
       sink_(sink),
@@ -31,8 +61,18 @@ Engine::Engine(EngineConfig config, PacketSink* sink, EventSink* events)
       membership_(&config_.membership),
       applier_(&cluster_, config_.limits, events),
       epidemic_(&config_.epidemic),
-      cluster_hash_(wire::ClusterHash(config_.cluster_id)) {
+      cluster_hash_(wire::ClusterHash(config_.cluster_id)),
+      cipher_(wire::ResolveCipher(config_.security.cipher)),
+      replay_(std::max<size_t>(1, config_.security.max_replay_senders)),
+      guard_(&config_.security.guard, CookieSecret(config_.security, rng_)),
+      open_buf_(wire::kMaxUdpPayloadBytes + 64) {
   cluster_.self().endpoint = config_.advertise;
+  // The owner validates the cipher; an engine asked for one this CPU lacks still works.
+  if (!wire::CipherAvailable(cipher_)) cipher_ = wire::Cipher::kXChaCha20Poly1305;
+  seal_sender_id_ = config_.security.sender_id != 0 ? config_.security.sender_id : rng_();
+  // A random start keeps AES-GCM's 96-bit nonces apart even when two incarnations share
+  // the low 32 bits of sender_id (wire/seal.h).
+  seal_counter_ = rng_() >> 2;
   decode_limits_.max_key_bytes = config_.limits.max_key_bytes;
   decode_limits_.max_value_bytes = config_.limits.max_value_bytes;
   decode_limits_.max_digest_entries = config_.limits.max_nodes;
@@ -317,21 +357,88 @@ void Engine::HandleRumorAck(const wire::DecodedPacket& pkt, const Endpoint& from
 
 void Engine::OnPacket(TimeUs now_us, const Endpoint& from, std::span<const uint8_t> datagram) {
   last_now_us_ = std::max(last_now_us_, now_us);
+  in_packet_ = true;
+  reply_to_ = from;
+  verified_ = true;
+  reply_allowance_ = 0;
+  Dispatch(now_us, from, datagram);
+  in_packet_ = false;
+}
+
+// Sealed datagrams are opened (and replay-checked) before any decoding, so nothing from a
+// sender without the key reaches the decoder; failures are counted, never answered.
+bool Engine::Unseal(std::span<const uint8_t> datagram, std::span<const uint8_t>* plain) {
+  const SecurityConfig& sec = config_.security;
+  wire::PacketHeader h;
+  const bool sealed = wire::PeekHeader(datagram, &h) && (h.flags & wire::kFlagEncrypted) != 0;
+  if (!sealed) {
+    if (!sec.keyring.empty()) {
+      if (sec.verify_incoming) {
+        SecDrop(SecurityDrop::kPlaintextRefused);
+        return false;
+      }
+      ++stats_.security.plaintext_in;
+    }
+    *plain = datagram;
+    return true;
+  }
+  if (sec.keyring.empty()) {
+    SecDrop(SecurityDrop::kNoKeyring);
+    return false;
+  }
+  wire::Opened opened;
+  wire::OpenError err;
+  if (!wire::Open(datagram, sec.keyring, open_buf_, &opened, &err)) {
+    switch (err) {
+      case wire::OpenError::kTruncated: SecDrop(SecurityDrop::kTruncated); break;
+      case wire::OpenError::kBadKey: SecDrop(SecurityDrop::kBadKey); break;
+      case wire::OpenError::kCipherUnavailable: SecDrop(SecurityDrop::kCipherUnavailable); break;
+      case wire::OpenError::kAuthFailed: SecDrop(SecurityDrop::kAuthFailed); break;
+    }
+    return false;
+  }
+  // Only after the tag verified: a forger cannot move anyone's window.
+  const ReplayVerdict v = replay_.Accept(opened.sender_id, opened.counter);
+  stats_.security.replay_evictions = replay_.evictions();
+  if (v != ReplayVerdict::kFresh) {
+    SecDrop(v == ReplayVerdict::kReplayed ? SecurityDrop::kReplayed : SecurityDrop::kStale);
+    return false;
+  }
+  ++stats_.security.opened_in;
+  *plain = opened.datagram;
+  return true;
+}
+
+void Engine::Dispatch(TimeUs now_us, const Endpoint& from, std::span<const uint8_t> datagram) {
+  std::span<const uint8_t> plain;
+  if (!Unseal(datagram, &plain)) return;
   wire::DecodedPacket pkt;
   wire::DropReason reason;
-  if (!wire::Decode(datagram, decode_limits_, &pkt, &reason)) {
+  if (!wire::Decode(plain, decode_limits_, &pkt, &reason)) {
     ++stats_.decode_drops[static_cast<size_t>(reason)];
     return;
   }
   const size_t t = static_cast<size_t>(pkt.type);
   ++stats_.packets_in[t];
   stats_.bytes_in[t] += datagram.size();
+  if (config_.security.guard.enabled && !guard_.Verified(from, pkt.echo, now_us)) {
+    // Replies to this datagram may total at most 3x its size (engine/reply_guard.h).
+    verified_ = false;
+    reply_allowance_ = guard_.Allowance(from, datagram.size(), now_us);
+    ++stats_.security.unverified_in;
+    stats_.security.unverified_bytes_in += datagram.size();
+  }
   if (!Accept(pkt, from, now_us)) return;
   // Anything that may move a node's (max, gc, leaving) invalidates the summary hashes.
   if (pkt.num_parts() > 0 || !pkt.digest.entries.empty()) summary_dirty_ = true;
   switch (pkt.type) {
     case wire::MessageType::kSyn:
       HandleSyn(pkt, from);
+      // Our welcome request was refused for want of a cookie; this Syn brought one.
+      if (welcome_.join.active && welcome_.join.awaiting_cookie && from == welcome_.join.peer &&
+          echoes_.contains(from)) {
+        SendWelcomeRequest(/*resync=*/true);
+      }
       break;
     case wire::MessageType::kSynAck:
       HandleSynAck(pkt, from, now_us);
@@ -378,6 +485,18 @@ bool Engine::Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs
   if (pkt.shard_count != config_.shard_count || pkt.header.shard != config_.shard) {
     Drop(EngineDrop::kShardMismatch);
     return false;
+  }
+  // Remember the sender's cookie for us, to echo in what we send it (bounded).
+  if (pkt.cookie != 0) {
+    auto it = echoes_.find(from);
+    if (it != echoes_.end()) {
+      it->second = pkt.cookie;
+    } else {
+      if (echoes_.size() >= std::max<size_t>(1, config_.security.max_echo_cookies)) {
+        echoes_.erase(echoes_.begin());
+      }
+      echoes_.emplace(from, pkt.cookie);
+    }
   }
   ObserveSender(pkt, from, now_us);
   if (pkt.type == wire::MessageType::kSyn || pkt.type == wire::MessageType::kSynAck ||
@@ -552,7 +671,31 @@ void Engine::HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, 
 
 // ---- Send path ---------------------------------------------------------------------------
 
+bool Engine::FailSend(bool capped, EngineDrop d) {
+  if (capped) {
+    ++stats_.security.replies_suppressed;
+  } else {
+    Drop(d);
+  }
+  return false;
+}
+
 bool Engine::Send(const Endpoint& to, const Outgoing& out) {
+  const NodeState& self = cluster_.self();
+  const SecurityConfig& sec = config_.security;
+  // The seal's trailer comes out of max_packet_bytes, so no sealed datagram exceeds it.
+  const bool seal = !sec.keyring.empty() && sec.verify_outgoing;
+  const size_t overhead = seal ? wire::kSealTrailerBytes : 0;
+  size_t max_bytes = config_.max_packet_bytes;
+  // An unverified source gets at most its allowance (engine/reply_guard.h); below what
+  // the smallest packet needs, the reply is not sent at all.
+  const bool capped = in_packet_ && !verified_ && to == reply_to_;
+  if (capped) {
+    max_bytes = std::min(max_bytes, reply_allowance_);
+    const size_t min_bytes = wire::kHeaderBytes + wire::kPacketFixedWireBytes + 64 +
+                             self.name().size() + config_.cluster_id.size() + overhead;
+    if (max_bytes < min_bytes) return FailSend(true, EngineDrop::kEncodeFailed);
+  }
   const size_t slot_bytes = config_.max_packet_bytes + 1024;
   std::span<uint8_t> slot = sink_->Acquire(slot_bytes);
   if (slot.size() < slot_bytes) {
@@ -560,16 +703,19 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
     Drop(EngineDrop::kNoTxBuffer);
     return false;
   }
-  const NodeState& self = cluster_.self();
   wire::EncodeOptions opts;
   opts.cluster_id = config_.cluster_id;
   opts.shard = config_.shard;
   opts.shard_count = config_.shard_count;
-  opts.max_packet_bytes = config_.max_packet_bytes;
+  opts.max_packet_bytes = max_bytes - overhead;
+  opts.cookie = config_.security.guard.enabled ? guard_.CookieFor(to, last_now_us_) : 0;
+  if (auto it = echoes_.find(to); it != echoes_.end()) opts.echo = it->second;
   opts.message_flags = out.flags;
   opts.sender = MakeNodeRef(self, 0);
   if (out.welcome != nullptr) opts.welcome = *out.welcome;
-  wire::PacketEncoder enc(slot, opts);
+  // The encoder finishes its packet at the end of the span it gets: keep the trailer's room
+  // after it so the seal works in place.
+  wire::PacketEncoder enc(slot.first(slot.size() - overhead), opts);
   // Space: blob and digest/feedback vector prefixes come off the top.
   size_t budget = enc.Remaining() > 64 + self.name().size()
                       ? enc.Remaining() - 64 - self.name().size()
@@ -616,8 +762,7 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
     if (digest_bytes > budget) {
       sink_->Abort();
       delta_builder_.ClearPeer();
-      Drop(EngineDrop::kEncodeFailed);
-      return false;
+      return FailSend(capped, EngineDrop::kEncodeFailed);
     }
     budget -= digest_bytes;
     blob_bytes += digest_builder_.blob_bytes();
@@ -648,8 +793,21 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
   delta_builder_.ClearPeer();
   if (packet.empty()) {
     sink_->Abort();
-    Drop(EngineDrop::kEncodeFailed);
-    return false;
+    return FailSend(capped, EngineDrop::kEncodeFailed);
+  }
+  if (seal) {
+    uint8_t* start = const_cast<uint8_t*>(packet.data());
+    packet = wire::Seal(std::span<uint8_t>(start, slot.data() + slot.size() - start),
+                        packet.size(),
+                        wire::SealParams{&sec.keyring.primary(), cipher_, seal_sender_id_,
+                                         seal_counter_++});
+    ++stats_.security.sealed_out;
+  }
+  if (capped) {
+    reply_allowance_ -= std::min(reply_allowance_, packet.size());
+    guard_.Spend(to, packet.size());
+    ++stats_.security.unverified_replies;
+    stats_.security.unverified_bytes_out += packet.size();
   }
   const size_t t = static_cast<size_t>(out.type);
   ++stats_.packets_out[t];

@@ -15,12 +15,14 @@
 #ifndef SCUTTLE_ENGINE_ENGINE_H_
 #define SCUTTLE_ENGINE_ENGINE_H_
 
+#include <array>
 #include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "engine/cluster.h"
 #include "engine/delta_applier.h"
@@ -29,11 +31,14 @@
 #include "engine/epidemic.h"
 #include "engine/events.h"
 #include "engine/membership.h"
+#include "engine/replay.h"
+#include "engine/reply_guard.h"
 #include "engine/rng.h"
 #include "engine/types.h"
 #include "engine/welcome.h"
 #include "wire/endpoint.h"
 #include "wire/packet.h"
+#include "wire/seal.h"
 
 namespace scuttle {
 
@@ -49,6 +54,58 @@ class PacketSink {
   virtual void Commit(const Endpoint& to, std::span<const uint8_t> packet) = 0;
   // Returns the last acquired buffer unused.
   virtual void Abort() = 0;
+};
+
+// Datagram security (DESIGN §8): AEAD sealing with a keyring, replay windows, and the
+// amplification guard (engine/reply_guard.h), which is on with or without a key.
+struct SecurityConfig {
+  // Empty: datagrams go in clear. Otherwise each is sealed with the primary key and opened
+  // with whichever installed key sealed it (wire/seal.h).
+  wire::Keyring keyring;
+  // memberlist's migration switches (plaintext <-> encrypted without downtime). With a
+  // keyring: verify_incoming refuses plaintext datagrams; verify_outgoing seals.
+  bool verify_incoming = true;
+  bool verify_outgoing = true;
+  wire::Cipher cipher = wire::Cipher::kAuto;
+  // Nonce prefix of this incarnation; 0 = drawn from the engine's rng (the daemon passes
+  // one from the OS CSPRNG, the simulator keeps runs reproducible).
+  uint64_t sender_id = 0;
+  // Cookie key; all zero = drawn from the engine's rng (same reasoning).
+  std::array<uint8_t, 16> cookie_secret{};
+  // Bound of the replay table (engine/replay.h).
+  size_t max_replay_senders = 4096;
+  // Bound of the cookies we remember to echo (one per peer address).
+  size_t max_echo_cookies = 16384;
+  ReplyGuardConfig guard;
+};
+
+// Why a datagram was dropped before decoding (sealing, replay). Never answered.
+enum class SecurityDrop : uint8_t {
+  kPlaintextRefused,   // clear datagram while a keyring is set and verify_incoming is on
+  kNoKeyring,          // sealed datagram but we hold no key
+  kTruncated,          // too short for a sealed datagram, or its length field disagrees
+  kBadKey,             // sealed with a key we do not hold
+  kAuthFailed,         // tag did not verify (wrong key material, tampered, corrupted)
+  kCipherUnavailable,  // a cipher this build/CPU cannot open
+  kReplayed,           // (sender, counter) seen before
+  kStale,              // counter below the replay window
+  kCount,
+};
+inline constexpr size_t kSecurityDropCount = static_cast<size_t>(SecurityDrop::kCount);
+const char* SecurityDropName(SecurityDrop d);
+
+struct SecurityStats {
+  uint64_t drops[kSecurityDropCount] = {};
+  uint64_t sealed_out = 0;
+  uint64_t opened_in = 0;
+  uint64_t plaintext_in = 0;   // clear datagrams accepted while a keyring is set
+  uint64_t unverified_in = 0;  // datagrams from a source without a valid cookie echo
+  uint64_t unverified_bytes_in = 0;
+  uint64_t unverified_replies = 0;        // replies sent within the 3x allowance
+  uint64_t unverified_bytes_out = 0;
+  uint64_t replies_suppressed = 0;        // replies not sent: the allowance was too small
+  uint64_t welcome_refused = 0;           // WelcomeRequests from unverified sources
+  uint64_t replay_evictions = 0;
 };
 
 struct EngineConfig {
@@ -74,6 +131,7 @@ struct EngineConfig {
   // DESIGN §2 digest scale: push-pull Syns carry per-bucket hashes and 16-bit heartbeats
   // instead of every node's digest entry; only differing buckets are listed in full.
   bool digest_summaries = true;
+  SecurityConfig security;
   uint64_t rng_seed = 1;
 };
 
@@ -116,6 +174,7 @@ struct EngineStats {
   uint64_t rumor_feedback_knew = 0;
   uint64_t rumor_feedback_new = 0;
   WelcomeStats welcome;  // seed 002 bulk join (engine/welcome.h)
+  SecurityStats security;
 };
 
 class Engine {
@@ -163,6 +222,16 @@ class Engine {
   size_t epidemic_hot() const { return epidemic_.monger().hot_count(); }
   Rng& rng() { return rng_; }
 
+  // Replaces the keyring (install/use/remove happen on a copy the owner keeps). Peers'
+  // replay windows are unaffected: they are keyed by sender, not by key.
+  void SetKeyring(wire::Keyring keyring) { config_.security.keyring = std::move(keyring); }
+  void SetVerify(bool incoming, bool outgoing) {
+    config_.security.verify_incoming = incoming;
+    config_.security.verify_outgoing = outgoing;
+  }
+  wire::Cipher cipher() const { return cipher_; }
+  size_t replay_senders() const { return replay_.size(); }
+
   // Replaces the seed list (the driver re-resolves hostnames periodically).
   void SetSeeds(std::vector<Endpoint> seeds) { config_.seeds = std::move(seeds); }
   // Changes rumor mongering's k live (seed 001: contacts before losing interest, or 1/k).
@@ -209,6 +278,12 @@ class Engine {
   };
 
   absl::Status CheckWrite(std::string_view key, std::string_view value) const;
+  void Dispatch(TimeUs now_us, const Endpoint& from, std::span<const uint8_t> datagram);
+  // Opens a sealed datagram (or admits a clear one); false when dropped (counted).
+  bool Unseal(std::span<const uint8_t> datagram, std::span<const uint8_t>* plain);
+  void SecDrop(SecurityDrop d) { ++stats_.security.drops[static_cast<size_t>(d)]; }
+  // A send that did not happen: under an unverified reply cap it is a suppressed reply.
+  bool FailSend(bool capped, EngineDrop d);
   bool Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
   void ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us);
   void ObserveSummary(const wire::DecodedPacket& pkt, TimeUs now_us);
@@ -264,6 +339,20 @@ class Engine {
   EngineStats stats_;
   TimeUs last_now_us_ = 0;
   WelcomeState welcome_;
+  // Security (DESIGN §8).
+  wire::Cipher cipher_;
+  uint64_t seal_sender_id_ = 0;
+  uint64_t seal_counter_ = 0;
+  ReplayTable replay_;
+  ReplyGuard guard_;
+  std::vector<uint8_t> open_buf_;  // opened datagrams (allocated once, 8-aligned)
+  absl::flat_hash_map<Endpoint, uint64_t> echoes_;  // peer address -> its cookie for us
+  // The datagram being handled: its source, whether it proved return routability, and
+  // (when not) the reply bytes it may still draw.
+  bool in_packet_ = false;
+  bool verified_ = true;
+  Endpoint reply_to_;
+  size_t reply_allowance_ = 0;
 };
 
 }  // namespace scuttle

@@ -67,6 +67,7 @@ void Engine::SendWelcomeRequest(bool resync) {
   // A resync opens a new seq epoch at the responder: chunks of older epochs are still
   // in flight from the old projection; they are applied but neither count nor signal loss.
   if (resync) j.epoch_min = (j.max_seq >> kWelcomeEpochBits) + 1;
+  j.awaiting_cookie = config_.security.guard.enabled && !echoes_.contains(j.peer);
   if (Send(j.peer, Outgoing{.type = wire::MessageType::kWelcomeRequest, .digest = true,
                             .welcome = &f})) {
     ++stats_.welcome.requests_sent;
@@ -166,6 +167,15 @@ void Engine::HandleWelcomeRequest(const wire::DecodedPacket& pkt, const Endpoint
                                   TimeUs now_us) {
   WelcomeStats& ws = stats_.welcome;
   ++ws.requests_received;
+  // A snapshot stream goes only to a source that proved it receives our packets (DESIGN
+  // §8): otherwise one spoofed request would aim up to 64 chunks of ~64 KB at a victim.
+  // Instead, a Syn (within the 3x allowance) hands the joiner our cookie: its next request,
+  // one tick later, echoes it. A joiner started by a SynAck already holds the cookie.
+  if (!verified_) {
+    ++stats_.security.welcome_refused;
+    SendSyn(from);
+    return;
+  }
   const uint64_t id = pkt.welcome.session;
   auto& serving = welcome_.serving;
   auto it = std::find_if(serving.begin(), serving.end(), [&](const WelcomeServeSession& s) {

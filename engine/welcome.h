@@ -102,6 +102,9 @@ struct WelcomeJoin {
   bool loss = false;           // a gap seen since the last request: ask to resync
   bool chunk_this_tick = false;
   int idle_ticks = 0;
+  // The last request went without the responder's cookie (engine/reply_guard.h), so it
+  // answers with a Syn carrying one; we then ask again at once (QUIC's Retry, in effect).
+  bool awaiting_cookie = false;
   // What the responder's SynAck digest said it holds, name → (generation, max_version):
   // done means we hold at least that.
   absl::flat_hash_map<std::string, std::pair<Generation, Version>> target;

@@ -237,6 +237,25 @@ json StatsJson(const NodeStats& s) {
   e["engine_drops"] = Counters(s.engine.engine_drops, [](size_t i) {
     return EngineDropName(static_cast<EngineDrop>(i));
   });
+  {
+    // DESIGN §8: sealing, replay and the amplification guard.
+    const SecurityStats& ss = s.engine.security;
+    json sec;
+    sec["drops"] = Counters(ss.drops, [](size_t i) {
+      return SecurityDropName(static_cast<SecurityDrop>(i));
+    });
+    sec["sealed_out"] = ss.sealed_out;
+    sec["opened_in"] = ss.opened_in;
+    sec["plaintext_in"] = ss.plaintext_in;
+    sec["unverified_in"] = ss.unverified_in;
+    sec["unverified_bytes_in"] = ss.unverified_bytes_in;
+    sec["unverified_replies"] = ss.unverified_replies;
+    sec["unverified_bytes_out"] = ss.unverified_bytes_out;
+    sec["replies_suppressed"] = ss.replies_suppressed;
+    sec["welcome_refused"] = ss.welcome_refused;
+    sec["replay_evictions"] = ss.replay_evictions;
+    e["security"] = std::move(sec);
+  }
   e["parts"] = Counters(s.apply.parts, [](size_t i) {
     return PartOutcomeName(static_cast<PartOutcome>(i));
   });

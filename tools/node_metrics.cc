@@ -44,6 +44,33 @@ void TrafficMetrics(MetricsWriter& w, const NodeStats& s) {
            "Packets the engine refused or could not send, by reason.");
   ByLabel(w, "reason", s.engine.engine_drops,
           [](size_t i) { return EngineDropName(static_cast<EngineDrop>(i)); });
+  const SecurityStats& sec = s.engine.security;
+  w.Family("scuttle_security_drops_total", kCounter,
+           "Datagrams dropped before decoding (sealing, replay), by reason; never answered.");
+  ByLabel(w, "reason", sec.drops,
+          [](size_t i) { return SecurityDropName(static_cast<SecurityDrop>(i)); });
+  w.Family("scuttle_sealed_packets_total", kCounter, "Datagrams sealed with the primary key.");
+  w.Sample(sec.sealed_out);
+  w.Family("scuttle_opened_packets_total", kCounter, "Sealed datagrams opened and fresh.");
+  w.Sample(sec.opened_in);
+  w.Family("scuttle_plaintext_accepted_total", kCounter,
+           "Clear datagrams accepted while a keyring is set (encrypt_verify_incoming=false).");
+  w.Sample(sec.plaintext_in);
+  w.Family("scuttle_unverified_packets_total", kCounter,
+           "Datagrams from sources without a valid return-routability cookie.");
+  w.Sample(sec.unverified_in);
+  w.Family("scuttle_unverified_received_bytes_total", kCounter,
+           "Bytes of datagrams from unverified sources.");
+  w.Sample(sec.unverified_bytes_in);
+  w.Family("scuttle_unverified_sent_bytes_total", kCounter,
+           "Reply bytes sent to unverified sources (at most 3x what each datagram carried).");
+  w.Sample(sec.unverified_bytes_out);
+  w.Family("scuttle_unverified_replies_suppressed_total", kCounter,
+           "Replies to unverified sources not sent (allowance or rate limit too small).");
+  w.Sample(sec.replies_suppressed);
+  w.Family("scuttle_welcome_refused_total", kCounter,
+           "Welcome (snapshot) requests refused: the source had not proven return routability.");
+  w.Sample(sec.welcome_refused);
   w.Family("scuttle_bad_cluster_received_total", kCounter,
            "BadCluster answers received (a peer of another cluster id).");
   w.Sample(s.engine.bad_cluster_received);

@@ -395,6 +395,8 @@ bool Decode(std::span<const uint8_t> datagram, const DecodeLimits& limits, Decod
   if (!Aligned8(p->sender(), reason)) return false;
   out->sender = reinterpret_cast<const NodeRef*>(p->sender());
   out->shard_count = p->shard_count();
+  out->cookie = p->cookie();
+  out->echo = p->echo();
   if (!CheckNodeRef(*out->sender, out->blob.size(), reason)) return false;
   const size_t blob_size = out->blob.size();
   // A union may carry a type with no value: every accessor result is null-checked.
@@ -672,7 +674,7 @@ std::span<const uint8_t> PacketEncoder::Finish(MessageType type) {
       return {};
   }
   auto root = fb::CreatePacket(fbb, m.cluster_id, &AsFb(m.options.sender), m.options.shard_count,
-                               msg_type, msg, m.blob);
+                               msg_type, msg, m.blob, m.options.cookie, m.options.echo);
   fbb.Finish(root);
   uint8_t* payload = fbb.GetBufferPointer();
   const size_t size = fbb.GetSize();

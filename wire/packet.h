@@ -219,6 +219,8 @@ class DecodedPacket {
   uint8_t message_flags = 0;  // Syn: mode; Rumor/RumorAck: flags
   std::span<const RumorFeedback> feedback;  // RumorAck
   WelcomeFields welcome;  // WelcomeRequest (digest too), WelcomeChunk (delta too)
+  uint64_t cookie = 0;    // the sender's return-routability cookie for us (0: none)
+  uint64_t echo = 0;      // our cookie for the sender, echoed back (0: none)
 
   size_t num_parts() const { return num_parts_; }
   // REQUIRES: i < num_parts().
@@ -274,6 +276,8 @@ struct EncodeOptions {
   uint8_t message_flags = 0;      // Syn: mode; Rumor/RumorAck: flags
   NodeRef sender{};               // name_off filled in by the caller (a blob offset)
   WelcomeFields welcome;          // WelcomeRequest / WelcomeChunk
+  uint64_t cookie = 0;            // return-routability cookies (engine/reply_guard.h)
+  uint64_t echo = 0;
   size_t max_packet_bytes = kMaxUdpPayloadBytes;  // header included
 };
 

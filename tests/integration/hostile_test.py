@@ -173,7 +173,6 @@ def run(c, args):
         ("version", 2, "bad_version"),
         ("version", 0, "bad_version"),
         ("flags", 1, "bad_flags"),     # compressed: not supported by this build
-        ("flags", 2, "bad_flags"),     # encrypted
         ("flags", 0x80, "bad_flags"),  # unknown
         ("payload_bytes", len(syn) - 16 + 1, "bad_length"),
         ("payload_bytes", len(syn) - 16 - 1, "bad_length"),
@@ -182,6 +181,11 @@ def run(c, args):
         ctr.rebase()
         send_all([with_header(syn, **{field: value})] * N)
         expect("engine.decode_drops." + key, N, "header %s=%#x" % (field, value))
+
+    # Encrypted flag on a node without a keyring: dropped before decoding, never answered.
+    ctr.rebase()
+    send_all([with_header(syn, flags=2)] * N)
+    expect("engine.security.drops.no_keyring", N, "header flags=0x2 (encrypted), no keyring")
 
     # 4. Valid Syns truncated anywhere past the header: bad_length.
     ctr.rebase()
@@ -230,17 +234,25 @@ def run(c, args):
     _drain(sock)
     send_all([other] * N + [other_with_our_hash] * N + [ours_wrong_hash] * N)
     expect("engine.engine_drops.cluster_mismatch", 3 * N, "wrong cluster (3 ways)")
+    # Each gets a BadCluster within its 3x allowance until the source's rate-limit bucket
+    # (engine/reply_guard.h) runs dry; the rest are suppressed and counted.
+    wait_until(lambda: ctr.delta("engine.security.unverified_replies")
+               + ctr.delta("engine.security.replies_suppressed") >= 3 * N, 5,
+               "every foreign Syn answered or suppressed")
+    answered = ctr.delta("engine.security.unverified_replies")
     replies = []
 
     def all_replied():
         replies.extend(_drain(sock))
-        return len(replies) >= 3 * N
-    wait_until(all_replied, 5, "a BadCluster reply to each of %d foreign Syns (got %d)"
-               % (3 * N, len(replies)))
+        return len(replies) >= answered
+    wait_until(all_replied, 5, "the %d BadCluster replies" % answered)
+    check(answered >= 20, "only %d of %d foreign Syns answered" % (answered, 3 * N))
     kinds = {craft.decode(r) for r in replies[:20]}
     check(kinds == {(True, "bad_cluster")}, "replies to foreign Syns: %r" % kinds)
-    log("%d BadCluster replies to %d foreign Syns (%s)" % (len(replies), 3 * N,
-        sorted({len(r) for r in replies})))
+    check(max(len(r) for r in replies) <= 3 * len(other), "BadCluster larger than 3x a Syn")
+    log("%d BadCluster replies to %d foreign Syns (%s), %d suppressed by the rate limit"
+        % (len(replies), 3 * N, sorted({len(r) for r in replies}),
+           ctr.delta("engine.security.replies_suppressed")))
 
     # 8. Verifiable but semantically broken packets: each counted by its reason.
     for brk, kw in [
@@ -320,19 +332,37 @@ def run(c, args):
     check(lat and max(lat) < 2.0, "healthz stalled during the flood: max %.3fs" % max(lat))
     check(got > 0, "no Syn of the flood was processed")
 
-    # Amplification of a single Syn from a stranger (informational: UDP source addresses
-    # can be spoofed, so reply bytes / request bytes is a reflection factor). The stranger
-    # advertises port 1 so the cluster does not start gossiping to this socket.
-    one = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    one.bind(("127.0.0.1", 0))
-    probe = craft(type="syn", name="probe1", port=1)
-    one.sendto(probe, gossip)
-    rep = wait_until(lambda: _drain(one), 5, "a reply to a stranger's Syn")
-    rep += _drain(one, wait=0.2, limit=1000)  # anything else it triggers (informational)
-    log("one %d-byte Syn from a stranger -> %d replies (%s), %d bytes: reflection x%.1f"
-        % (len(probe), len(rep), sorted({craft.decode(r)[1] for r in rep}),
-           sum(len(r) for r in rep), sum(len(r) for r in rep) / len(probe)))
-    one.close()
+    # Amplification from a stranger (DESIGN §8): UDP source addresses can be spoofed, so
+    # reply bytes / request bytes is a reflection factor; until a source echoes our cookie
+    # it must stay <= 3 for every message type. Each probe comes from a fresh socket (a
+    # new source address, its own rate-limit bucket) and advertises port 1 so the cluster
+    # does not start gossiping to it. The SynAck and Ack carry a 20-entry part so that an
+    # uncapped answer would be large.
+    table = []
+    for kind, kw in [
+        ("syn", dict(type="syn", digest_nodes=0)),
+        ("syn+digest", dict(type="syn", digest_nodes=20)),
+        ("synack", dict(type="synack", part_node="probe-owner", part_entries=20)),
+        ("ack", dict(type="ack", part_node="probe-owner", part_entries=20)),
+        ("foreign syn", dict(type="syn", cluster_id="not-" + c.cluster_id)),
+    ]:
+        one = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        one.bind(("127.0.0.1", 0))
+        probe = craft(name="probe-" + kind.replace(" ", "-").replace("+", "-"), port=1, **kw)
+        before = ctr.read().get("engine.security.unverified_in", 0)
+        one.sendto(probe, gossip)
+        wait_until(lambda: ctr.read().get("engine.security.unverified_in", 0) > before, 5,
+                   "the %s probe counted as unverified" % kind)
+        rep = _drain(one, wait=0.3, limit=1000)
+        out = sum(len(r) for r in rep)
+        table.append((kind, len(probe), len(rep), out, out / len(probe)))
+        one.close()
+    log("amplification from an unknown source (request bytes -> replies, bytes, factor):")
+    for kind, n_in, n_rep, n_out, f in table:
+        log("  %-12s %5d B -> %d replies %6d B  x%.2f" % (kind, n_in, n_rep, n_out, f))
+    for kind, n_in, n_rep, n_out, f in table:
+        check(f <= 3.0, "%s from a stranger drew x%.2f (%d B for %d B)" % (kind, f, n_out, n_in))
+    check(table[0][2] >= 1, "a stranger's Syn still gets a (small) SynAck")
 
     # 12. Zero-length datagram (valid UDP): must not break the receive loop.
     sock.sendto(b"", gossip)
