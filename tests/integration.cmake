@@ -52,6 +52,16 @@ if(TARGET scuttled)
     COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/modes_test.py --bin $<TARGET_FILE:scuttled> --io epoll)
   set_tests_properties(integration.modes PROPERTIES TIMEOUT 90 LABELS "integration"
     SKIP_RETURN_CODE 77)
+  # Interfaces proven: docs/openapi.yaml against the route table, promtool on /metrics,
+  # the Grafana dashboard's metrics, deploy/ (yamllint, k8s fields, systemd-analyze,
+  # Dockerfile). Exit 77 (skipped, with the reason) when a checker is not installed.
+  foreach(case openapi promtool grafana deploy)
+    add_test(NAME interfaces.${case}
+      COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/interfaces_test.py
+              --bin $<TARGET_FILE:scuttled> --io epoll --case ${case})
+    set_tests_properties(interfaces.${case} PROPERTIES TIMEOUT 60 LABELS "integration"
+      SKIP_RETURN_CODE 77)
+  endforeach()
   # 50 processes: minutes of CPU on a 2-core box, so opt-in (exit 77 = skipped).
   scuttle_itest(measure50         measure.py      600 --nodes 50 --rounds 3 --opt-in SCUTTLE_SLOW)
   foreach(io uring epoll)

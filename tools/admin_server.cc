@@ -449,6 +449,55 @@ bool ReadField(const std::string& name, const json& v, LiveConfigPatch& p, Respo
   return true;
 }
 
+// httplib keeps its handlers private, so the route table GET /v1/debug/routes serves (and
+// docs/openapi.yaml is checked against) is recorded here, as routes are registered.
+// Every handler goes through these (name hiding, not virtual: call them on this type).
+class RecordingServer : public httplib::Server {
+ public:
+  // What the routes registered next are: "handler", "method_not_allowed" (405 + Allow
+  // for a known path) or "error" (a documented route's error case, e.g. an empty key).
+  const char* kind = "handler";
+  std::vector<AdminRoute> routes;
+
+  template <typename H>
+  RecordingServer& Get(const std::string& pattern, H&& h) {
+    Record("GET", pattern);
+    httplib::Server::Get(pattern, std::forward<H>(h));
+    return *this;
+  }
+  template <typename H>
+  RecordingServer& Put(const std::string& pattern, H&& h) {
+    Record("PUT", pattern);
+    httplib::Server::Put(pattern, std::forward<H>(h));
+    return *this;
+  }
+  template <typename H>
+  RecordingServer& Post(const std::string& pattern, H&& h) {
+    Record("POST", pattern);
+    httplib::Server::Post(pattern, std::forward<H>(h));
+    return *this;
+  }
+  template <typename H>
+  RecordingServer& Patch(const std::string& pattern, H&& h) {
+    Record("PATCH", pattern);
+    httplib::Server::Patch(pattern, std::forward<H>(h));
+    return *this;
+  }
+  template <typename H>
+  RecordingServer& Delete(const std::string& pattern, H&& h) {
+    Record("DELETE", pattern);
+    httplib::Server::Delete(pattern, std::forward<H>(h));
+    return *this;
+  }
+
+ private:
+  void Record(const char* method, const std::string& pattern) {
+    routes.push_back(AdminRoute{method, pattern, kind});
+  }
+};
+
+RecordingServer& Routes(httplib::Server& s) { return static_cast<RecordingServer&>(s); }
+
 }  // namespace
 
 // ---- Server -----------------------------------------------------------------------------
@@ -458,7 +507,7 @@ absl::StatusOr<std::unique_ptr<AdminServer>> AdminServer::Bind(const AdminOption
   if (absl::Status s = ProbeBind(options.listen); !s.ok()) return s;
   std::unique_ptr<AdminServer> a(new AdminServer());
   a->options_ = options;
-  a->server_ = std::make_unique<httplib::Server>();
+  a->server_ = std::make_unique<RecordingServer>();
   // httplib's default is SO_REUSEPORT, which lets a second scuttled (same uid) bind the
   // same admin port silently. SO_REUSEADDR alone refuses a live listener and still
   // allows a restart over the old process's TIME_WAIT connections.
@@ -502,8 +551,12 @@ void AdminServer::Stop() {
   thread_.join();
 }
 
+std::vector<AdminRoute> AdminServer::routes() const {
+  return server_ == nullptr ? std::vector<AdminRoute>{} : Routes(*server_).routes;
+}
+
 void AdminServer::Route() {
-  httplib::Server& s = *server_;
+  RecordingServer& s = Routes(*server_);
   Node* node = node_;
   const AdminOptions opt = options_;
   // Bodies past the value limit are refused by httplib with 413 before any handler runs.
@@ -645,7 +698,18 @@ void AdminServer::Route() {
   RouteWatch();
   RouteConfig();
 
+  // The route table itself, for clients and for the docs/openapi.yaml check.
+  s.Get("/v1/debug/routes", [&s](const Request& req, Response& res) {
+    if (!CheckParams(ParseQuery(req), res, {})) return;
+    json arr = json::array();
+    for (const AdminRoute& r : s.routes) {
+      arr.push_back(json{{"method", r.method}, {"pattern", r.pattern}, {"kind", r.kind}});
+    }
+    Reply(res, 200, json{{"routes", std::move(arr)}});
+  });
+
   // An empty key is a bad request, not an unknown path.
+  s.kind = "error";
   auto empty_key = [](const Request&, Response& res) { Error(res, 400, "key is empty"); };
   s.Get("/v1/kv/", empty_key);
   s.Put("/v1/kv/", empty_key);
@@ -658,8 +722,9 @@ void AdminServer::Route() {
       Error(res, 405, absl::StrCat(req.method, " is not allowed on ", req.path, "; use ", allow));
     };
   };
-  for (const char* path :
-       {"/healthz", "/v1/members", "/v1/kv", "/v1/debug/stats", "/metrics", "/v1/watch"}) {
+  s.kind = "method_not_allowed";
+  for (const char* path : {"/healthz", "/v1/members", "/v1/kv", "/v1/debug/stats",
+                           "/v1/debug/routes", "/metrics", "/v1/watch"}) {
     s.Post(path, not_allowed("GET"));
     s.Put(path, not_allowed("GET"));
     s.Delete(path, not_allowed("GET"));
@@ -670,6 +735,7 @@ void AdminServer::Route() {
   s.Delete("/v1/config", not_allowed("GET, PATCH"));
   s.Post(kKeyPath, not_allowed("GET, PUT, DELETE"));
   s.Patch(kKeyPath, not_allowed("GET, PUT, DELETE"));
+  s.kind = "handler";
 
   // Anything that reached no handler (404), or that httplib refused itself (413 for a
   // body over the limit, 400 for a malformed request), still answers in JSON.
@@ -704,7 +770,7 @@ namespace scuttle {
 void AdminServer::RouteWatch() {
   Node* node = node_;
   const AdminOptions opt = options_;
-  server_->Get("/v1/watch", [this, node, opt](const Request& req, Response& res) {
+  Routes(*server_).Get("/v1/watch", [this, node, opt](const Request& req, Response& res) {
     const Query q = ParseQuery(req);
     if (!CheckParams(q, res, {"prefix", "node", "since", "snapshot"})) return;
     auto st = std::make_shared<WatchStream>();
@@ -814,7 +880,7 @@ void AdminServer::RouteWatch() {
 void AdminServer::RouteConfig() {
   Node* node = node_;
   const AdminOptions opt = options_;
-  server_->Get("/v1/config", [node, opt](const Request& req, Response& res) {
+  Routes(*server_).Get("/v1/config", [node, opt](const Request& req, Response& res) {
     if (!CheckParams(ParseQuery(req), res, {})) return;
     auto live = node->GetLiveConfig();
     if (!live.ok()) return Error(res, live.status());
@@ -833,7 +899,7 @@ void AdminServer::RouteConfig() {
     Reply(res, 200, json{{"config", std::move(cfg)}});
   });
 
-  server_->Patch("/v1/config", [node, opt](const Request& req, Response& res) {
+  Routes(*server_).Patch("/v1/config", [node, opt](const Request& req, Response& res) {
     if (!CheckParams(ParseQuery(req), res, {})) return;
     const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (body.is_discarded() || !body.is_object()) {

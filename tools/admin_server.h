@@ -30,6 +30,8 @@
 //                                    validated first (400 names the field), then applied
 //                                    at once; unknown or non-live fields are 400
 //   GET    /metrics                 Prometheus text format 0.0.4 (tools/node_metrics.h)
+//   GET    /v1/debug/routes         {"routes":[{method, pattern, kind}]}: the route table
+//                                    (docs/openapi.yaml documents every "handler" route)
 //
 // Values (and keys) are "value"/"key" when valid UTF-8, else "value_base64"/"key_base64".
 // Keys in paths are URL-decoded and may contain '/'. Errors are {"error": CODE,
@@ -74,6 +76,13 @@ inline constexpr const char* kLiveConfigFields[] = {
     "gossip_interval_ms", "fanout", "phi_threshold", "dead_node_grace", "tombstone_grace",
     "log_level", "rumor_k"};
 
+// One registered route, as GET /v1/debug/routes lists it.
+struct AdminRoute {
+  std::string method;   // GET, PUT, POST, PATCH, DELETE
+  std::string pattern;  // httplib pattern: a literal path or a regex
+  std::string kind;     // handler | method_not_allowed | error
+};
+
 struct AdminOptions {
   // IP address to listen on; port 0 picks a free port (see AdminServer::port()).
   Endpoint listen;
@@ -113,6 +122,8 @@ class AdminServer {
   // Stops accepting, finishes in-flight requests, joins the threads. Idempotent.
   void Stop();
   int port() const { return port_; }
+  // Every route registered so far (all of them once Serve() has run).
+  std::vector<AdminRoute> routes() const;
 
  private:
   AdminServer() = default;
