@@ -62,6 +62,13 @@ if(TARGET scuttled)
     set_tests_properties(interfaces.${case} PROPERTIES TIMEOUT 60 LABELS "integration"
       SKIP_RETURN_CODE 77)
   endforeach()
+  # The /ui dashboard in headless Chromium on a 3-node cluster; the screenshot goes to
+  # <build>/tests/ui_test_output/ui.png. Skipped (77, with the reason) without Chromium.
+  add_test(NAME integration.ui
+    COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/ui_test.py --bin $<TARGET_FILE:scuttled>
+            --io epoll --out ${CMAKE_CURRENT_BINARY_DIR}/ui_test_output)
+  set_tests_properties(integration.ui PROPERTIES TIMEOUT 120 LABELS "integration"
+    SKIP_RETURN_CODE 77)
   # 50 processes: minutes of CPU on a 2-core box, so opt-in (exit 77 = skipped).
   scuttle_itest(measure50         measure.py      600 --nodes 50 --rounds 3 --opt-in SCUTTLE_SLOW)
   foreach(io uring epoll)

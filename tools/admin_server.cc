@@ -31,6 +31,7 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tools/node_metrics.h"
+#include "tools/ui_assets.h"
 #include "wire/absl_compat.h"
 #include "wire/packet.h"
 
@@ -697,6 +698,7 @@ void AdminServer::Route() {
   });
   RouteWatch();
   RouteConfig();
+  RouteUi();
 
   // The route table itself, for clients and for the docs/openapi.yaml check.
   s.Get("/v1/debug/routes", [&s](const Request& req, Response& res) {
@@ -724,7 +726,7 @@ void AdminServer::Route() {
   };
   s.kind = "method_not_allowed";
   for (const char* path : {"/healthz", "/v1/members", "/v1/kv", "/v1/debug/stats",
-                           "/v1/debug/routes", "/metrics", "/v1/watch"}) {
+                           "/v1/debug/routes", "/metrics", "/v1/watch", "/ui", "/ui/"}) {
     s.Post(path, not_allowed("GET"));
     s.Put(path, not_allowed("GET"));
     s.Delete(path, not_allowed("GET"));
@@ -928,6 +930,41 @@ void AdminServer::RouteConfig() {
     auto live = node->UpdateLiveConfig(patch);
     if (!live.ok()) return Error(res, live.status());
     Reply(res, 200, json{{"changed", changed}, {"config", LiveJson(*live)}});
+  });
+}
+
+}  // namespace scuttle
+
+namespace scuttle {
+
+// The dashboard (tools/ui/): static files compiled into the binary, so /ui works offline
+// and matches the server it is served by. The page only calls this server's own API.
+void AdminServer::RouteUi() {
+  RecordingServer& s = Routes(*server_);
+  auto serve = [](const UiAsset& a, Response& res) {
+    res.status = 200;
+    res.set_content(reinterpret_cast<const char*>(a.data), a.size, a.content_type);
+    res.set_header("Cache-Control", "no-cache");
+    res.set_header("X-Content-Type-Options", "nosniff");
+    res.set_header("Content-Security-Policy",
+                   "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
+  };
+  auto index = [serve](const Request& req, Response& res) {
+    if (!CheckParams(ParseQuery(req), res, {})) return;
+    for (const UiAsset& a : UiAssets()) {
+      if (std::string_view(a.name) == "index.html") return serve(a, res);
+    }
+    Error(res, 500, "the dashboard was not embedded");
+  };
+  s.Get("/ui", index);
+  s.Get("/ui/", index);
+  s.Get(R"(/ui/([A-Za-z0-9._-]+))", [serve](const Request& req, Response& res) {
+    if (!CheckParams(ParseQuery(req), res, {})) return;
+    const std::string name = req.matches[1];
+    for (const UiAsset& a : UiAssets()) {
+      if (name == a.name) return serve(a, res);
+    }
+    Error(res, 404, absl::StrCat("no dashboard file '", name, "'"));
   });
 }
 

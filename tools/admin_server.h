@@ -30,6 +30,7 @@
 //                                    validated first (400 names the field), then applied
 //                                    at once; unknown or non-live fields are 400
 //   GET    /metrics                 Prometheus text format 0.0.4 (tools/node_metrics.h)
+//   GET    /ui, /ui/, /ui/{file}    the web dashboard (tools/ui/, embedded at build time)
 //   GET    /v1/debug/routes         {"routes":[{method, pattern, kind}]}: the route table
 //                                    (docs/openapi.yaml documents every "handler" route)
 //
@@ -131,6 +132,7 @@ class AdminServer {
 
   void RouteWatch();
   void RouteConfig();
+  void RouteUi();
 
   AdminOptions options_;
   std::unique_ptr<httplib::Server> server_;
