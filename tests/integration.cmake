@@ -69,6 +69,15 @@ if(TARGET scuttled)
             --io epoll --out ${CMAKE_CURRENT_BINARY_DIR}/ui_test_output)
   set_tests_properties(integration.ui PROPERTIES TIMEOUT 120 LABELS "integration"
     SKIP_RETURN_CODE 77)
+  # IPv6: a [::1] cluster and a dual-stack one, both transports; the default advertised
+  # address of a [::]-bound node once. Skipped (77) without an IPv6 loopback.
+  scuttle_itest(ipv6_loopback     ipv6_test.py 60 --case loopback)
+  scuttle_itest(ipv6_dual_stack   ipv6_test.py 60 --case dual_stack)
+  add_test(NAME integration.ipv6_default_advertise
+    COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/ipv6_test.py --bin $<TARGET_FILE:scuttled>
+            --io epoll --case default_advertise)
+  set_tests_properties(integration.ipv6_default_advertise PROPERTIES TIMEOUT 60
+    LABELS "integration" SKIP_RETURN_CODE 77)
   # 50 processes: minutes of CPU on a 2-core box, so opt-in (exit 77 = skipped).
   scuttle_itest(measure50         measure.py      600 --nodes 50 --rounds 3 --opt-in SCUTTLE_SLOW)
   foreach(io uring epoll)

@@ -4,8 +4,6 @@
 // Exit codes: 0 after a graceful leave on SIGTERM/SIGINT; 2 on a bad flag (one line on
 // stderr naming it); 1 when the node cannot start (busy gossip or admin port, io_uring
 // refused with --io=uring, ...).
-#include <ifaddrs.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -32,14 +30,18 @@
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
 #include "tools/admin_server.h"
+#include "tools/advertise.h"
 #include "wire/absl_compat.h"
 #include "wire/packet.h"
 
 ABSL_FLAG(std::string, node_name, "", "Node name, unique in the cluster (default: hostname)");
-ABSL_FLAG(std::string, listen_addr, "0.0.0.0:7400", "UDP gossip address to bind, ip:port");
+ABSL_FLAG(std::string, listen_addr, "0.0.0.0:7400",
+          "UDP gossip address to bind, ip:port or [ipv6]:port; [::] is dual-stack (IPv4 "
+          "peers too)");
 ABSL_FLAG(std::string, advertise_addr, "",
-          "Gossip address announced to peers, ip:port (default: listen_addr; when that is "
-          "0.0.0.0, the first non-loopback IPv4 address, else 127.0.0.1)");
+          "Gossip address announced to peers, ip:port or [ipv6]:port (default: listen_addr; "
+          "for 0.0.0.0 the first non-loopback, non-link-local IPv4 address, else 127.0.0.1; "
+          "for [::] the first such IPv6 address, else that IPv4 one, else ::1)");
 ABSL_FLAG(std::vector<std::string>, seeds, {},
           "Comma-separated host:port seeds (hostnames re-resolved every "
           "--seed_resolve_interval)");
@@ -128,32 +130,6 @@ std::string Hostname() {
   char buf[256] = {};
   if (::gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0') return "scuttle";
   return buf;
-}
-
-// The address peers can reach us at when we listen on the wildcard address.
-Endpoint DefaultAdvertise(const Endpoint& listen) {
-  Endpoint ep = *Endpoint::Parse("127.0.0.1:0");
-  ifaddrs* ifs = nullptr;
-  if (::getifaddrs(&ifs) == 0) {
-    for (const ifaddrs* i = ifs; i != nullptr; i = i->ifa_next) {
-      if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
-      const auto* sa = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
-      const uint32_t ip = ntohl(sa->sin_addr.s_addr);
-      if ((ip >> 24) == 127) continue;
-      ep = Endpoint::V4(ip, 0);
-      break;
-    }
-    ::freeifaddrs(ifs);
-  }
-  ep.port = listen.port;
-  return ep;
-}
-
-bool IsUnspecified(const Endpoint& ep) {
-  for (uint8_t b : ep.addr) {
-    if (b != 0) return false;
-  }
-  return true;
 }
 
 Endpoint ParseAddrFlag(const char* flag, const std::string& text, bool allow_port0) {
@@ -280,7 +256,7 @@ Config ReadFlags() {
   c.node.listen = ParseAddrFlag("listen_addr", listen, /*allow_port0=*/true);
   const std::string adv = absl::GetFlag(FLAGS_advertise_addr);
   if (adv.empty()) {
-    e.advertise = IsUnspecified(c.node.listen) ? DefaultAdvertise(c.node.listen) : c.node.listen;
+    e.advertise = ChooseAdvertise(c.node.listen, InterfaceAddresses());
   } else {
     e.advertise = ParseAddrFlag("advertise_addr", adv, /*allow_port0=*/false);
     if (IsUnspecified(e.advertise)) {

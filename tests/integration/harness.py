@@ -237,11 +237,19 @@ class Node:
         self.log_file = None
         self.starts = 0
         self.exit_codes = []
+        # Gossip host advertised to peers (and bound, unless listen_host is set): IPv6
+        # literals work ("::1"); listen_host "::" binds dual-stack.
+        self.host = cluster.host
+        self.listen_host = None
 
     # -- addresses
+    @staticmethod
+    def _hostport(host, port):
+        return ("[%s]:%d" if ":" in host else "%s:%d") % (host, port)
+
     @property
     def gossip_addr(self):
-        return "127.0.0.1:%d" % self.port
+        return self._hostport(self.host, self.port)
 
     @property
     def admin_addr(self):
@@ -258,7 +266,7 @@ class Node:
     def argv(self):
         f = dict(self.flags)
         f["node_name"] = self.name
-        f["listen_addr"] = self.gossip_addr
+        f["listen_addr"] = self._hostport(self.listen_host or self.host, self.port)
         f["advertise_addr"] = self.gossip_addr
         f["admin_addr"] = self.admin_addr
         f["io"] = self.cluster.io
@@ -403,9 +411,10 @@ class ProcessExited(Exception):
 class Cluster:
     """A set of scuttled processes sharing a temp dir, cluster id and fast settings."""
 
-    def __init__(self, bin, io, cluster_id=None, keep=False, **flags):
+    def __init__(self, bin, io, cluster_id=None, keep=False, host="127.0.0.1", **flags):
         self.bin = os.path.abspath(bin)
         self.io = io
+        self.host = host  # gossip host of new nodes (Node.host)
         self.keep = keep
         self.dir = tempfile.mkdtemp(prefix="scuttle-itest-")
         self.ports = PortLocks()
@@ -421,7 +430,7 @@ class Cluster:
     def seeds_of(self, nodes):
         return ",".join(n.gossip_addr for n in nodes)
 
-    def add(self, name=None, seeds=None, start=True, **flags):
+    def add(self, name=None, seeds=None, start=True, host=None, listen_host=None, **flags):
         """Creates (and by default starts) a node. seeds: list of Nodes (default: the first
         node, unless this is the first)."""
         name = name or "n%02d" % len(self.nodes)
@@ -432,6 +441,8 @@ class Cluster:
         f.update({k: (None if v is None else str(v)) for k, v in flags.items()})
         for attempt in range(5):
             node = Node(self, name, self.ports.take(), f)
+            node.host = host or self.host
+            node.listen_host = listen_host
             self.nodes.append(node)
             if not start:
                 return node
