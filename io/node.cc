@@ -648,7 +648,7 @@ absl::StatusOr<KvEntry> Node::Get(std::string_view key, std::string_view node) {
       return absl::NotFoundError(absl::StrCat("no key '", k, "' on node '", ns->name(), "'"));
     }
     const NodeState::Slot& s = ns->slot(idx);
-    return KvEntry{ns->name(), k, std::string(ns->ValueOf(s)), s.version};
+    return KvEntry{ns->name(), k, std::string(ns->ValueOf(s)), s.version, 0};
   });
 }
 
@@ -670,8 +670,10 @@ absl::StatusOr<std::vector<KvEntry>> Node::Scan(std::string_view prefix, std::st
     for (const NodeState* ns : nodes) {
       ns->Scan(p, [&](const NodeState::Slot& s) {
         if (!Visible(s, now)) return;
+        const int64_t left =
+            s.status == KeyStatus::kExpiring && ns == &e.cluster().self() ? s.time_us - now : 0;
         out.push_back(KvEntry{ns->name(), std::string(ns->KeyOf(s)),
-                              std::string(ns->ValueOf(s)), s.version});
+                              std::string(ns->ValueOf(s)), s.version, left});
       });
     }
     std::sort(out.begin(), out.end(), [](const KvEntry& a, const KvEntry& b) {
@@ -773,7 +775,7 @@ absl::StatusOr<KvSnapshot> Node::Snapshot(std::string_view prefix, std::string_v
       ns->Scan(p, [&](const NodeState::Slot& s) {
         if (!Visible(s, now)) return;
         out.entries.push_back(KvEntry{ns->name(), std::string(ns->KeyOf(s)),
-                                      std::string(ns->ValueOf(s)), s.version});
+                                      std::string(ns->ValueOf(s)), s.version, 0});
       });
     }
     std::sort(out.entries.begin(), out.entries.end(), [](const KvEntry& a, const KvEntry& b) {

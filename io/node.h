@@ -144,6 +144,9 @@ struct KvEntry {
   std::string key;
   std::string value;
   Version version = 0;
+  // Time left until a TTL key of this node expires (0: no TTL). Filled by Scan for the
+  // local node's own keys (scuttled's --data_dir saves it); other reads leave it 0.
+  int64_t expires_in_us = 0;
 };
 
 struct MemberInfo {

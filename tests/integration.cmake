@@ -78,6 +78,17 @@ if(TARGET scuttled)
             --io epoll --case default_advertise)
   set_tests_properties(integration.ipv6_default_advertise PROPERTIES TIMEOUT 60
     LABELS "integration" SKIP_RETURN_CODE 77)
+  # --data_dir: restart with keys under a new generation, kill -9 at random points of the
+  # rewrites, a corrupt file reported and not loaded, rejoin through the saved members.
+  scuttle_itest(persist_restart   persist_test.py 60 --case restart)
+  scuttle_itest(persist_kill9     persist_test.py 90 --case kill9 --rounds 8)
+  foreach(case rejoin corrupt)
+    add_test(NAME integration.persist_${case}
+      COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/persist_test.py --bin $<TARGET_FILE:scuttled>
+              --io epoll --case ${case})
+    set_tests_properties(integration.persist_${case} PROPERTIES TIMEOUT 60
+      LABELS "integration" SKIP_RETURN_CODE 77)
+  endforeach()
   # 50 processes: minutes of CPU on a 2-core box, so opt-in (exit 77 = skipped).
   scuttle_itest(measure50         measure.py      600 --nodes 50 --rounds 3 --opt-in SCUTTLE_SLOW)
   foreach(io uring epoll)

@@ -31,6 +31,7 @@
 #include "spdlog/spdlog.h"
 #include "tools/admin_server.h"
 #include "tools/advertise.h"
+#include "tools/persister.h"
 #include "wire/absl_compat.h"
 #include "wire/packet.h"
 
@@ -102,6 +103,13 @@ ABSL_FLAG(absl::Duration, dormant_grace, absl::ZeroDuration(),
           "(0: 10 x --tombstone_grace); needs --death_certificates");
 ABSL_FLAG(int32_t, retention_sites, 0,
           "Expected retention sites per owner, 1..1024 (0: 3); needs --death_certificates");
+ABSL_FLAG(std::string, data_dir, "",
+          "Directory where the node saves its own keys (with TTL deadlines) and the known "
+          "members, crash-safely; on restart they come back under a new generation and the "
+          "saved members join the seeds (empty: nothing is saved)");
+ABSL_FLAG(absl::Duration, data_sync_interval, absl::Seconds(1),
+          "How often --data_dir is rewritten when something changed: a crash loses at most "
+          "this much of the node's own writes");
 ABSL_FLAG(std::string, locality, "",
           "This node's place, widest first: region/zone/rack (gossiped under the reserved "
           "key __scuttle/locality); used by --spatial_exponent");
@@ -233,6 +241,8 @@ std::vector<ConfigFlag> FlagsForConfig() {
 
 struct Config {
   NodeOptions node;
+  std::string data_dir;
+  absl::Duration data_sync_interval;
   std::optional<AdminOptions> admin;
   spdlog::level::level_enum log_level = spdlog::level::info;
 };
@@ -358,6 +368,10 @@ Config ReadFlags() {
   c.node.events.max_bytes = static_cast<size_t>(CheckRange<int64_t>(
       "watch_log_bytes", absl::GetFlag(FLAGS_watch_log_bytes), 0, int64_t{1} << 40));
 
+  c.data_dir = absl::GetFlag(FLAGS_data_dir);
+  c.data_sync_interval =
+      CheckPositive("data_sync_interval", absl::GetFlag(FLAGS_data_sync_interval));
+
   const std::string admin = absl::GetFlag(FLAGS_admin_addr);
   if (!admin.empty()) {  // empty: no admin API (embedded use, tests)
     AdminOptions a;
@@ -435,11 +449,27 @@ int main(int argc, char** argv) {
             ? ec.max_packet_bytes - AdminOptions::kWriteOverheadBytes
             : 0);
   }
+  std::unique_ptr<Persister> persister;
+  if (!config.data_dir.empty()) {
+    if (absl::Status s = PrepareDataDir(config.data_dir); !s.ok()) {
+      spdlog::error("--data_dir: {}", SV(s.message()));
+      return kExitStartFailed;
+    }
+    persister = std::make_unique<Persister>(config.data_dir, config.data_sync_interval);
+    // The saved members rejoin the cluster when the configured seeds are down.
+    for (std::string& m : persister->Load()) {
+      if (std::find(config.node.seeds.begin(), config.node.seeds.end(), m) ==
+          config.node.seeds.end()) {
+        config.node.seeds.push_back(std::move(m));
+      }
+    }
+  }
   auto node = Node::Start(config.node);
   if (!node.ok()) {
     spdlog::error("{}", SV(node.status().message()));
     return kExitStartFailed;
   }
+  if (persister != nullptr) persister->Restore(node->get());
   if (admin != nullptr) admin->Serve(node->get());
   spdlog::info("scuttled: {} up (cluster '{}', seeds [{}])", (*node)->name(), ec.cluster_id,
                absl::StrJoin(config.node.seeds, ","));
@@ -448,6 +478,7 @@ int main(int argc, char** argv) {
   sigwait(&sigs, &sig);
   spdlog::info("scuttled: {}: leaving the cluster", sig == SIGTERM ? "SIGTERM" : "SIGINT");
   if (admin != nullptr) admin->Stop();
+  if (persister != nullptr) persister->Stop();
   absl::Status s = (*node)->Stop();
   if (!s.ok()) {
     spdlog::error("scuttled: event loop: {}", SV(s.message()));
