@@ -637,12 +637,15 @@ void AdminServer::Route() {
     if (!check_key(key, res)) return;
     if (req.body.size() > opt.max_value_bytes) {
       return Error(res, 413, absl::StrCat("value is ", req.body.size(), " bytes; the limit is ",
-                                          opt.max_value_bytes));
+                                          opt.max_value_bytes,
+                                          " (an entry travels whole in one UDP datagram; "
+                                          "README \"Value size\" has the ways around it)"));
     }
     if (key.size() + req.body.size() + AdminOptions::kWriteOverheadBytes > opt.max_packet_bytes) {
       return Error(res, 413, absl::StrCat("key+value of ", key.size() + req.body.size(),
                                           " bytes cannot fit one packet (max_packet_bytes=",
-                                          opt.max_packet_bytes, ")"));
+                                          opt.max_packet_bytes,
+                                          "; README \"Value size\" has the ways around it)"));
     }
     absl::StatusOr<Version> v;
     if (const std::string* ttl_param = Find(q, "ttl"); ttl_param != nullptr) {
