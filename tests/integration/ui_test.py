@@ -45,8 +45,10 @@ class WebDriver:
     def __init__(self, driver, chrome, workdir):
         self.port = free_port()
         self.log = open(os.path.join(workdir, "chromedriver.log"), "wb")
+        # Killed with the test even by SIGKILL (a ctest timeout); Chromium exits with it.
         self.proc = subprocess.Popen([driver, "--port=%d" % self.port], stdout=self.log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     preexec_fn=h._die_with_parent)
         h._ALL_PROCS.add(self.proc)
         self.base = "http://127.0.0.1:%d" % self.port
         h.wait_until(lambda: self.call("GET", "/status")["value"].get("ready"), 20,
