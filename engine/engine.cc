@@ -112,7 +112,9 @@ size_t Engine::MaxKeyValueBytes() const {
   // and part names, the part and entry, the cluster id and the vector prefixes.
   const size_t fixed = wire::kHeaderBytes + wire::kPacketFixedWireBytes + 64 +
                        4 * wire::kMaxNameBytes + wire::kPartWireBytes + wire::kEntryWireBytes +
-                       2 * sizeof(wire::DigestEntry) + config_.cluster_id.size() + 32;
+                       2 * sizeof(wire::DigestEntry) + config_.cluster_id.size() + 32 +
+                       // Always reserved, so the limit does not move with the keyring.
+                       wire::kSealTrailerBytes;
   return config_.max_packet_bytes > fixed ? config_.max_packet_bytes - fixed : 0;
 }
 

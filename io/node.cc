@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cassert>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -21,6 +22,7 @@
 #include "engine/node_state.h"
 #include "engine/rng.h"
 #include "io/clock.h"
+#include "io/keyring_file.h"
 #include "io/socket.h"
 #include "spdlog/spdlog.h"
 #include "wire/absl_compat.h"
@@ -451,6 +453,25 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
     return absl::InvalidArgumentError(absl::StrCat("node: rumor: ", s.message()));
   }
 
+  SecurityConfig& sec = ec.security;
+  if (!o.keyring_file.empty()) {
+    absl::StatusOr<wire::Keyring> ring = io::LoadKeyringFile(o.keyring_file);
+    if (!ring.ok()) return absl::Status(ring.status().code(), absl::StrCat("node: keyring: ", ring.status().message()));
+    sec.keyring = std::move(*ring);
+  }
+  if (!wire::CipherAvailable(sec.cipher)) {
+    return absl::InvalidArgumentError(absl::StrCat("node: cipher ", wire::CipherName(sec.cipher),
+                                                   " is not available on this CPU"));
+  }
+  // Nonce prefix and cookie key from the OS CSPRNG (the engine's rng is seeded from the
+  // name and generation, which anyone can guess).
+  if (sec.sender_id == 0) {
+    const wire::KeyBytes r = wire::GenerateKey();
+    std::memcpy(&sec.sender_id, r.data(), 8);
+    if (sec.sender_id == 0) sec.sender_id = 1;
+    std::memcpy(sec.cookie_secret.data(), r.data() + 8, 16);
+  }
+
   io::TransportOptions to;
   to.kind = o.io;
   to.bind = o.listen;
@@ -478,6 +499,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   node->call_timeout_ = o.call_timeout;
   node->gossip_interval_us_ = ec.gossip_interval_us;
   node->leave_intervals_ = std::max(o.leave_intervals, 1);
+  node->keyring_file_ = o.keyring_file;
 
   uint64_t failures = 0;
   ec.seeds = ResolveSeeds(o.seeds, node->bound_.family, node->advertise_, node->bound_, &failures);
@@ -492,6 +514,15 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   Runtime* rt = node->rt_.get();
   rt->counters().seed_resolutions = 1;
   rt->counters().seed_resolve_failures = failures;
+  if (!rt->engine().config().security.keyring.empty()) {
+    const auto& r = rt->engine().config().security.keyring;
+    absl::Status s = rt->engine().Set(kKeyringKey, r.primary().fingerprint, io::MonotonicNowUs());
+    if (!s.ok()) return s;
+    spdlog::info("node: gossip sealed with {} (primary key {}, {} installed; verify incoming {}, outgoing {})",
+                 wire::CipherName(rt->engine().cipher()), r.primary().fingerprint, r.size(),
+                 rt->engine().config().security.verify_incoming,
+                 rt->engine().config().security.verify_outgoing);
+  }
   if (!o.locality.empty()) {
     // Before the first round, so the first digest already carries it. The loop is not
     // running yet: this thread may touch the engine.
@@ -865,6 +896,94 @@ absl::Status ValidateLiveConfigPatch(const LiveConfigPatch& p) {
                                                    " is out of range [1, ", kMaxLiveRumorK, "]"));
   }
   return absl::OkStatus();
+}
+
+namespace {
+
+KeyringInfo KeyringOf(const Engine& e, const std::string& file) {
+  const SecurityConfig& sec = e.config().security;
+  KeyringInfo info;
+  info.cipher = sec.keyring.empty() ? "none" : wire::CipherName(e.cipher());
+  info.verify_incoming = sec.verify_incoming;
+  info.verify_outgoing = sec.verify_outgoing;
+  info.file = file;
+  for (const wire::Key& k : sec.keyring.keys()) {
+    KeyringInfo::KeyUse u;
+    u.fingerprint = k.fingerprint;
+    u.primary = &k == &sec.keyring.primary();
+    if (u.primary) {
+      info.keys.insert(info.keys.begin(), u);
+    } else {
+      info.keys.push_back(u);
+    }
+  }
+  for (const NodeState* ns : e.cluster().nodes()) {
+    const bool self = ns == &e.self();
+    if (!self && ns->liveness.state != MemberState::kAlive &&
+        ns->liveness.state != MemberState::kSuspect) {
+      continue;
+    }
+    ++info.members;
+    std::string_view fp;
+    const uint32_t idx = ns->Find(kKeyringKey);
+    if (idx != NodeState::kNoSlot && ns->slot(idx).status == KeyStatus::kSet) {
+      fp = ns->ValueOf(ns->slot(idx));
+    }
+    bool matched = false;
+    for (KeyringInfo::KeyUse& u : info.keys) {
+      if (!fp.empty() && u.fingerprint == fp) {
+        ++u.members_primary;
+        matched = true;
+      }
+    }
+    if (!matched) ++info.members_other;
+  }
+  return info;
+}
+
+}  // namespace
+
+absl::StatusOr<KeyringInfo> Node::Keyring() {
+  return Call<KeyringInfo>([file = keyring_file_](Runtime& rt) -> absl::StatusOr<KeyringInfo> {
+    return KeyringOf(rt.engine(), file);
+  });
+}
+
+absl::StatusOr<KeyringInfo> Node::UpdateKeyring(KeyringOp op, std::string_view key) {
+  std::lock_guard<std::mutex> lock(keyring_mu_);
+  absl::StatusOr<wire::Keyring> current = Call<wire::Keyring>(
+      [](Runtime& rt) -> absl::StatusOr<wire::Keyring> {
+        return rt.engine().config().security.keyring;
+      });
+  if (!current.ok()) return current.status();
+  wire::Keyring next = *current;
+  absl::Status s;
+  switch (op) {
+    case KeyringOp::kInstall: {
+      absl::StatusOr<wire::KeyBytes> bytes = wire::DecodeKey(key);
+      s = bytes.ok() ? next.Install(*bytes) : bytes.status();
+      break;
+    }
+    case KeyringOp::kUse: s = next.Use(key); break;
+    case KeyringOp::kRemove: s = next.Remove(key); break;
+  }
+  if (!s.ok()) return s;
+  if (!keyring_file_.empty()) {
+    if (absl::Status w = io::WriteKeyringFile(keyring_file_, next); !w.ok()) {
+      return absl::InternalError(absl::StrCat("keyring file not written, nothing changed: ", w.message()));
+    }
+  }
+  return Call<KeyringInfo>([next = std::move(next), file = keyring_file_](
+                               Runtime& rt) mutable -> absl::StatusOr<KeyringInfo> {
+    Engine& e = rt.engine();
+    const std::string fp = next.empty() ? std::string() : next.primary().fingerprint;
+    spdlog::info("keyring: {} key(s), primary {}", next.size(), fp);
+    e.SetKeyring(std::move(next));
+    if (!fp.empty()) {
+      if (absl::Status s = e.Set(kKeyringKey, fp, io::MonotonicNowUs()); !s.ok()) return s;
+    }
+    return KeyringOf(e, file);
+  });
 }
 
 absl::StatusOr<LiveConfig> Node::GetLiveConfig() {

@@ -58,6 +58,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -107,7 +108,31 @@ struct NodeOptions {
   // under the reserved key kLocalityKey so peers learn it by gossip; spatial peer choice
   // (engine.membership.spatial_exponent) measures distances with it. Empty = none.
   std::string locality;
+  // Gossip encryption (DESIGN §8): a keyring file (io/keyring_file.h) loaded at start into
+  // engine.security.keyring; UpdateKeyring writes every change back to it atomically.
+  // Empty = engine.security.keyring as given, changes kept in memory only.
+  std::string keyring_file;
 };
+
+// Each node gossips its primary key's fingerprint under this reserved key, so any node can
+// tell an operator how many members already seal with a key (GET /v1/keyring).
+inline constexpr std::string_view kKeyringKey = "__scuttle/keyring";
+
+struct KeyringInfo {
+  struct KeyUse {
+    std::string fingerprint;
+    bool primary = false;
+    size_t members_primary = 0;  // live members (self included) gossiping it as primary
+  };
+  std::vector<KeyUse> keys;  // the installed keys, primary first
+  size_t members = 0;        // live members, self included
+  size_t members_other = 0;  // live members whose primary is none of ours, or unknown
+  std::string cipher;
+  bool verify_incoming = true;
+  bool verify_outgoing = true;
+  std::string file;  // "" = not persisted
+};
+enum class KeyringOp { kInstall, kUse, kRemove };
 
 // The settings that may change while the node runs (PATCH /v1/config). log_level is
 // process-wide: it sets spdlog's default logger.
@@ -295,6 +320,12 @@ class Node {
   // Thread-safe; valid as long as the Node (and shared with readers beyond it).
   const std::shared_ptr<EventLog>& event_log() const { return events_; }
 
+  // ---- Gossip keyring (Serf's model: install everywhere, use everywhere, remove old) ----
+  absl::StatusOr<KeyringInfo> Keyring();
+  // `key`: base64 for install; base64 or fingerprint for use/remove. The change is written
+  // to the keyring file first (nothing changes when that fails), then applied.
+  absl::StatusOr<KeyringInfo> UpdateKeyring(KeyringOp op, std::string_view key);
+
   // ---- Live configuration ----
   absl::StatusOr<LiveConfig> GetLiveConfig();
   // Validates every field first (InvalidArgument naming it; nothing changes), then applies
@@ -328,6 +359,8 @@ class Node {
   struct Resolver;
   std::unique_ptr<Resolver> resolver_;
   bool stopped_ = false;
+  std::string keyring_file_;
+  std::mutex keyring_mu_;  // serializes UpdateKeyring (file write + apply)
 };
 
 // Parses "host:port" / "[v6]:port" into host and port without resolving. For flag checks.

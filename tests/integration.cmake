@@ -89,6 +89,14 @@ if(TARGET scuttled)
     set_tests_properties(integration.persist_${case} PROPERTIES TIMEOUT 60
       LABELS "integration" SKIP_RETURN_CODE 77)
   endforeach()
+  # Gossip security (DESIGN §8): transport-independent, so one transport only.
+  if(TARGET scuttlectl)
+    add_test(NAME integration.security
+      COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/security_test.py --bin $<TARGET_FILE:scuttled>
+              --ctl $<TARGET_FILE:scuttlectl> --craft $<TARGET_FILE:scuttle_craft> --io epoll)
+    set_tests_properties(integration.security PROPERTIES TIMEOUT 120 LABELS "integration"
+      SKIP_RETURN_CODE 77)
+  endif()
   # 50 processes: minutes of CPU on a 2-core box, so opt-in (exit 77 = skipped).
   scuttle_itest(measure50         measure.py      600 --nodes 50 --rounds 3 --opt-in SCUTTLE_SLOW)
   foreach(io uring epoll)

@@ -56,7 +56,9 @@ const char* ErrorCode(int status) {
   switch (status) {
     case 400: return "bad_request";
     case 404: return "not_found";
+    case 401: return "unauthorized";
     case 405: return "method_not_allowed";
+    case 409: return "conflict";
     case 413: return "too_large";
     case 414: return "too_large";
     case 503: return "unavailable";
@@ -73,6 +75,8 @@ int HttpStatus(const absl::Status& s) {
     case absl::StatusCode::kInvalidArgument: return 400;
     case absl::StatusCode::kNotFound: return 404;
     case absl::StatusCode::kResourceExhausted: return 413;  // e.g. max_keys_per_node
+    case absl::StatusCode::kAlreadyExists:
+    case absl::StatusCode::kFailedPrecondition: return 409;
     case absl::StatusCode::kUnavailable:
     case absl::StatusCode::kDeadlineExceeded: return 503;
     default: return 500;
@@ -569,6 +573,22 @@ void AdminServer::Route() {
   const size_t threads = opt.max_watchers + 8;
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
 
+  if (!opt.token.empty()) {
+    const std::string want = "Bearer " + opt.token;
+    s.set_pre_routing_handler([want](const Request& req, Response& res) {
+      const std::string got = req.get_header_value("Authorization");
+      // Constant time over the expected length: the comparison leaks no prefix.
+      unsigned char diff = got.size() == want.size() ? 0 : 1;
+      for (size_t i = 0; i < want.size(); ++i) {
+        diff |= static_cast<unsigned char>(want[i] ^ (i < got.size() ? got[i] : 0));
+      }
+      if (diff == 0) return httplib::Server::HandlerResponse::Unhandled;
+      res.set_header("WWW-Authenticate", "Bearer");
+      Error(res, 401, "this admin API needs Authorization: Bearer <token> (--admin_token_file)");
+      return httplib::Server::HandlerResponse::Handled;
+    });
+  }
+
   s.Get("/healthz", [node](const Request&, Response& res) {
     Reply(res, 200,
           json{{"status", "ok"}, {"node", node->name()}, {"transport", node->transport_name()}});
@@ -712,6 +732,7 @@ void AdminServer::Route() {
     }
     Reply(res, 200, json{{"routes", std::move(arr)}});
   });
+  RouteKeyring();
 
   // An empty key is a bad request, not an unknown path.
   s.kind = "error";
@@ -735,6 +756,9 @@ void AdminServer::Route() {
     s.Delete(path, not_allowed("GET"));
     s.Patch(path, not_allowed("GET"));
   }
+  s.Put("/v1/keyring", not_allowed("GET, POST"));
+  s.Delete("/v1/keyring", not_allowed("GET, POST"));
+  s.Patch("/v1/keyring", not_allowed("GET, POST"));
   s.Post("/v1/config", not_allowed("GET, PATCH"));
   s.Put("/v1/config", not_allowed("GET, PATCH"));
   s.Delete("/v1/config", not_allowed("GET, PATCH"));
@@ -968,6 +992,55 @@ void AdminServer::RouteUi() {
       if (name == a.name) return serve(a, res);
     }
     Error(res, 404, absl::StrCat("no dashboard file '", name, "'"));
+namespace {
+
+json KeyringJson(const KeyringInfo& k) {
+  json keys = json::array();
+  for (const KeyringInfo::KeyUse& u : k.keys) {
+    keys.push_back(json{{"fingerprint", u.fingerprint},
+                        {"primary", u.primary},
+                        {"members_primary", u.members_primary}});
+  }
+  return json{{"keys", std::move(keys)},
+              {"members", k.members},
+              {"members_other", k.members_other},
+              {"cipher", k.cipher},
+              {"verify_incoming", k.verify_incoming},
+              {"verify_outgoing", k.verify_outgoing},
+              {"file", k.file}};
+}
+
+}  // namespace
+
+void AdminServer::RouteKeyring() {
+  Node* node = node_;
+  Routes(*server_).Get("/v1/keyring", [node](const Request& req, Response& res) {
+    if (!CheckParams(ParseQuery(req), res, {})) return;
+    absl::StatusOr<KeyringInfo> k = node->Keyring();
+    if (!k.ok()) return Error(res, k.status());
+    Reply(res, 200, KeyringJson(*k));
+  });
+  Routes(*server_).Post("/v1/keyring", [node](const Request& req, Response& res) {
+    const json body = json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+    if (!body.is_object() || !body.contains("op") || !body["op"].is_string() ||
+        !body.contains("key") || !body["key"].is_string()) {
+      return Error(res, 400, "the body must be {\"op\": \"install\"|\"use\"|\"remove\", "
+                             "\"key\": base64 key or fingerprint}");
+    }
+    const std::string op = body["op"];
+    KeyringOp k;
+    if (op == "install") {
+      k = KeyringOp::kInstall;
+    } else if (op == "use") {
+      k = KeyringOp::kUse;
+    } else if (op == "remove") {
+      k = KeyringOp::kRemove;
+    } else {
+      return Error(res, 400, absl::StrCat("op '", op, "': want install, use or remove"));
+    }
+    absl::StatusOr<KeyringInfo> info = node->UpdateKeyring(k, body["key"].get<std::string>());
+    if (!info.ok()) return Error(res, info.status());
+    Reply(res, 200, KeyringJson(*info));
   });
 }
 

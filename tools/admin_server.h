@@ -33,6 +33,17 @@
 //   GET    /ui, /ui/, /ui/{file}    the web dashboard (tools/ui/, embedded at build time)
 //   GET    /v1/debug/routes         {"routes":[{method, pattern, kind}]}: the route table
 //                                    (docs/openapi.yaml documents every "handler" route)
+//   GET    /v1/keyring              {keys:[{fingerprint, primary, members_primary}], members,
+//                                    members_other, cipher, verify_incoming,
+//                                    verify_outgoing, file}: installed keys (never the key
+//                                    bytes) and how many live members seal with each
+//   POST   /v1/keyring              {"op": "install"|"use"|"remove", "key": BASE64 or
+//                                    FINGERPRINT} -> the keyring as GET shows it; written
+//                                    to --keyring_file first. 404 unknown key, 409 the key
+//                                    is installed / is the primary / ids collide
+//
+// With AdminOptions::token set, every request needs `Authorization: Bearer TOKEN`
+// (401 unauthorized otherwise, compared in constant time).
 //
 // Values (and keys) are "value"/"key" when valid UTF-8, else "value_base64"/"key_base64".
 // Keys in paths are URL-decoded and may contain '/'. Errors are {"error": CODE,
@@ -56,6 +67,7 @@
 #include "absl/time/time.h"
 #include "io/node.h"
 #include "wire/packet.h"
+#include "wire/seal.h"
 
 namespace httplib {
 class Server;
@@ -95,7 +107,8 @@ struct AdminOptions {
   static constexpr size_t kWriteOverheadBytes = wire::kHeaderBytes +
                                                 wire::kPacketFixedWireBytes +
                                                 wire::kPartWireBytes + wire::kMaxNameBytes +
-                                                wire::kEntryWireBytes + 512;
+                                                wire::kEntryWireBytes + 512 +
+                                                wire::kSealTrailerBytes;
   // Bound on the entries one GET /v1/kv returns ("truncated": true beyond it).
   size_t max_scan_entries = 100'000;
   // Concurrent /v1/watch streams; each holds one server thread (503 beyond).
@@ -107,6 +120,9 @@ struct AdminOptions {
   // Flags reported by GET /v1/config besides the live fields (scuttled fills this from
   // its flag registry). Live fields always come from the node, with their current value.
   std::vector<ConfigFlag> flags;
+  // Bearer token every request must carry; empty = none (scuttled refuses to listen beyond
+  // loopback without one unless --admin_insecure).
+  std::string token;
 };
 
 class AdminServer {
@@ -133,6 +149,7 @@ class AdminServer {
   void RouteWatch();
   void RouteConfig();
   void RouteUi();
+  void RouteKeyring();
 
   AdminOptions options_;
   std::unique_ptr<httplib::Server> server_;

@@ -26,8 +26,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "httplib.h"
+#include "io/keyring_file.h"
 #include "nlohmann/json.hpp"
 #include "wire/absl_compat.h"
+#include "wire/seal.h"
 
 namespace scuttle {
 namespace {
@@ -55,11 +57,18 @@ Commands:
                                        interrupted, or until N events were printed
   config get                           every flag, its value and whether it is live
   config set NAME=VALUE...             change live settings at once (all or nothing)
+  keys list                            installed gossip keys (fingerprints), the primary,
+                                       and how many live members seal with each
+  keys install KEY                     add a base64 key (opens with it; seals with the primary)
+  keys use KEY|FINGERPRINT             make an installed key the primary
+  keys remove KEY|FINGERPRINT          remove a key (not the primary)
+  keys generate                        print a new random key (no server needed)
 
 Global options:
   --addr HOST:PORT   admin API address (default 127.0.0.1:7480, or $SCUTTLE_ADDR)
   --json             machine-readable output: the API's JSON (watch: one object a line)
   --timeout SECONDS  per-request timeout (default 5; watch waits for events forever)
+  --token_file PATH  admin bearer token (scuttled --admin_token_file), or $SCUTTLE_TOKEN_FILE
   -h, --help         this text
 
 Exit codes:
@@ -78,6 +87,7 @@ struct Args {
   std::vector<std::string> positional;
   std::map<std::string, std::string> options;  // command options: --node, --prefix, ...
   bool snapshot = false;
+  std::string token_file;
 };
 
 [[noreturn]] void Usage(const std::string& msg) {
@@ -117,8 +127,12 @@ Args Parse(int argc, char** argv) {
     a.addr = env;
     a.addr_from = "$SCUTTLE_ADDR";
   }
-  static const std::vector<std::string> kValued = {"--addr", "--timeout", "--node", "--prefix",
-                                                   "--ttl",  "--since",   "--count"};
+  if (const char* env = std::getenv("SCUTTLE_TOKEN_FILE"); env != nullptr && *env != '\0') {
+    a.token_file = env;
+  }
+  static const std::vector<std::string> kValued = {"--addr", "--timeout", "--node",
+                                                   "--prefix", "--ttl", "--since",
+                                                   "--count", "--token_file"};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "-h" || arg == "--help" || arg == "help") {
@@ -150,6 +164,8 @@ Args Parse(int argc, char** argv) {
       if (name == "--addr") {
         a.addr = value;
         a.addr_from = "--addr";
+      } else if (name == "--token_file") {
+        a.token_file = value;
       } else if (name == "--timeout") {
         if (!absl::SimpleAtoi(value, &a.timeout_s) || a.timeout_s <= 0) {
           Usage("--timeout wants a positive number of seconds");
@@ -253,6 +269,15 @@ class Api {
     client_->set_connection_timeout(a.timeout_s, 0);
     client_->set_read_timeout(a.timeout_s, 0);
     client_->set_write_timeout(a.timeout_s, 0);
+    if (!a.token_file.empty()) {
+      absl::StatusOr<std::string> token = io::LoadSecretFile(a.token_file);
+      if (!token.ok()) {
+        std::fprintf(stderr, "scuttlectl: --token_file: %s\n",
+                     std::string(token.status().message()).c_str());
+        std::exit(kExitUsage);
+      }
+      client_->set_bearer_token_auth(*token);
+    }
   }
 
   // Sends the request; on success returns the JSON body, else prints the error and exits
@@ -660,9 +685,48 @@ int Config(Api& api, const Args& a) {
   return kExitOk;
 }
 
+int Keys(Api& api, const Args& a) {
+  if (a.positional.size() < 2) Usage("usage: scuttlectl keys list | install|use|remove KEY");
+  Allow(a, {});
+  const std::string& sub = a.positional[1];
+  json j;
+  if (sub == "list") {
+    WantArgs(a, 2, "keys list");
+    j = api.Call("GET", "/v1/keyring");
+  } else if (sub == "install" || sub == "use" || sub == "remove") {
+    WantArgs(a, 3, "keys install|use|remove KEY");
+    j = api.Call("POST", "/v1/keyring", json{{"op", sub}, {"key", a.positional[2]}}.dump(),
+                 "application/json");
+  } else {
+    Usage("keys: want list, install, use, remove or generate, not '" + sub + "'");
+  }
+  if (a.json_out) {
+    PrintJson(j);
+    return kExitOk;
+  }
+  std::vector<std::vector<std::string>> rows = {{"FINGERPRINT", "PRIMARY", "MEMBERS_PRIMARY"}};
+  for (const json& k : j["keys"]) {
+    rows.push_back({k.value("fingerprint", ""), k.value("primary", false) ? "*" : "",
+                    absl::StrCat(k.value("members_primary", 0), "/", j.value("members", 0))});
+  }
+  Table(rows);
+  std::printf("cipher %s, verify incoming %s, outgoing %s; %zu live member(s) on another or "
+              "no key%s%s\n",
+              j.value("cipher", "").c_str(), j.value("verify_incoming", true) ? "on" : "off",
+              j.value("verify_outgoing", true) ? "on" : "off",
+              j.value("members_other", size_t{0}),
+              j.value("file", "").empty() ? "; not persisted (no --keyring_file)" : "; file ",
+              j.value("file", "").c_str());
+  return kExitOk;
+}
+
 int Main(int argc, char** argv) {
   const Args a = Parse(argc, argv);
   if (a.positional.empty()) Usage("no command");
+  if (a.positional[0] == "keys" && a.positional.size() == 2 && a.positional[1] == "generate") {
+    std::printf("%s\n", wire::EncodeKey(wire::GenerateKey()).c_str());
+    return kExitOk;
+  }
   Api api(a);
   const std::string& cmd = a.positional[0];
   if (cmd == "health") return Health(api, a);
@@ -673,6 +737,7 @@ int Main(int argc, char** argv) {
   if (cmd == "ls" || cmd == "list") return List(api, a);
   if (cmd == "watch") return Watch(api, a);
   if (cmd == "config") return Config(api, a);
+  if (cmd == "keys") return Keys(api, a);
   Usage("unknown command '" + cmd + "'");
 }
 

@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "io/keyring_file.h"
 #include "io/node.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -110,6 +111,22 @@ ABSL_FLAG(std::string, data_dir, "",
 ABSL_FLAG(absl::Duration, data_sync_interval, absl::Seconds(1),
           "How often --data_dir is rewritten when something changed: a crash loses at most "
           "this much of the node's own writes");
+ABSL_FLAG(std::string, keyring_file, "",
+          "Gossip encryption keyring: a 0600 file of base64 32-byte keys, one per line, the "
+          "primary first (scuttlectl keys ... writes changes back to it). Empty = plaintext");
+ABSL_FLAG(bool, encrypt_verify_incoming, true,
+          "With a keyring: refuse plaintext datagrams (false while migrating a plaintext "
+          "cluster to encryption, or back)");
+ABSL_FLAG(bool, encrypt_verify_outgoing, true,
+          "With a keyring: seal outgoing datagrams (false during the first migration step)");
+ABSL_FLAG(std::string, encrypt_cipher, "auto",
+          "auto (AES-256-GCM with AES-NI, else XChaCha20-Poly1305) | aes256gcm | "
+          "xchacha20poly1305; clusters mixing CPUs without AES-NI use xchacha20poly1305");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "A 0600 file holding the admin API bearer token; every request must then carry "
+          "Authorization: Bearer <token>");
+ABSL_FLAG(bool, admin_insecure, false,
+          "Allow --admin_addr beyond loopback without --admin_token_file (not recommended)");
 ABSL_FLAG(std::string, locality, "",
           "This node's place, widest first: region/zone/rack (gossiped under the reserved "
           "key __scuttle/locality); used by --spatial_exponent");
@@ -237,6 +254,17 @@ std::vector<ConfigFlag> FlagsForConfig() {
   std::sort(out.begin(), out.end(),
             [](const ConfigFlag& a, const ConfigFlag& b) { return a.name < b.name; });
   return out;
+}
+
+bool IsLoopback(const Endpoint& ep) {
+  if (ep.family == 4) return ep.addr[0] == 127;
+  if (ep.family == 6) {
+    for (size_t i = 0; i < 15; ++i) {
+      if (ep.addr[i] != 0) return false;
+    }
+    return ep.addr[15] == 1;
+  }
+  return false;
 }
 
 struct Config {
@@ -371,11 +399,33 @@ Config ReadFlags() {
   c.data_dir = absl::GetFlag(FLAGS_data_dir);
   c.data_sync_interval =
       CheckPositive("data_sync_interval", absl::GetFlag(FLAGS_data_sync_interval));
+  c.node.keyring_file = absl::GetFlag(FLAGS_keyring_file);
+  e.security.verify_incoming = absl::GetFlag(FLAGS_encrypt_verify_incoming);
+  e.security.verify_outgoing = absl::GetFlag(FLAGS_encrypt_verify_outgoing);
+  if (absl::StatusOr<wire::Cipher> ci = wire::ParseCipher(absl::GetFlag(FLAGS_encrypt_cipher));
+      ci.ok()) {
+    e.security.cipher = *ci;
+  } else {
+    BadFlag(absl::StrCat("--encrypt_cipher: ", ci.status().message()));
+  }
+  if (!wire::CipherAvailable(e.security.cipher)) {
+    BadFlag("--encrypt_cipher=aes256gcm: this CPU has no AES-NI; use xchacha20poly1305");
+  }
 
   const std::string admin = absl::GetFlag(FLAGS_admin_addr);
   if (!admin.empty()) {  // empty: no admin API (embedded use, tests)
     AdminOptions a;
     a.listen = ParseAddrFlag("admin_addr", admin, /*allow_port0=*/true);
+    const std::string token_file = absl::GetFlag(FLAGS_admin_token_file);
+    if (!token_file.empty()) {
+      absl::StatusOr<std::string> token = io::LoadSecretFile(token_file);
+      if (!token.ok()) BadFlag(absl::StrCat("--admin_token_file: ", token.status().message()));
+      a.token = *token;
+    } else if (!IsLoopback(a.listen) && !absl::GetFlag(FLAGS_admin_insecure)) {
+      // DESIGN §8: an unauthenticated admin API owns the node; only loopback may skip it.
+      BadFlag("--admin_addr=" + admin +
+              " reaches beyond loopback: set --admin_token_file (or --admin_insecure)");
+    }
     a.max_key_bytes = e.limits.max_key_bytes;
     a.max_value_bytes = e.limits.max_value_bytes;
     a.max_packet_bytes = e.max_packet_bytes;

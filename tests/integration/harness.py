@@ -197,10 +197,13 @@ class HttpError(Exception):
         self.body = body
 
 
-def http(method, url, body=None, timeout=5.0):
-    """Returns (status, parsed JSON or raw text). Never raises for HTTP error statuses."""
+def http(method, url, body=None, timeout=5.0, token=None):
+    """Returns (status, parsed JSON or raw text). Never raises for HTTP error statuses.
+    token: the admin bearer token (scuttled --admin_token_file)."""
     data = body.encode() if isinstance(body, str) else body
     req = urllib.request.Request(url, data=data, method=method)
+    if token:
+        req.add_header("Authorization", "Bearer " + token)
     if data is not None:
         req.add_header("Content-Type", "application/octet-stream")
     try:
@@ -241,6 +244,7 @@ class Node:
         # literals work ("::1"); listen_host "::" binds dual-stack.
         self.host = cluster.host
         self.listen_host = None
+        self.token = None  # admin bearer token, when started with --admin_token_file
 
     # -- addresses
     @staticmethod
@@ -304,7 +308,7 @@ class Node:
         def ready():
             if self.proc.poll() is not None:
                 raise ProcessExited(self)
-            st, body = http("GET", self.url("/healthz"), timeout=1.0)
+            st, body = http("GET", self.url("/healthz"), timeout=1.0, token=self.token)
             return st == 200 and isinstance(body, dict) and body.get("status") == "ok"
         deadline = time.monotonic() + timeout
         while True:
@@ -351,7 +355,7 @@ class Node:
         return u
 
     def request(self, method, path, body=None, timeout=5.0, **query):
-        return http(method, self.url(path, **query), body, timeout)
+        return http(method, self.url(path, **query), body, timeout, token=self.token)
 
     def _ok(self, method, path, body=None, **query):
         st, js = self.request(method, path, body, **query)

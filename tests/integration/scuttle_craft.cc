@@ -22,6 +22,9 @@
 //       bad_entry_status   entry status 7
 //       key_too_long       a 2000-byte key
 //       leaving            set the sender's "leaving" flag (not a decode error)
+//   --seal_key BASE64                   seal the datagram (wire/seal.h) with this key
+//   --seal_cipher C --seal_sender S --seal_counter N
+//                                       cipher (default auto), nonce sender id and counter
 //
 //   scuttle_craft --decode < datagram.bin
 // reads one datagram from stdin and prints "ok <type> digest=<n> parts=<n> bytes=<n>" or
@@ -39,6 +42,7 @@
 
 #include "wire/endpoint.h"
 #include "wire/packet.h"
+#include "wire/seal.h"
 
 namespace {
 
@@ -75,7 +79,8 @@ int main(int argc, char** argv) {
       {"generation", "1"},     {"addr", "127.0.0.1"},     {"port", "1"},
       {"digest_nodes", "0"},   {"digest_prefix", "fake-"}, {"heartbeat", "1"},
       {"part_node", ""},       {"part_entries", "0"},     {"value_bytes", "8"},
-      {"break", ""},
+      {"break", ""},           {"seal_key", ""},          {"seal_cipher", "auto"},
+      {"seal_sender", "12345"}, {"seal_counter", "1"},
   };
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -180,6 +185,21 @@ int main(int argc, char** argv) {
   if (!blob.empty()) std::memcpy(b.data(), blob.data(), blob.size());
   auto pkt = enc.Finish(type);
   if (pkt.empty()) return Usage("encode failed");
+  std::vector<uint8_t> sealed;
+  if (!f["seal_key"].empty()) {
+    auto key = DecodeKey(f["seal_key"]);
+    if (!key.ok()) return Usage("bad --seal_key");
+    auto cipher = ParseCipher(f["seal_cipher"]);
+    if (!cipher.ok()) return Usage("bad --seal_cipher");
+    Keyring ring;
+    if (!ring.Install(*key).ok()) return Usage("bad --seal_key");
+    sealed.assign(pkt.begin(), pkt.end());
+    sealed.resize(pkt.size() + kSealTrailerBytes);
+    pkt = Seal(sealed, pkt.size(),
+               SealParams{&ring.primary(), ResolveCipher(*cipher),
+                          std::strtoull(f["seal_sender"].c_str(), nullptr, 10),
+                          std::strtoull(f["seal_counter"].c_str(), nullptr, 10)});
+  }
   size_t done = 0;
   while (done < pkt.size()) {
     const ssize_t n = ::write(1, pkt.data() + done, pkt.size() - done);
