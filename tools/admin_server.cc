@@ -992,6 +992,13 @@ void AdminServer::RouteUi() {
       if (name == a.name) return serve(a, res);
     }
     Error(res, 404, absl::StrCat("no dashboard file '", name, "'"));
+  });
+}
+
+}  // namespace scuttle
+
+namespace scuttle {
+
 namespace {
 
 json KeyringJson(const KeyringInfo& k) {
