@@ -60,17 +60,29 @@ constexpr PaperRow kTable2[] = {{1, 0.96, 0.04, 19, 38},
                                 {4, 0.021, 3.9, 14.1, 32},
                                 {5, 0.008, 4.9, 13.8, 32}};
 
+// Table 3 (pull, feedback, counter), n = 1000: the paper prints k = 1..3 only.
+constexpr PaperRow kTable3[] = {{1, 3.1e-2, 2.7, 9.97, 17.6},
+                                {2, 5.8e-4, 4.5, 10.07, 15.4},
+                                {3, 4.0e-6, 6.1, 10.08, 14.0}};
+
 constexpr RumorId kRumor{0, 1};  // the single update of the model
 
 }  // namespace
 
 std::span<const PaperRow> PaperTable1() { return kTable1; }
 std::span<const PaperRow> PaperTable2() { return kTable2; }
+std::span<const PaperRow> PaperTable3() { return kTable3; }
 
 const PaperRow* PaperRowFor(const DemersParams& p) {
   const RumorOptions& r = p.rumor;
-  if (p.n != 1000 || r.variant != RumorVariant::kPush || p.delivery != Delivery::kSnapshot ||
-      r.k < 1 || r.k > 5) {
+  if (p.n != 1000 || r.k < 1) return nullptr;
+  if (r.variant == RumorVariant::kPull) {
+    // Delivery cannot matter under pull (a puller gets one reply per cycle at most).
+    const bool table3 = r.removal == RumorRemoval::kFeedback && r.decay == RumorDecay::kCounter &&
+                        r.counter == RumorCounter::kConsecutive && p.judge == Judge::kCycle;
+    return table3 && r.k <= 3 ? &kTable3[r.k - 1] : nullptr;
+  }
+  if (r.variant != RumorVariant::kPush || p.delivery != Delivery::kSnapshot || r.k > 5) {
     return nullptr;
   }
   if (r.removal == RumorRemoval::kFeedback && r.decay == RumorDecay::kCounter &&
@@ -107,6 +119,14 @@ absl::StatusOr<Delivery> ParseDelivery(std::string_view s) {
       absl::StrCat("bad delivery '", AV(s), "': want snapshot|sequential"));
 }
 
+std::string_view ToString(Judge j) { return j == Judge::kCycle ? "cycle" : "contact"; }
+
+absl::StatusOr<Judge> ParseJudge(std::string_view s) {
+  if (s == "cycle") return Judge::kCycle;
+  if (s == "contact") return Judge::kContact;
+  return absl::InvalidArgumentError(absl::StrCat("bad judge '", AV(s), "': want cycle|contact"));
+}
+
 // ---------------------------------------------------------------------------------------
 // Rumor mongering model.
 
@@ -135,7 +155,11 @@ uint32_t RandomOtherSite(SimRng& rng, uint32_t n, uint32_t self) {
 class RumorModel {
  public:
   explicit RumorModel(const DemersParams& p)
-      : p_(p), mongers_(p.n, RumorMonger(p.rumor)), knows_(p.n, 0), learned_at_(p.n, 0) {}
+      : p_(p),
+        mongers_(p.n, RumorMonger(p.rumor)),
+        knows_(p.n, 0),
+        learned_at_(p.n, 0),
+        all_knew_(p.n, 2) {}
 
   DemersTrial RunTrial(SimRng& rng);
   RumorStats TotalStats() const;
@@ -159,6 +183,8 @@ class RumorModel {
   std::vector<uint32_t> hot_sites_;  // infective at the start of the cycle, ascending
   std::vector<uint32_t> learned_;    // learned during the cycle
   std::vector<ContactResult> results_;
+  std::vector<uint8_t> all_knew_;      // Judge::kCycle: per sender, every peer knew
+  std::vector<uint32_t> judged_;       // Judge::kCycle: senders with results this cycle
   std::vector<RumorId> scratch_;
   uint64_t messages_ = 0;
 };
@@ -208,8 +234,29 @@ void RumorModel::RunCycle(uint32_t cycle, SimRng& rng) {
 
 // End of a synchronous cycle: loss of interest, then the new infectives.
 void RumorModel::EndCycle(SimRng& rng) {
-  for (const ContactResult& r : results_) {
-    mongers_[r.sender].OnContactResult(kRumor, r.recipient_knew, rng);
+  if (p_.judge == Judge::kContact) {
+    for (const ContactResult& r : results_) {
+      mongers_[r.sender].OnContactResult(kRumor, r.recipient_knew, rng);
+    }
+  } else {
+    // The paper's convention: a site's contacts in one cycle are one feedback event. Every
+    // peer already knew -> one unnecessary contact (counter +1, or one coin toss); any
+    // peer learned from it -> a necessary contact (the consecutive counter resets).
+    // all_knew_[s] == 2 marks "no result yet this cycle".
+    for (const ContactResult& r : results_) {
+      uint8_t& all = all_knew_[r.sender];
+      if (all == 2) {
+        judged_.push_back(r.sender);
+        all = r.recipient_knew ? 1 : 0;
+      } else if (!r.recipient_knew) {
+        all = 0;
+      }
+    }
+    for (uint32_t s : judged_) {
+      mongers_[s].OnContactResult(kRumor, all_knew_[s] == 1, rng);
+      all_knew_[s] = 2;
+    }
+    judged_.clear();
   }
   results_.clear();
   size_t kept = 0;
@@ -447,6 +494,43 @@ std::function<absl::Status(std::string_view)> SetEnum(absl::StatusOr<E> (*parse)
   };
 }
 
+// Wraps a setter so the command knows the flag was given explicitly.
+std::function<absl::Status(std::string_view)> Seen(
+    bool* seen, std::function<absl::Status(std::string_view)> set) {
+  return [=](std::string_view v) {
+    *seen = true;
+    return set(v);
+  };
+}
+
+// A flag that cannot change the run for the chosen scheme is an error, not a no-op: a
+// user who asks for it believes it does something.
+absl::Status CheckFlagsApply(const DemersParams& p, bool counter_set, bool delivery_set,
+                             bool judge_set) {
+  const RumorOptions& r = p.rumor;
+  if (counter_set && r.removal == RumorRemoval::kBlind) {
+    return absl::InvalidArgumentError(
+        "--counter does not apply to --removal blind: with no feedback there is no necessary "
+        "contact to reset on; every contact counts");
+  }
+  if (counter_set && r.decay == RumorDecay::kCoin) {
+    return absl::InvalidArgumentError(
+        "--counter does not apply to --decay coin: the coin keeps no count");
+  }
+  if (delivery_set && r.variant == RumorVariant::kPull) {
+    return absl::InvalidArgumentError(
+        "--delivery does not apply to --variant pull: a site receives the rumor only in "
+        "answer to its own pull, once per cycle at most, so snapshot and sequential are the "
+        "same");
+  }
+  if (judge_set && r.variant == RumorVariant::kPush) {
+    return absl::InvalidArgumentError(
+        "--judge does not apply to --variant push: a pushing site makes one contact per "
+        "cycle, so cycle and contact are the same");
+  }
+  return absl::OkStatus();
+}
+
 // "3" or "1..5".
 absl::Status ParseKRange(std::string_view v, std::vector<uint32_t>* ks) {
   uint32_t lo = 0, hi = 0;
@@ -476,6 +560,7 @@ nlohmann::json DemersJson(const DemersParams& p, const std::vector<DemersResult>
                       {"decay", ToString(p.rumor.decay)},
                       {"counter", ToString(p.rumor.counter)},
                       {"delivery", ToString(p.delivery)},
+                      {"judge", ToString(p.judge)},
                       {"trials", p.trials},
                       {"seed", p.seed},
                       {"rows", nlohmann::json::array()}};
@@ -501,14 +586,17 @@ nlohmann::json DemersJson(const DemersParams& p, const std::vector<DemersResult>
 void PrintDemersTable(std::ostream& os, const DemersParams& p,
                       const std::vector<DemersResult>& rows) {
   os << absl::StrFormat(
-      "demers: n=%u variant=%s removal=%s decay=%s counter=%s delivery=%s trials=%u seed=%u\n", p.n,
-      AV(ToString(p.rumor.variant)), AV(ToString(p.rumor.removal)), AV(ToString(p.rumor.decay)),
-      AV(ToString(p.rumor.counter)), AV(ToString(p.delivery)), p.trials, p.seed);
-  os << absl::StrFormat("%3s  %-17s %-13s %-13s %-13s %-8s | %s\n", "k", "residue (sd)",
+      "demers: n=%u variant=%s removal=%s decay=%s counter=%s delivery=%s judge=%s trials=%u "
+      "seed=%u\n",
+      p.n, AV(ToString(p.rumor.variant)), AV(ToString(p.rumor.removal)),
+      AV(ToString(p.rumor.decay)), AV(ToString(p.rumor.counter)), AV(ToString(p.delivery)),
+      AV(ToString(p.judge)), p.trials, p.seed);
+  os << absl::StrFormat("%3s  %-19s %-13s %-13s %-13s %-8s | %s\n", "k", "residue (sd)",
                         "traffic (sd)", "t_ave (sd)", "t_last (sd)", "s_eq",
                         "paper: residue traffic t_ave t_last");
   for (const DemersResult& r : rows) {
-    os << absl::StrFormat("%3u  %.4f (%.4f)   %5.2f (%5.2f) %5.2f (%5.2f) %5.2f (%5.2f) %-8.4f |",
+    // %.3g keeps small residues readable (Table 3 goes down to 4e-06).
+    os << absl::StrFormat("%3u  %-8.3g (%-8.2g)  %5.2f (%5.2f) %5.2f (%5.2f) %5.2f (%5.2f) %-8.4f |",
                           r.params.rumor.k, r.residue.mean, r.residue.stddev, r.traffic.mean,
                           r.traffic.stddev, r.t_ave.mean, r.t_ave.stddev, r.t_last.mean,
                           r.t_last.stddev, ResidueEquation(r.params.rumor.k));
@@ -528,6 +616,7 @@ int DemersCommand(std::span<const std::string_view> args, std::ostream& out, std
   p.rumor.max_hot_rumors = 1;  // one update per run
   std::vector<uint32_t> ks = {p.rumor.k};
   bool json = false, help = false;
+  bool counter_set = false, delivery_set = false, judge_set = false;
   const FlagSpec specs[] = {
       {"n", "N", "sites (default 1000)",
        SetUint(2, DemersParams::kMaxN, [&](uint64_t v) { p.n = static_cast<uint32_t>(v); })},
@@ -538,9 +627,11 @@ int DemersCommand(std::span<const std::string_view> args, std::ostream& out, std
       {"decay", "counter|coin", "lose interest after k counted contacts | with prob 1/k",
        SetEnum(ParseRumorDecay, &p.rumor.decay)},
       {"counter", "consecutive|cumulative", "feedback counter resets on a useful contact?",
-       SetEnum(ParseRumorCounter, &p.rumor.counter)},
+       Seen(&counter_set, SetEnum(ParseRumorCounter, &p.rumor.counter))},
       {"delivery", "snapshot|sequential", "when a recipient counts as already knowing",
-       SetEnum(ParseDelivery, &p.delivery)},
+       Seen(&delivery_set, SetEnum(ParseDelivery, &p.delivery))},
+      {"judge", "cycle|contact", "a site's contacts in one cycle judged together | one by one",
+       Seen(&judge_set, SetEnum(ParseJudge, &p.judge))},
       {"k", "K|LO..HI", "the k parameter, or a range (one row each)",
        [&](std::string_view v) { return ParseKRange(v, &ks); }},
       {"trials", "T", "trials per k (default 100)",
@@ -570,6 +661,10 @@ int DemersCommand(std::span<const std::string_view> args, std::ostream& out, std
   if (help) {
     PrintUsage(out, "demers", kSynopsis, specs);
     return 0;
+  }
+  if (absl::Status s = CheckFlagsApply(p, counter_set, delivery_set, judge_set); !s.ok()) {
+    err << "scuttle-sim demers: " << s.message() << "\n";
+    return kUsageError;
   }
   std::vector<DemersResult> rows;
   for (uint32_t k : ks) {

@@ -14,6 +14,11 @@
 //     rumor at the start of the cycle; several infective sites reaching the same
 //     susceptible in one cycle are all necessary. kSequential processes contacts in site
 //     order and counts all but the first as unnecessary (the continuous-time reading).
+//   - Judge::kCycle (default): a site's contacts in one cycle are one feedback event for
+//     its RumorMonger (one OnContactResult): unnecessary iff every peer already knew, so
+//     the counter moves by at most one per cycle and resets if any peer learned from it.
+//     This is what reproduces Table 3 (pull); under push a site has one contact per cycle
+//     and nothing changes. kContact judges each contact alone.
 //   - traffic = update messages sent / n: one per (contact, hot rumor sent); a reply that
 //     carries no hot rumor is not an update message.
 //   - residue = fraction of sites that never learned it, once no site is infective;
@@ -49,6 +54,16 @@ enum class Delivery { kSnapshot, kSequential };
 std::string_view ToString(Delivery d);
 absl::StatusOr<Delivery> ParseDelivery(std::string_view s);
 
+// How a site's feedback is judged when it sends its hot rumor on several contacts in one
+// cycle (a pull responder answering several pullers; a push-pull site that also pushes).
+// kCycle (the paper's convention, Table 3): the cycle's contacts are judged together —
+// one unnecessary contact iff every peer already knew, otherwise one necessary contact.
+// kContact: every contact is judged on its own. Under push a site makes one contact per
+// cycle, so the two are the same there.
+enum class Judge { kCycle, kContact };
+std::string_view ToString(Judge j);
+absl::StatusOr<Judge> ParseJudge(std::string_view s);
+
 struct Summary {
   double mean = 0, stddev = 0, min = 0, max = 0;  // stddev: sample (n - 1)
   uint32_t count = 0;
@@ -60,6 +75,7 @@ struct DemersParams {
   uint32_t n = 1000;
   RumorOptions rumor;  // variant, removal, decay, counter, k
   Delivery delivery = Delivery::kSnapshot;
+  Judge judge = Judge::kCycle;
   uint32_t trials = 100;
   uint64_t seed = 1;
   uint32_t max_cycles = 100000;  // bound per trial; a trial that hits it is counted
@@ -88,16 +104,18 @@ struct DemersResult {
 // Runs params.trials trials of one update from site 0, seeded by params.seed.
 absl::StatusOr<DemersResult> RunDemers(const DemersParams& params);
 
-// The paper's reference rows (n = 1000, push): Table 1 = feedback + counter, Table 2 =
-// blind + coin, k = 1..5.
+// The paper's reference rows (n = 1000): Table 1 = push, feedback + counter, k = 1..5;
+// Table 2 = push, blind + coin, k = 1..5; Table 3 = pull, feedback + counter, k = 1..3.
 struct PaperRow {
   uint32_t k;
   double residue, traffic, t_ave, t_last;
 };
 std::span<const PaperRow> PaperTable1();
 std::span<const PaperRow> PaperTable2();
-// The paper row that `params` reproduces, or nullptr (only push at n = 1000, k <= 5,
-// snapshot delivery, consecutive counter for Table 1).
+std::span<const PaperRow> PaperTable3();
+// The paper row that `params` reproduces, or nullptr: n = 1000; push with snapshot
+// delivery and k <= 5 (Tables 1, 2), or pull with k <= 3 (Table 3); the counter tables
+// need the consecutive counter, Table 3 also the per-cycle judgment.
 const PaperRow* PaperRowFor(const DemersParams& params);
 
 // The root s in (0, 1) of s = e^{-(k+1)(1-s)}: the residue the paper's differential
