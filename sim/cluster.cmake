@@ -17,3 +17,8 @@ add_executable(cluster_sim_test ${CMAKE_SOURCE_DIR}/tests/sim/cluster_sim_test.c
 target_link_libraries(cluster_sim_test
   PRIVATE scuttle_cluster_sim nlohmann_json::nlohmann_json GTest::gtest_main)
 gtest_discover_tests(cluster_sim_test DISCOVERY_TIMEOUT 60)
+
+# Gossip security in the simulator: key rotation on 100 lossy nodes, a wrong-key node.
+add_executable(security_sim_test ${CMAKE_SOURCE_DIR}/tests/sim/security_sim_test.cc)
+target_link_libraries(security_sim_test PRIVATE scuttle_cluster_sim GTest::gtest_main)
+gtest_discover_tests(security_sim_test DISCOVERY_TIMEOUT 60)

@@ -199,6 +199,7 @@ void ClusterSim::StartEngine(Node& n) {
     cfg.seeds.push_back(nodes_[s]->ep);
   }
   cfg.rng_seed = Mix(config_.seed ^ Mix(n.index) ^ Mix(n.gen << 32));
+  if (config_.configure_engine) config_.configure_engine(n.index, &cfg);
   n.engine = std::make_unique<Engine>(std::move(cfg), n.sink.get(), n.events.get());
   n.started_round = round_;
   ++n.incarnation;
@@ -215,6 +216,7 @@ void ClusterSim::ScheduleTick(Node& n, TimeUs after) {
 
 bool ClusterSim::up(uint32_t node) const { return nodes_[node]->engine != nullptr; }
 const Engine& ClusterSim::engine(uint32_t node) const { return *nodes_[node]->engine; }
+Engine& ClusterSim::mutable_engine(uint32_t node) { return *nodes_[node]->engine; }
 const std::string& ClusterSim::name(uint32_t node) const { return nodes_[node]->name; }
 
 void ClusterSim::Hash(uint64_t x) { stats_.trace_hash = Mix(stats_.trace_hash ^ x); }

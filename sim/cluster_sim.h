@@ -120,6 +120,8 @@ struct ClusterSimConfig {
   bool stop_when_converged = false;
   std::ostream* log = nullptr;  // violations are printed here as they are found
 
+  // Test hook: adjusts each engine's config before it starts (e.g. its keyring).
+  std::function<void(uint32_t node, EngineConfig* config)> configure_engine;
   // Test hook: may rewrite a datagram just before delivery (a planted protocol bug, see
   // sim/cluster_faults.h); returns true when it changed it.
   std::function<bool(uint32_t from, uint32_t to, std::vector<uint8_t>* datagram, Rng& rng)> tamper;
@@ -208,6 +210,8 @@ class ClusterSim {
   bool up(uint32_t node) const;
   // REQUIRES: up(node).
   const Engine& engine(uint32_t node) const;
+  // REQUIRES: up(node). For tests that change an engine between rounds (SetKeyring).
+  Engine& mutable_engine(uint32_t node);
   const std::string& name(uint32_t node) const;
   const ClusterChecker& checker() const { return *checker_; }
   const ClusterSimStats& stats() const { return stats_; }

@@ -198,8 +198,20 @@ void CheckingSink::Commit(const Endpoint& /*to*/, std::span<const uint8_t> packe
   // Decode from an 8-aligned copy, as a receiver's buffer would be.
   std::vector<uint64_t> copy((packet.size() + 7) / 8);
   std::memcpy(copy.data(), packet.data(), packet.size());
-  const std::span<const uint8_t> datagram(reinterpret_cast<const uint8_t*>(copy.data()),
-                                          packet.size());
+  std::span<const uint8_t> datagram(reinterpret_cast<const uint8_t*>(copy.data()),
+                                    packet.size());
+  std::vector<uint64_t> opened_buf;
+  if (keyring != nullptr) {
+    opened_buf.resize(copy.size());
+    wire::Opened opened;
+    wire::OpenError err;
+    if (!wire::Open(datagram, *keyring,
+                    {reinterpret_cast<uint8_t*>(opened_buf.data()), opened_buf.size() * 8},
+                    &opened, &err)) {
+      Fail("the engine emitted a sealed datagram that does not open", "");
+    }
+    datagram = opened.datagram;
+  }
   wire::DecodedPacket decoded;
   wire::DropReason reason;
   if (!wire::Decode(datagram, wire::DecodeLimits{}, &decoded, &reason)) {

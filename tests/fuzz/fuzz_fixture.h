@@ -16,6 +16,7 @@
 
 #include "engine/cluster.h"
 #include "engine/engine.h"
+#include "wire/seal.h"
 #include "wire/packet.h"
 
 namespace scuttle::fuzz {
@@ -95,6 +96,8 @@ class CheckingSink : public PacketSink {
   void Abort() override {}
 
   size_t committed = 0;
+  // When set, sealed datagrams are opened with it before decoding (the sealed path).
+  const wire::Keyring* keyring = nullptr;
   // When set, committed datagrams are kept (corpus generation).
   bool keep = false;
   std::vector<std::vector<uint8_t>> kept;
