@@ -269,6 +269,7 @@ def case_grafana(c, args):
 
 K8S_REQUIRED = {
     "Service": [("spec", "ports")],
+    "Secret": [("stringData",)],
     "DaemonSet": [("spec", "selector", "matchLabels"), ("spec", "template", "spec",
                                                         "containers")],
     "Deployment": [("spec", "selector", "matchLabels"), ("spec", "template", "spec",
@@ -297,6 +298,8 @@ def check_k8s(yaml, path, flags, served_paths):
         h.check(d["kind"] in K8S_REQUIRED, "%s: unexpected kind" % where)
         for keys in K8S_REQUIRED[d["kind"]]:
             h.check(dig(d, list(keys)) is not None, "%s: no %s" % (where, ".".join(keys)))
+        if d["kind"] == "Secret":
+            continue
         if d["kind"] == "Service":
             for p in d["spec"]["ports"]:
                 h.check(isinstance(p.get("port"), int) and 0 < p["port"] < 65536,
