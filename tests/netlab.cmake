@@ -23,3 +23,12 @@ if(TARGET scuttled)
   set_tests_properties(netlab.ci PROPERTIES TIMEOUT 300 LABELS "netlab"
     SKIP_RETURN_CODE 77)
 endif()
+
+# --profile=local|lan|wan (the defaults the netlab figures led to; docs/netlab.md).
+if(TARGET scuttled)
+  add_test(NAME integration.profile
+    COMMAND ${SCUTTLE_PY} ${CMAKE_CURRENT_LIST_DIR}/integration/profile_test.py
+            --bin $<TARGET_FILE:scuttled> --io epoll)
+  set_tests_properties(integration.profile PROPERTIES TIMEOUT 60 LABELS "integration"
+    SKIP_RETURN_CODE 77)
+endif()

@@ -104,6 +104,11 @@ ABSL_FLAG(absl::Duration, dormant_grace, absl::ZeroDuration(),
           "(0: 10 x --tombstone_grace); needs --death_certificates");
 ABSL_FLAG(int32_t, retention_sites, 0,
           "Expected retention sites per owner, 1..1024 (0: 3); needs --death_certificates");
+ABSL_FLAG(std::string, profile, "",
+          "Network profile (docs/netlab.md): local (one host: 100 ms rounds, 0.5 s/2 s phi "
+          "intervals), lan (the built-in defaults) or wan (1,400-byte datagrams that never "
+          "fragment, phi threshold 12, 10 s/30 s phi intervals); sets the defaults of the "
+          "flags it names that are not given explicitly");
 ABSL_FLAG(std::string, data_dir, "",
           "Directory where the node saves its own keys (with TTL deadlines) and the known "
           "members, crash-safely; on restart they come back under a new generation and the "
@@ -149,6 +154,47 @@ void ExitTwoIfParsing() {
 [[noreturn]] void BadFlag(const std::string& msg) {
   std::fprintf(stderr, "scuttled: %s\n", msg.c_str());
   std::exit(kExitBadFlags);
+}
+
+// --profile: like memberlist's LAN/WAN/local configs, a named set of defaults. A flag given
+// on the command line always wins. Values measured in docs/netlab.md (netlab scenarios).
+bool GivenOnCommandLine(int argc, char** argv, std::string_view flag) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--") break;
+    if (!a.starts_with("-")) continue;
+    a.remove_prefix(a.starts_with("--") ? 2 : 1);
+    if (a.substr(0, a.find('=')) == flag) return true;
+  }
+  return false;
+}
+
+void ApplyProfile(int argc, char** argv) {
+  const std::string profile = absl::GetFlag(FLAGS_profile);
+  if (profile.empty() || profile == "lan") return;  // lan: the built-in defaults
+  struct Setting {
+    const char* flag;
+    const char* value;
+  };
+  std::vector<Setting> settings;
+  if (profile == "local") {
+    settings = {{"gossip_interval_ms", "100"},
+                {"phi_initial_interval_ms", "500"},
+                {"phi_max_interval_ms", "2000"}};
+  } else if (profile == "wan") {
+    settings = {{"max_packet_bytes", "1400"},
+                {"phi_threshold", "12"},
+                {"phi_initial_interval_ms", "10000"},
+                {"phi_max_interval_ms", "30000"}};
+  } else {
+    BadFlag("--profile='" + profile + "': want local, lan or wan");
+  }
+  for (const Setting& s : settings) {
+    absl::CommandLineFlag* f = absl::FindCommandLineFlag(s.flag);
+    if (f == nullptr || GivenOnCommandLine(argc, argv, s.flag)) continue;
+    std::string err;
+    if (!f->ParseFrom(s.value, &err)) BadFlag(absl::StrCat("--profile: ", s.flag, ": ", err));
+  }
 }
 
 std::string Hostname() {
@@ -462,6 +508,7 @@ int main(int argc, char** argv) {
   if (rest.size() > 1) {
     BadFlag(absl::StrCat("unexpected argument '", rest[1], "' (flags look like --name=value)"));
   }
+  ApplyProfile(argc, argv);
   Config config = ReadFlags();
 
   auto logger = spdlog::stderr_color_mt("scuttled");
