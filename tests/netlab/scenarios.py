@@ -181,7 +181,16 @@ def s_bandwidth(ctx):
     _burst(ctx)
 
 
+BULK_LIMIT_S = 240
 BULK_KEYS, BULK_VALUE = 400, 300  # 120 KB per node; fits --max_packet_bytes=1400's limit
+
+
+@scenario("bandwidth_1400", flags={"max_packet_bytes": "1400"})
+def s_bandwidth_1400(ctx):
+    """As bandwidth, with --max_packet_bytes=1400."""
+    for i in range(ctx.lab.n):
+        ctx.lab.set_bandwidth(i, 2000)
+    _burst(ctx)
 
 
 def _burst(ctx):
@@ -198,8 +207,15 @@ def _burst(ctx):
 
     def spread():
         return all(len(o.kv(prefix="bulk/")) == want for o in ctx.lab.nodes)
-    wait_until(spread, 240, "bulk keys everywhere", interval=0.1)
-    ctx.figures["bulk_spread_s"] = round(time.monotonic() - t0, 2)
+    try:
+        wait_until(spread, BULK_LIMIT_S, "bulk keys everywhere", interval=0.1)
+        ctx.figures["bulk_spread_s"] = round(time.monotonic() - t0, 2)
+    except harness.WaitTimeout:
+        # A figure, not a correctness check (the checker's checks still run): report it.
+        have = min(len(o.kv(prefix="bulk/")) for o in ctx.lab.nodes)
+        ctx.figures["bulk_spread_s"] = "> %d (%d of %d keys on the worst node)" % (
+            BULK_LIMIT_S, have, want)
+        log("burst did not spread within %d s: %s" % (BULK_LIMIT_S, ctx.figures["bulk_spread_s"]))
     s1 = tx_bytes(ctx.lab.nodes)
     ctx.figures["bulk_delivered"] = round(sum(s1[k][2] - s0[k][2] for k in s1)
                                           / max(1, sum(s1[k][1] - s0[k][1] for k in s1)), 3)
@@ -208,7 +224,7 @@ def _burst(ctx):
 
 # Scenarios whose own timeline also runs on loopback (no fault in it, or only loss,
 # which loopback runs without); every other scenario's loopback figure is clean's.
-LOOPBACK_TWINS = ("clean", "mtu1500_default", "mtu1500_1400", "mtu9000_default", "bandwidth")
+LOOPBACK_TWINS = ("clean", "mtu1500_default", "mtu1500_1400", "mtu9000_default")
 
 
 # ---- loopback baseline ----------------------------------------------------------------------
