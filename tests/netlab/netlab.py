@@ -15,8 +15,9 @@ Faults are applied from the outside, on the switch:
     in the switch namespace. With `delay=True` every node advertises (and is seeded
     with) a relay address 10.15.0.(100+i):7400 instead of its own; the relay forwards a
     datagram from node j to node i after delay(j, i), sending it from j's relay address
-    so replies take the relay too. Where `tc qdisc add ... netem` works, netem on the
-    switch ports is used instead (Lab.netem_available()).
+    so replies take the relay too. The relay is used even where a kernel has netem (so
+    every machine measures the same thing). Relay traffic crosses the switch's input
+    and output hooks, not forward: partitions block it (input rules), loss rules do not.
   - processes: SIGSTOP/SIGCONT, kill -9, restart (new generation, same address).
 
 Cleanup: every namespace is named s15-<pid>-<role>; Lab.close() (run in a finally, an
