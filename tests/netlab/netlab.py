@@ -288,6 +288,7 @@ class Lab:
         self.relay = None
         self.loss = {}        # (i, j) -> percent, i -> j
         self.blocked = set()  # (i, j): i -> j dropped
+        self.shaped = set()   # nodes with a tbf on their veth
         self.events = []      # (t, what) fault timeline
         # Fault intervals for the checker: {"kind": block|pause|down, "pairs"|"nodes",
         # "start", "end" (None while active)}, times in seconds since t0.
@@ -411,6 +412,10 @@ table bridge netlab {
         self._apply_nft()
         if self.relay:
             self.relay.set_delays({})
+        for node in sorted(self.shaped):
+            for ns, dev in ((self.switch, "v%d" % node), (self.nodes[node].ns, "eth0")):
+                sh("tc", "-n", ns, "qdisc", "del", "dev", dev, "root", check_rc=False)
+        self.shaped.clear()
         self.mark("heal")
 
     def reachable(self, i, j):
@@ -421,6 +426,7 @@ table bridge netlab {
         for ns, dev in ((self.switch, "v%d" % node), (self.nodes[node].ns, "eth0")):
             sh("tc", "-n", ns, "qdisc", "replace", "dev", dev, "root", "tbf", "rate",
                "%dkbit" % kbit, "burst", str(burst_bytes), "latency", "200ms")
+        self.shaped.add(node)
         self.mark("bandwidth %d kbit/s on n%d" % (kbit, node))
 
     def set_delay(self, fn):
