@@ -40,6 +40,10 @@ absl::Status EpollTransport::Init(const TransportOptions& o) {
   if (!local.ok()) return local.status();
   local_ = *local;
   max_datagram_bytes_ = o.max_datagram_bytes;
+  stats_.gso = o.udp_gso && ProbeUdpGso(sock_.get());
+  if (o.test_refuse_gso) RefuseGsoForTest(sock_.get());
+  stats_.gro = o.udp_gro && o.max_datagram_bytes == kMaxUdpPayloadBytes &&
+               EnableUdpGro(sock_.get());
 
   wake_ = ScopedFd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!wake_.valid()) return ErrnoStatus(errno, "io: eventfd");
@@ -63,6 +67,7 @@ absl::Status EpollTransport::Init(const TransportOptions& o) {
   rx_msgs_ = std::make_unique<mmsghdr[]>(rx_count_);
   rx_iovs_ = std::make_unique<iovec[]>(rx_count_);
   rx_addrs_ = std::make_unique<sockaddr_storage[]>(rx_count_);
+  if (stats_.gro) rx_control_ = std::make_unique<RxControl[]>(rx_count_);
   for (size_t i = 0; i < rx_count_; ++i) {
     rx_iovs_[i] = {rx_buffers_.data() + i * rx_stride_, o.max_datagram_bytes};
     msghdr& h = rx_msgs_[i].msg_hdr;
@@ -71,10 +76,21 @@ absl::Status EpollTransport::Init(const TransportOptions& o) {
     h.msg_namelen = sizeof(sockaddr_storage);
     h.msg_iov = &rx_iovs_[i];
     h.msg_iovlen = 1;
+    if (stats_.gro) {
+      h.msg_control = rx_control_[i].bytes;
+      h.msg_controllen = kGsoControlBytes;
+    }
   }
 
   tx_queue_ = std::make_unique<uint32_t[]>(tx_.capacity());
-  tx_msgs_ = std::make_unique<mmsghdr[]>(std::min(tx_.capacity(), kMaxMsgsPerCall));
+  const size_t per_call = std::min(tx_.capacity(), kMaxMsgsPerCall);
+  tx_msgs_ = std::make_unique<mmsghdr[]>(per_call);
+  tx_runs_ = std::make_unique<uint32_t[]>(per_call);
+  if (stats_.gso) {
+    // Every coalesced send carries at least two slots.
+    tx_group_count_ = per_call / 2 + 1;
+    tx_groups_ = std::make_unique<GsoGroup[]>(tx_group_count_);
+  }
   return absl::OkStatus();
 }
 
@@ -114,12 +130,26 @@ absl::Status EpollTransport::Flush() {
   if (tx_len_ > 0) ++stats_.flushes;
   const size_t cap = tx_.capacity();
   while (tx_len_ > 0) {
-    const size_t n = std::min(tx_len_, kMaxMsgsPerCall);
-    for (size_t k = 0; k < n; ++k) {
-      tx_msgs_[k].msg_hdr = tx_.slot(tx_queue_[(tx_head_ + k) % cap]).msg;
-      tx_msgs_[k].msg_len = 0;
+    // One mmsghdr per lone datagram or per GSO run (io/gso.h).
+    size_t m = 0, used = 0, groups = 0;
+    const size_t per_call = std::min(cap, kMaxMsgsPerCall);
+    while (used < tx_len_ && m < per_call) {
+      auto at = [&, base = used](size_t k) { return tx_queue_[(tx_head_ + base + k) % cap]; };
+      size_t run = 1;
+      if (stats_.gso && used >= tx_solo_ && groups < tx_group_count_) {
+        run = GsoRunLength(tx_, at, tx_len_ - used);
+      }
+      if (run >= 2) {
+        FillGsoGroup(tx_, tx_groups_[groups], at, run);
+        tx_msgs_[m].msg_hdr = tx_groups_[groups++].msg;
+      } else {
+        tx_msgs_[m].msg_hdr = tx_.slot(at(0)).msg;
+      }
+      tx_msgs_[m].msg_len = 0;
+      tx_runs_[m++] = static_cast<uint32_t>(run);
+      used += run;
     }
-    const int r = ::sendmmsg(sock_.get(), tx_msgs_.get(), static_cast<unsigned>(n), 0);
+    const int r = ::sendmmsg(sock_.get(), tx_msgs_.get(), static_cast<unsigned>(m), 0);
     if (r < 0 && errno == EINTR) continue;
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
       // Socket buffer full: keep the rest queued (bounded by the pool) and let EPOLLOUT
@@ -128,20 +158,33 @@ absl::Status EpollTransport::Flush() {
       SetWantWritable(true);
       return absl::OkStatus();
     }
+    if (r < 0 && tx_runs_[0] > 1 && IsGsoRefusal(errno)) {
+      // The route cannot take this run segmented: resend its datagrams one by one.
+      ++stats_.tx_gso_fallbacks;
+      tx_solo_ = tx_runs_[0];
+      continue;
+    }
     // An error belongs to the first unsent message: drop it and go on with the rest.
     const size_t sent = r < 0 ? 1 : static_cast<size_t>(r);
+    size_t consumed = 0;
     for (size_t k = 0; k < sent; ++k) {
-      const uint32_t slot = tx_queue_[(tx_head_ + k) % cap];
+      const size_t run = tx_runs_[k];
       if (r < 0) {
-        stats_.CountDrop(Drop::kTxError);
+        stats_.CountDrop(Drop::kTxError, run);
       } else {
-        ++stats_.tx_packets;
+        stats_.tx_packets += run;
         stats_.tx_bytes += tx_msgs_[k].msg_len;
+        if (run > 1) {
+          ++stats_.tx_gso_sends;
+          stats_.tx_gso_segments += run;
+        }
       }
-      tx_.Release(slot);
+      for (size_t j = 0; j < run; ++j) tx_.Release(tx_queue_[(tx_head_ + consumed + j) % cap]);
+      consumed += run;
     }
-    tx_head_ = (tx_head_ + sent) % cap;
-    tx_len_ -= sent;
+    tx_head_ = (tx_head_ + consumed) % cap;
+    tx_len_ -= consumed;
+    tx_solo_ -= std::min(tx_solo_, consumed);
   }
   SetWantWritable(false);
   return absl::OkStatus();
@@ -210,15 +253,23 @@ int EpollTransport::ReceiveBatch(absl::FunctionRef<void(const RxDatagram&)> on_d
       continue;
     }
     const size_t len = rx_msgs_[i].msg_len;
-    ++stats_.rx_packets;
-    stats_.rx_bytes += len;
-    RxDatagram d{FromSockaddr(h.msg_name, h.msg_namelen),
-                 {static_cast<const uint8_t*>(rx_iovs_[i].iov_base), len},
-                 false};
-    on_datagram(d);
+    const size_t seg =
+        stats_.gro && h.msg_controllen > 0 ? GroSegmentBytes(CMSG_FIRSTHDR(&h)) : 0;
+    const auto* base = static_cast<const uint8_t*>(rx_iovs_[i].iov_base);
+    RxDatagram d{FromSockaddr(h.msg_name, h.msg_namelen), {}, false};
+    const size_t count = SplitGro(len, seg, [&](size_t off, size_t part) {
+      ++stats_.rx_packets;
+      stats_.rx_bytes += part;
+      d.data = {base + off, part};
+      on_datagram(d);
+    });
+    if (count > 1) ++stats_.rx_gro_batches;
   }
-  // The kernel overwrote the name lengths it used; the rest of each msghdr is intact.
-  for (int i = 0; i < n; ++i) rx_msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+  // The kernel overwrote the name and control lengths it used; the rest is intact.
+  for (int i = 0; i < n; ++i) {
+    rx_msgs_[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
+    if (stats_.gro) rx_msgs_[i].msg_hdr.msg_controllen = kGsoControlBytes;
+  }
   return n;
 }
 

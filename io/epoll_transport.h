@@ -10,6 +10,7 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "io/gso.h"
 #include "io/socket.h"
 #include "io/transport.h"
 #include "io/tx_pool.h"
@@ -62,6 +63,10 @@ class EpollTransport final : public Transport {
   std::unique_ptr<mmsghdr[]> rx_msgs_;
   std::unique_ptr<iovec[]> rx_iovs_;
   std::unique_ptr<sockaddr_storage[]> rx_addrs_;
+  struct alignas(cmsghdr) RxControl {
+    uint8_t bytes[kGsoControlBytes];
+  };
+  std::unique_ptr<RxControl[]> rx_control_;  // UDP_GRO cmsg per buffer (when gro)
   // The last batch received something: more is likely queued, skip epoll_wait.
   bool rx_backlog_ = false;
 
@@ -72,6 +77,10 @@ class EpollTransport final : public Transport {
   size_t tx_head_ = 0;
   size_t tx_len_ = 0;
   std::unique_ptr<mmsghdr[]> tx_msgs_;
+  std::unique_ptr<uint32_t[]> tx_runs_;  // queue entries each tx_msgs_ entry carries
+  std::unique_ptr<GsoGroup[]> tx_groups_;  // coalesced sends of one sendmmsg (when gso)
+  size_t tx_group_count_ = 0;
+  size_t tx_solo_ = 0;  // head entries to send one by one (a refused run being resent)
   bool want_writable_ = false;
 };
 

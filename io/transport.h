@@ -57,6 +57,18 @@ struct TransportOptions {
   // SO_RCVBUF / SO_SNDBUF; 0 keeps the system default.
   size_t socket_rcvbuf_bytes = 4 << 20;
   size_t socket_sndbuf_bytes = 4 << 20;
+  // UDP GSO (io/gso.h): consecutive datagrams to one destination of equal size (a shorter
+  // last one allowed) go to the kernel as one segmented send. Off, or on a kernel without
+  // UDP_SEGMENT, every datagram is its own send. A run the route refuses (segment above
+  // its MTU, no checksum offload) is resent one datagram at a time and counted.
+  bool udp_gso = true;
+  // UDP GRO: the kernel may coalesce same-sized datagrams from one source; the transport
+  // splits them again, so on_datagram always sees single datagrams. Only used when
+  // max_datagram_bytes is kMaxUdpPayloadBytes (a coalesced buffer may be that large).
+  bool udp_gro = true;
+  // Test hook: set SO_NO_CHECK on the socket, with which the kernel refuses every GSO
+  // send (EINVAL), to exercise the one-by-one resend.
+  bool test_refuse_gso = false;
   // Test hook: make io_uring setup fail with this errno, as a seccomp profile would
   // (EPERM for Docker's default profile). 0 = off.
   int simulate_uring_errno = 0;
@@ -90,6 +102,12 @@ struct TransportStats {
   uint64_t wakeups = 0;     // Wake() events consumed by Poll()
   uint64_t rx_rearms = 0;   // io_uring: multishot recvmsg re-armed (e.g. ENOBUFS)
   uint64_t tx_retries = 0;  // epoll: sendmmsg hit EAGAIN, rest kept queued
+  uint64_t tx_gso_sends = 0;      // coalesced sends handed to the kernel (UDP_SEGMENT)
+  uint64_t tx_gso_segments = 0;   // datagrams that went out inside them
+  uint64_t tx_gso_fallbacks = 0;  // coalesced sends refused and resent one by one
+  uint64_t rx_gro_batches = 0;    // received buffers that carried several datagrams
+  bool gso = false;               // UDP GSO in use on this socket
+  bool gro = false;               // UDP GRO in use on this socket
   std::array<uint64_t, kDropReasonCount> drops{};
 
   uint64_t drop(Drop reason) const { return drops[static_cast<size_t>(reason)]; }

@@ -19,14 +19,17 @@ namespace scuttle::io {
 namespace {
 
 // user_data = slot << 8 | tag.
-enum Tag : uint64_t { kRecvTag = 1, kWakeTag = 2, kSendTag = 3, kCancelTag = 4 };
+enum Tag : uint64_t { kRecvTag = 1, kWakeTag = 2, kSendTag = 3, kCancelTag = 4, kGsoSendTag = 5 };
 constexpr uint16_t kBufGroup = 0;
 constexpr unsigned kFixedSocket = 0;  // index in the registered file table
 // Space reserved for the source address in each receive buffer: 16 (recvmsg_out) + 48
-// puts the payload at offset 64, cache-line aligned, and fits a sockaddr_in6 (28).
+// fits a sockaddr_in6 (28); 64 more hold the UDP_GRO cmsg, and the payload starts at
+// offset 128, cache-line aligned.
 constexpr socklen_t kRxNameBytes = 48;
-constexpr size_t kRxHeaderBytes = sizeof(io_uring_recvmsg_out) + kRxNameBytes;
-static_assert(kRxHeaderBytes == 64);
+constexpr size_t kRxControlBytes = 64;
+static_assert(kGsoControlBytes <= kRxControlBytes);
+constexpr size_t kRxHeaderBytes = sizeof(io_uring_recvmsg_out) + kRxNameBytes + kRxControlBytes;
+static_assert(kRxHeaderBytes == 128);
 constexpr unsigned kCqeBatch = 64;
 // CQE batches per Poll: bounds the work of one iteration under a flood.
 constexpr int kMaxReapPasses = 16;
@@ -128,6 +131,7 @@ absl::Status UringTransport::InitBufferRing(const TransportOptions& o) {
   io_uring_buf_ring_advance(br_, pending_recycles_);
   pending_recycles_ = 0;
   recv_msg_.msg_namelen = kRxNameBytes;
+  recv_msg_.msg_controllen = kRxControlBytes;
   return absl::OkStatus();
 }
 
@@ -144,6 +148,12 @@ absl::Status UringTransport::InitSocket(const TransportOptions& o) {
   if (!local.ok()) return local.status();
   local_ = *local;
   const int fd = sock_.get();
+  stats_.gso = o.udp_gso && ProbeUdpGso(fd);
+  if (o.test_refuse_gso) RefuseGsoForTest(fd);
+  stats_.gro = o.udp_gro && o.max_datagram_bytes == kMaxUdpPayloadBytes && EnableUdpGro(fd);
+  tx_queue_ = std::make_unique<uint32_t[]>(tx_.capacity());
+  // Every coalesced send carries at least two slots.
+  if (stats_.gso) groups_ = GsoGroupPool(tx_.capacity() / 2 + 1);
   if (int r = io_uring_register_files(&ring_, &fd, 1); r < 0) {
     return RingError(-r, "io_uring_register_files");
   }
@@ -166,6 +176,12 @@ void UringTransport::CancelAndDrain() {
   io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY);
   io_uring_sqe_set_data64(sqe, kCancelTag);
   const int64_t deadline = MonotonicNowUs() + 1'000'000;
+  // Committed but never prepared: nothing of the kernel's to wait for.
+  while (tx_len_ > 0) {
+    tx_.Release(tx_queue_[tx_head_]);
+    tx_head_ = (tx_head_ + 1) % tx_.capacity();
+    --tx_len_;
+  }
   while ((recv_armed_ || wake_armed_ || tx_inflight_ > 0) && MonotonicNowUs() < deadline) {
     if (!Wait(100'000).ok()) break;
     ReapCompletions([](const RxDatagram&) {});
@@ -234,23 +250,59 @@ void UringTransport::CommitTx(const Endpoint& to, size_t len) {
 
 void UringTransport::QueueTx(const Endpoint& to, uint32_t i, size_t offset, size_t len) {
   const socklen_t alen = ToSockaddr(to, family_, &tx_.slot(i).addr);
-  io_uring_sqe* sqe = alen == 0 ? nullptr : GetSqe();
-  if (sqe == nullptr) {
-    stats_.CountDrop(alen == 0 ? Drop::kTxBadAddress : Drop::kTxError);
+  if (alen == 0) {
+    stats_.CountDrop(Drop::kTxBadAddress);
     tx_.Release(i);
     return;
   }
   tx_.Prepare(i, offset, len, alen);
-  io_uring_prep_sendmsg(sqe, kFixedSocket, &tx_.slot(i).msg, 0);
-  sqe->flags |= IOSQE_FIXED_FILE;
-  io_uring_sqe_set_data64(sqe, (uint64_t{i} << 8) | kSendTag);
-  ++tx_inflight_;
+  // Cannot overflow: every queued entry holds one of capacity() slots. SQEs are made at
+  // Flush, when the whole batch is known and runs to one peer can be coalesced.
+  tx_queue_[(tx_head_ + tx_len_) % tx_.capacity()] = i;
+  ++tx_len_;
+}
+
+void UringTransport::PrepareSends() {
+  const size_t cap = tx_.capacity();
+  while (tx_len_ > 0) {
+    auto at = [&](size_t k) { return tx_queue_[(tx_head_ + k) % cap]; };
+    size_t run = 1;
+    uint32_t g = GsoGroupPool::kNone;
+    if (stats_.gso && tx_solo_ == 0) {
+      run = GsoRunLength(tx_, at, tx_len_);
+      if (run >= 2) g = groups_.Acquire();
+      if (g == GsoGroupPool::kNone) run = 1;
+    }
+    io_uring_sqe* sqe = GetSqe();
+    if (sqe == nullptr) {  // cannot happen with the SQ sized for the pool; never lose slots
+      if (g != GsoGroupPool::kNone) groups_.Release(g);
+      for (size_t k = 0; k < run; ++k) tx_.Release(at(k));
+      stats_.CountDrop(Drop::kTxError, run);
+    } else if (g != GsoGroupPool::kNone) {
+      GsoGroup& group = groups_.at(g);
+      FillGsoGroup(tx_, group, at, run);
+      io_uring_prep_sendmsg(sqe, kFixedSocket, &group.msg, 0);
+      sqe->flags |= IOSQE_FIXED_FILE;
+      io_uring_sqe_set_data64(sqe, (uint64_t{g} << 8) | kGsoSendTag);
+      ++tx_inflight_;
+    } else {
+      const uint32_t i = at(0);
+      io_uring_prep_sendmsg(sqe, kFixedSocket, &tx_.slot(i).msg, 0);
+      sqe->flags |= IOSQE_FIXED_FILE;
+      io_uring_sqe_set_data64(sqe, (uint64_t{i} << 8) | kSendTag);
+      ++tx_inflight_;
+    }
+    tx_head_ = (tx_head_ + run) % cap;
+    tx_len_ -= run;
+    tx_solo_ -= std::min(tx_solo_, run);
+  }
 }
 
 absl::Status UringTransport::Flush() {
   if (!started_) {
     if (absl::Status s = Start(); !s.ok()) return s;
   }
+  PrepareSends();
   if (io_uring_sq_ready(&ring_) == 0) return absl::OkStatus();
   ++stats_.flushes;
   const int r = io_uring_submit(&ring_);
@@ -268,6 +320,8 @@ absl::Status UringTransport::Poll(int64_t timeout_us,
   if (!started_) {
     if (absl::Status s = Start(); !s.ok()) return s;
   }
+  // Sends committed without a Flush go out with this enter, as before batching.
+  PrepareSends();
   if (absl::Status s = Wait(timeout_us); !s.ok()) return s;
   ReapCompletions(on_datagram);
   // Re-arm what terminated; the SQEs go out with the next submit (Flush or Poll).
@@ -312,6 +366,9 @@ void UringTransport::ReapCompletions(absl::FunctionRef<void(const RxDatagram&)> 
         case kSendTag:
           HandleSend(cqe);
           break;
+        case kGsoSendTag:
+          HandleGsoSend(cqe);
+          break;
         case kWakeTag:
           wake_armed_ = false;
           if (cqe.res > 0) ++stats_.wakeups;
@@ -348,10 +405,16 @@ void UringTransport::HandleRecv(const io_uring_cqe& cqe,
   } else {
     const size_t len = io_uring_recvmsg_payload_length(out, cqe.res, &recv_msg_);
     const auto* payload = static_cast<const uint8_t*>(io_uring_recvmsg_payload(out, &recv_msg_));
-    ++stats_.rx_packets;
-    stats_.rx_bytes += len;
-    RxDatagram d{FromSockaddr(io_uring_recvmsg_name(out), out->namelen), {payload, len}, false};
-    on_datagram(d);
+    const size_t seg =
+        stats_.gro ? GroSegmentBytes(io_uring_recvmsg_cmsg_firsthdr(out, &recv_msg_)) : 0;
+    RxDatagram d{FromSockaddr(io_uring_recvmsg_name(out), out->namelen), {}, false};
+    const size_t count = SplitGro(len, seg, [&](size_t off, size_t part) {
+      ++stats_.rx_packets;
+      stats_.rx_bytes += part;
+      d.data = {payload + off, part};
+      on_datagram(d);
+    });
+    if (count > 1) ++stats_.rx_gro_batches;
   }
   RecycleBuffer(bid);
 }
@@ -366,6 +429,35 @@ void UringTransport::HandleSend(const io_uring_cqe& cqe) {
   }
   tx_.Release(slot);
   --tx_inflight_;
+}
+
+void UringTransport::HandleGsoSend(const io_uring_cqe& cqe) {
+  const auto g = static_cast<uint32_t>(io_uring_cqe_get_data64(&cqe) >> 8);
+  GsoGroup& group = groups_.at(g);
+  --tx_inflight_;
+  if (cqe.res < 0 && IsGsoRefusal(-cqe.res)) {
+    // The route cannot take this run segmented: put its datagrams back at the head of the
+    // queue, to go out one by one with the next Flush (their msghdrs are still prepared).
+    ++stats_.tx_gso_fallbacks;
+    const size_t cap = tx_.capacity();
+    for (size_t k = group.count; k-- > 0;) {
+      tx_head_ = (tx_head_ + cap - 1) % cap;
+      tx_queue_[tx_head_] = group.slots[k];
+    }
+    tx_len_ += group.count;
+    tx_solo_ += group.count;
+  } else {
+    if (cqe.res < 0) {
+      stats_.CountDrop(Drop::kTxError, group.count);
+    } else {
+      stats_.tx_packets += group.count;
+      stats_.tx_bytes += static_cast<uint64_t>(cqe.res);
+      ++stats_.tx_gso_sends;
+      stats_.tx_gso_segments += group.count;
+    }
+    for (uint32_t k = 0; k < group.count; ++k) tx_.Release(group.slots[k]);
+  }
+  groups_.Release(g);
 }
 
 void UringTransport::RecycleBuffer(uint16_t bid) {

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "absl/status/statusor.h"
+#include "io/gso.h"
 #include "io/socket.h"
 #include "io/transport.h"
 #include "io/tx_pool.h"
@@ -56,6 +57,9 @@ class UringTransport final : public Transport {
   void ReapCompletions(absl::FunctionRef<void(const RxDatagram&)> on_datagram);
   void HandleRecv(const io_uring_cqe& cqe, absl::FunctionRef<void(const RxDatagram&)> on_datagram);
   void HandleSend(const io_uring_cqe& cqe);
+  void HandleGsoSend(const io_uring_cqe& cqe);
+  // Turns queued slots into SENDMSG SQEs (one per lone datagram or GSO run).
+  void PrepareSends();
   void RecycleBuffer(uint16_t bid);
   void CancelAndDrain();
 
@@ -85,13 +89,20 @@ class UringTransport final : public Transport {
   size_t rx_stride_ = 0;
   size_t rx_buf_len_ = 0;
   int pending_recycles_ = 0;
-  msghdr recv_msg_{};  // template of the multishot recvmsg: name length only
+  msghdr recv_msg_{};  // template of the multishot recvmsg: name and control lengths
   bool recv_armed_ = false;
   bool wake_armed_ = false;
   uint64_t wake_buf_ = 0;
 
   TxPool tx_;
   size_t tx_inflight_ = 0;  // SENDMSG SQEs prepared or submitted, not yet completed
+  // Committed slots not yet turned into SQEs, in order: [tx_head_, tx_head_ + tx_len_) of
+  // tx_queue_ (no longer than the pool, so it cannot overflow).
+  std::unique_ptr<uint32_t[]> tx_queue_;
+  size_t tx_head_ = 0;
+  size_t tx_len_ = 0;
+  size_t tx_solo_ = 0;  // head entries to send one by one (a refused run being resent)
+  GsoGroupPool groups_;  // one per coalesced send in flight
 };
 
 }  // namespace scuttle::io

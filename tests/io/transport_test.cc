@@ -266,6 +266,141 @@ TEST_P(TransportTest, SendToUnreachableFamilyIsCounted) {
   EXPECT_EQ(a->stats().drop(Drop::kTxBadAddress), 1u);
 }
 
+// --- UDP GSO / GRO (io/gso.h) ------------------------------------------------------------
+
+// 45 full 1,400 B datagrams and a short last one: what an engine emits for one peer when
+// max_packet_bytes is the path MTU.
+std::vector<std::vector<uint8_t>> MtuRun(uint32_t seed, size_t count = 45, size_t last = 700) {
+  std::vector<std::vector<uint8_t>> v;
+  for (size_t i = 0; i < count; ++i) v.push_back(Pattern(1400, seed + static_cast<uint32_t>(i)));
+  v.push_back(Pattern(last, seed + static_cast<uint32_t>(count)));
+  return v;
+}
+
+// Receives until `want` datagrams arrived; returns them in arrival order.
+std::vector<std::vector<uint8_t>> ReceiveN(Transport& t, size_t want) {
+  std::vector<std::vector<uint8_t>> got;
+  EXPECT_TRUE(PollUntil(
+      t, [&] { return got.size() >= want; },
+      [&](const RxDatagram& d) { got.emplace_back(d.data.begin(), d.data.end()); }));
+  return got;
+}
+
+// Polls the sender until every committed datagram completed.
+void DrainSends(Transport& t, uint64_t packets) {
+  EXPECT_TRUE(PollUntil(
+      t, [&] { return t.stats().tx_packets + t.stats().drop(Drop::kTxError) >= packets; },
+      [](const RxDatagram&) {}));
+}
+
+TEST_P(TransportTest, GsoRunGoesOutInOneSendAndArrivesAsTheSameDatagrams) {
+  OPEN_OR_SKIP(a, Options(GetParam()));
+  OPEN_OR_SKIP(b, Options(GetParam()));
+  const auto sent = MtuRun(7);
+  for (const auto& d : sent) ASSERT_TRUE(Send(*a, b->local_endpoint(), d));
+  ASSERT_TRUE(a->Flush().ok());
+  const auto got = ReceiveN(*b, sent.size());
+  EXPECT_TRUE(got == sent) << "datagrams differ or were reordered";
+  DrainSends(*a, sent.size());
+  EXPECT_EQ(a->stats().tx_packets, sent.size());
+  EXPECT_EQ(a->stats().tx_bytes, b->stats().rx_bytes);
+  EXPECT_EQ(b->stats().rx_packets, sent.size());
+  if (!a->stats().gso) GTEST_SKIP() << "kernel without UDP_SEGMENT";
+  EXPECT_EQ(a->stats().tx_gso_sends, 1u);
+  EXPECT_EQ(a->stats().tx_gso_segments, sent.size());
+  // Loopback hands a GSO send to a GRO socket whole: the receiver splits it.
+  if (b->stats().gro) {
+    EXPECT_GE(b->stats().rx_gro_batches, 1u);
+  }
+}
+
+TEST_P(TransportTest, GroOffReceiverGetsTheSegmentsOneByOne) {
+  OPEN_OR_SKIP(a, Options(GetParam()));
+  TransportOptions ob = Options(GetParam());
+  ob.udp_gro = false;
+  OPEN_OR_SKIP(b, ob);
+  EXPECT_FALSE(b->stats().gro);
+  const auto sent = MtuRun(11);
+  for (const auto& d : sent) ASSERT_TRUE(Send(*a, b->local_endpoint(), d));
+  ASSERT_TRUE(a->Flush().ok());
+  EXPECT_TRUE(ReceiveN(*b, sent.size()) == sent);
+  EXPECT_EQ(b->stats().rx_gro_batches, 0u);
+}
+
+TEST_P(TransportTest, GroNeedsFullSizeReceiveBuffers) {
+  OPEN_OR_SKIP(b, Options(GetParam(), 1500));
+  EXPECT_FALSE(b->stats().gro);  // a coalesced buffer would not fit: GRO stays off
+}
+
+TEST_P(TransportTest, OnlySameSizeRunsToOnePeerAreCoalesced) {
+  OPEN_OR_SKIP(a, Options(GetParam()));
+  OPEN_OR_SKIP(b, Options(GetParam()));
+  OPEN_OR_SKIP(c, Options(GetParam()));
+  // b: 3 x 1000 then 900 (one run); c: 500; b: 1000, 1200 (a longer one ends the run);
+  // b: 3 x 800 (a run).
+  std::vector<std::pair<Transport*, std::vector<uint8_t>>> plan;
+  uint32_t seed = 100;
+  for (size_t len : {1000, 1000, 1000, 900}) plan.push_back({b.get(), Pattern(len, seed++)});
+  plan.push_back({c.get(), Pattern(500, seed++)});
+  for (size_t len : {1000, 1200, 800, 800, 800}) plan.push_back({b.get(), Pattern(len, seed++)});
+  std::vector<std::vector<uint8_t>> to_b, to_c;
+  for (auto& [dst, bytes] : plan) {
+    ASSERT_TRUE(Send(*a, dst->local_endpoint(), bytes));
+    (dst == b.get() ? to_b : to_c).push_back(bytes);
+  }
+  ASSERT_TRUE(a->Flush().ok());
+  EXPECT_TRUE(ReceiveN(*b, to_b.size()) == to_b);
+  EXPECT_TRUE(ReceiveN(*c, to_c.size()) == to_c);
+  DrainSends(*a, plan.size());
+  EXPECT_EQ(a->stats().tx_packets, plan.size());
+  if (!a->stats().gso) GTEST_SKIP() << "kernel without UDP_SEGMENT";
+  // Runs: [1000 x3, 900], [500], [1000] (1200 is longer), [1200, 800] (a shorter one ends
+  // a run), [800, 800].
+  EXPECT_EQ(a->stats().tx_gso_sends, 3u);
+  EXPECT_EQ(a->stats().tx_gso_segments, 4u + 2u + 2u);
+}
+
+TEST_P(TransportTest, GsoOffSendsEachDatagramAlone) {
+  TransportOptions oa = Options(GetParam());
+  oa.udp_gso = false;
+  OPEN_OR_SKIP(a, oa);
+  OPEN_OR_SKIP(b, Options(GetParam()));
+  EXPECT_FALSE(a->stats().gso);
+  const auto sent = MtuRun(21, 10);
+  for (const auto& d : sent) ASSERT_TRUE(Send(*a, b->local_endpoint(), d));
+  ASSERT_TRUE(a->Flush().ok());
+  EXPECT_TRUE(ReceiveN(*b, sent.size()) == sent);
+  DrainSends(*a, sent.size());
+  EXPECT_EQ(a->stats().tx_gso_sends, 0u);
+}
+
+TEST_P(TransportTest, RefusedGsoRunIsResentOneByOne) {
+  TransportOptions oa = Options(GetParam());
+  oa.test_refuse_gso = true;
+  OPEN_OR_SKIP(a, oa);
+  OPEN_OR_SKIP(b, Options(GetParam()));
+  if (!a->stats().gso) GTEST_SKIP() << "kernel without UDP_SEGMENT";
+  const auto sent = MtuRun(31, 20);
+  for (const auto& d : sent) ASSERT_TRUE(Send(*a, b->local_endpoint(), d));
+  ASSERT_TRUE(a->Flush().ok());
+  // io_uring learns of the refusal from a completion and resends at the next Flush.
+  std::vector<std::vector<uint8_t>> got;
+  ASSERT_TRUE(PollUntil(
+      *b,
+      [&] {
+        EXPECT_TRUE(a->Poll(0, [](const RxDatagram&) {}).ok());
+        EXPECT_TRUE(a->Flush().ok());
+        return got.size() >= sent.size();
+      },
+      [&](const RxDatagram& d) { got.emplace_back(d.data.begin(), d.data.end()); }));
+  EXPECT_TRUE(got == sent);
+  DrainSends(*a, sent.size());
+  EXPECT_EQ(a->stats().tx_gso_fallbacks, 1u);
+  EXPECT_EQ(a->stats().tx_gso_sends, 0u);
+  EXPECT_EQ(a->stats().tx_packets, sent.size());
+  EXPECT_EQ(a->stats().drop(Drop::kTxError), 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, TransportTest, ::testing::Values(IoKind::kUring, IoKind::kEpoll),
                          [](const auto& info) { return std::string(KindName(info.param)); });
 
