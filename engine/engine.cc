@@ -449,8 +449,9 @@ void Engine::Dispatch(TimeUs now_us, const Endpoint& from, std::span<const uint8
       applier_.Apply(pkt, now_us);
       summary_dirty_ = true;
       // The summary handshake's third message asks for the delta we hold beyond its digest.
-      if (pkt.digest.present) {
-        Send(from, Outgoing{.type = wire::MessageType::kAck, .peer = &pkt, .skip_if_empty = true});
+      if (pkt.digest.present &&
+          Send(from, Outgoing{.type = wire::MessageType::kAck, .peer = &pkt, .skip_if_empty = true})) {
+        SendContinuations(from, pkt);
       }
       break;
     case wire::MessageType::kRumor:
@@ -639,10 +640,39 @@ void Engine::HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from) {
     return;
   }
   const bool push_only = pkt.message_flags == wire::kModePush;
-  Send(from, Outgoing{.type = wire::MessageType::kSynAck,
-                      .digest = true,
-                      .peer = push_only ? nullptr : &pkt,
-                      .peer_node = initiator});
+  if (Send(from, Outgoing{.type = wire::MessageType::kSynAck,
+                          .digest = true,
+                          .peer = push_only ? nullptr : &pkt,
+                          .peer_node = initiator}) &&
+      !push_only) {
+    SendContinuations(from, pkt);
+  }
+}
+
+// Real-MTU batching (DESIGN §9): the delta goes on where the last datagram stopped. Each
+// continuation is planned against a projection of the peer raised by what was already
+// sent (DeltaBuilder::Advance), so every datagram is a valid delta on its own: a lost one
+// only makes the later parts of the same nodes gaps (dropped and counted by the peer,
+// resent next round), never a wrong state. Nodes the digest did not list are continued
+// only when it was a full digest (unlisted = unknown); otherwise only nodes already started.
+void Engine::SendContinuations(const Endpoint& to, const wire::DecodedPacket& peer) {
+  if (config_.max_datagrams_per_reply <= 1 || delta_builder_.complete()) return;
+  continuation_.Reset(peer);
+  continuation_.partial = peer.digest.partial || peer.digest.scoped;
+  delta_builder_.Advance(&continuation_);
+  const int limit = std::min(config_.max_datagrams_per_reply, kMaxDatagramsPerReply);
+  for (int i = 1; i < limit; ++i) {
+    bool complete = false;
+    if (!Send(to, Outgoing{.type = wire::MessageType::kAck,
+                           .projection = &continuation_,
+                           .complete = &complete,
+                           .skip_if_empty = true})) {
+      return;  // nothing left, no send slot, or the reply guard's allowance is spent
+    }
+    ++stats_.continuation_datagrams;
+    if (complete) return;
+    delta_builder_.Advance(&continuation_);
+  }
 }
 
 void Engine::HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
@@ -657,18 +687,22 @@ void Engine::HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, 
     const SummaryIndex& idx = Summary();
     const bool same_members =
         d.summary.membership == idx.membership() && d.summary.count == idx.count();
-    Send(from, Outgoing{.type = wire::MessageType::kAck,
-                        .digest = true,
-                        .peer = &pkt,
-                        .peer_node = cluster_.Find(pkt.Name(*pkt.sender)),
-                        .fill_rest = !same_members,
-                        .scoped = true,
-                        .scope_buckets = d.scope_buckets,
-                        .scope = d.scope,
-                        .ack_digest = true});
+    if (Send(from, Outgoing{.type = wire::MessageType::kAck,
+                            .digest = true,
+                            .peer = &pkt,
+                            .peer_node = cluster_.Find(pkt.Name(*pkt.sender)),
+                            .fill_rest = !same_members,
+                            .scoped = true,
+                            .scope_buckets = d.scope_buckets,
+                            .scope = d.scope,
+                            .ack_digest = true})) {
+      SendContinuations(from, pkt);
+    }
     return;
   }
-  Send(from, Outgoing{.type = wire::MessageType::kAck, .peer = &pkt});
+  if (Send(from, Outgoing{.type = wire::MessageType::kAck, .peer = &pkt})) {
+    SendContinuations(from, pkt);
+  }
 }
 
 // ---- Send path ---------------------------------------------------------------------------

@@ -108,6 +108,8 @@ struct SecurityStats {
   uint64_t replay_evictions = 0;
 };
 
+inline constexpr int kMaxDatagramsPerReply = 64;
+
 struct EngineConfig {
   std::string cluster_id = "scuttle";
   std::string node_name;
@@ -116,6 +118,13 @@ struct EngineConfig {
   uint16_t shard = 0;
   uint16_t shard_count = 1;
   size_t max_packet_bytes = wire::kMaxUdpPayloadBytes;
+  // A delta that does not fit one max_packet_bytes datagram goes on in up to this many
+  // datagrams per reply (1..kMaxDatagramsPerReply): digest-less Acks, each a standalone
+  // truncated-prefix delta (seed 000), against a projection of the peer advanced by what
+  // the previous ones carry. The transport hands them to the kernel in one flush (and runs
+  // of equal size in one UDP GSO send), so max_packet_bytes can be the path MTU without a
+  // round per 1,400 bytes. Old peers apply the extra Acks like any Ack. 1 = off.
+  int max_datagrams_per_reply = 1;
   int fanout = 3;
   TimeUs gossip_interval_us = 1 * kUsPerSec;
   // Tombstones older than this are removed by GC (seed 000; chitchat's only rule).
@@ -170,6 +179,7 @@ struct EngineStats {
   uint64_t keys_expired = 0;
   uint64_t rounds = 0;
   uint64_t direct_mails = 0;
+  uint64_t continuation_datagrams = 0;  // extra delta datagrams (max_datagrams_per_reply)
   uint64_t rumor_contacts = 0;
   uint64_t rumor_feedback_knew = 0;
   uint64_t rumor_feedback_new = 0;
@@ -291,6 +301,9 @@ class Engine {
   const SummaryIndex& Summary();
   void ObserveSender(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
   void HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from);
+  // After a delta-carrying reply to `peer`'s digest that was cut short: the rest, in up to
+  // max_datagrams_per_reply - 1 more datagrams.
+  void SendContinuations(const Endpoint& to, const wire::DecodedPacket& peer);
   void HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
   void HandleRumor(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
   void HandleRumorAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
@@ -330,6 +343,7 @@ class Engine {
   bool summary_dirty_ = true;
   std::vector<uint16_t> scope_;  // scratch: buckets a SynAck lists
   DeltaBuilder delta_builder_;
+  PeerProjection continuation_;  // scratch of SendContinuations
   DeltaApplier applier_;
   Epidemic epidemic_;
   std::vector<VersionRange> ranges_;  // scratch

@@ -436,6 +436,10 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
     return absl::InvalidArgumentError(absl::StrCat(
         "node: max_packet_bytes must be in [600, ", wire::kMaxUdpPayloadBytes, "]"));
   }
+  if (ec.max_datagrams_per_reply < 1 || ec.max_datagrams_per_reply > kMaxDatagramsPerReply) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "node: max_datagrams_per_reply must be in [1, ", kMaxDatagramsPerReply, "]"));
+  }
   if (o.seed_resolve_interval <= absl::ZeroDuration() || o.call_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("node: intervals and timeouts must be positive");
   }

@@ -224,6 +224,10 @@ json StatsJson(const NodeStats& s) {
   t["wakeups"] = s.transport.wakeups;
   t["rx_rearms"] = s.transport.rx_rearms;
   t["tx_retries"] = s.transport.tx_retries;
+  t["tx_gso_sends"] = s.transport.tx_gso_sends;
+  t["tx_gso_segments"] = s.transport.tx_gso_segments;
+  t["tx_gso_fallbacks"] = s.transport.tx_gso_fallbacks;
+  t["rx_gro_batches"] = s.transport.rx_gro_batches;
   json drops = json::object();
   for (size_t i = 0; i < io::kDropReasonCount; ++i) {
     drops[io::DropName(static_cast<io::Drop>(i))] = s.transport.drops[i];

@@ -158,6 +158,9 @@ void EpidemicMetrics(MetricsWriter& w, const NodeStats& s) {
   w.Observe(s.round_seconds);
   w.Family("scuttle_direct_mails_total", kCounter, "Direct-mail packets sent.");
   w.Sample(s.engine.direct_mails);
+  w.Family("scuttle_delta_continuations_total", kCounter,
+           "Extra delta datagrams sent after a reply cut short (--max_datagrams_per_reply).");
+  w.Sample(s.engine.continuation_datagrams);
   w.Family("scuttle_rumor_contacts_total", kCounter, "Rumor packets sent to peers.");
   w.Sample(s.engine.rumor_contacts);
   w.Family("scuttle_rumor_feedback_total", kCounter,
@@ -206,12 +209,18 @@ void RuntimeMetrics(MetricsWriter& w, const NodeStats& s, const AdminMetrics& a)
     w.Sample(s.transport.drops[i], {{"reason", io::DropName(static_cast<io::Drop>(i))}});
   }
   w.Family("scuttle_transport_operations_total", kCounter,
-           "Transport operations: polls, flushes, wakeups, rx_rearms, tx_retries.");
+           "Transport operations: polls, flushes, wakeups, rx_rearms, tx_retries; UDP GSO "
+           "sends, the datagrams in them and refused runs resent one by one; GRO batches "
+           "received.");
   w.Sample(s.transport.polls, {{"op", "poll"}});
   w.Sample(s.transport.flushes, {{"op", "flush"}});
   w.Sample(s.transport.wakeups, {{"op", "wakeup"}});
   w.Sample(s.transport.rx_rearms, {{"op", "rx_rearm"}});
   w.Sample(s.transport.tx_retries, {{"op", "tx_retry"}});
+  w.Sample(s.transport.tx_gso_sends, {{"op", "gso_send"}});
+  w.Sample(s.transport.tx_gso_segments, {{"op", "gso_segment"}});
+  w.Sample(s.transport.tx_gso_fallbacks, {{"op", "gso_fallback"}});
+  w.Sample(s.transport.rx_gro_batches, {{"op", "gro_batch"}});
   w.Family("scuttle_event_loop_iteration_seconds", MetricType::kHistogram,
            "Busy time per event-loop iteration (work, not waiting).");
   w.Observe(LoopHistogram(s.loop));

@@ -52,6 +52,10 @@ ABSL_FLAG(int32_t, gossip_interval_ms, 1000, "Gossip round interval (jittered by
 ABSL_FLAG(int32_t, fanout, 3, "Live peers contacted per round");
 ABSL_FLAG(int64_t, max_packet_bytes, 65507,
           "Largest datagram sent, 600..65507 (about 1400 on paths that fragment)");
+ABSL_FLAG(int32_t, max_datagrams_per_reply, 1,
+          "A delta larger than --max_packet_bytes continues in up to this many datagrams per "
+          "reply, sent in one flush (UDP GSO when equal-sized), 1..64; 1 = one per round. "
+          "With --max_packet_bytes=1400 try 45: 63 KB per handshake, no IP fragments");
 ABSL_FLAG(double, phi_threshold, 8.0, "Phi-accrual threshold: suspect at half, dead at it");
 ABSL_FLAG(int32_t, phi_window, 1000, "Phi-accrual sampling window (heartbeat arrivals)");
 ABSL_FLAG(int64_t, phi_initial_interval_ms, 5000,
@@ -362,6 +366,9 @@ Config ReadFlags() {
   e.fanout = CheckRange<int32_t>("fanout", absl::GetFlag(FLAGS_fanout), 1, 1024);
   e.max_packet_bytes = static_cast<size_t>(CheckRange<int64_t>(
       "max_packet_bytes", absl::GetFlag(FLAGS_max_packet_bytes), 600, 65507));
+  e.max_datagrams_per_reply =
+      CheckRange<int32_t>("max_datagrams_per_reply", absl::GetFlag(FLAGS_max_datagrams_per_reply),
+                          1, kMaxDatagramsPerReply);
   const double phi = absl::GetFlag(FLAGS_phi_threshold);
   if (!(phi > 0) || phi > 1e6) BadFlag(absl::StrCat("--phi_threshold=", phi, " must be > 0"));
   e.membership.phi_threshold = phi;
