@@ -67,6 +67,11 @@ Engine::Engine(EngineConfig config, PacketSink* sink, EventSink* events)
       guard_(&config_.security.guard, CookieSecret(config_.security, rng_)),
       open_buf_(wire::kMaxUdpPayloadBytes + 64) {
   cluster_.self().endpoint = config_.advertise;
+  // Young-node prior (engine/membership.h): by default a peer is expected to show a new
+  // heartbeat once per gossip interval.
+  if (config_.membership.initial_interval_us <= 0) {
+    config_.membership.initial_interval_us = std::max<TimeUs>(config_.gossip_interval_us, 1);
+  }
   // The owner validates the cipher; an engine asked for one this CPU lacks still works.
   if (!wire::CipherAvailable(cipher_)) cipher_ = wire::Cipher::kXChaCha20Poly1305;
   seal_sender_id_ = config_.security.sender_id != 0 ? config_.security.sender_id : rng_();
@@ -156,6 +161,7 @@ void Engine::OnLocalWrite(Version v) {
   const NodeState& self = cluster_.self();
   epidemic_.OnUpdate(self, v, /*local=*/true);
   const EpidemicConfig& ec = config_.epidemic;
+  if (ec.rumor && ec.push_fresh) PushFresh();
   if (ec.direct_mail_peers <= 0) return;
   membership_.ChoosePeers(cluster_, ec.direct_mail_peers, {}, rng_, &peers_);
   ranges_.assign({VersionRange{&self, v > ec.direct_mail_window ? v - ec.direct_mail_window : 0,
@@ -165,6 +171,13 @@ void Engine::OnLocalWrite(Version v) {
       ++stats_.direct_mails;
     }
   }
+}
+
+// #16 item 4: hot rumors go to `fanout` random peers now, not at the next round.
+void Engine::PushFresh() {
+  membership_.ChoosePeers(cluster_, config_.fanout, {}, rng_, &peers_);
+  const std::vector<Endpoint> to = peers_;
+  for (const Endpoint& ep : to) SendRumors(ep);
 }
 
 void Engine::Leave() {
@@ -187,7 +200,12 @@ void Engine::OnTick(TimeUs now_us) {
       removed_before) {
     summary_dirty_ = true;
   }
-  membership_.Update(cluster_, now_us, events_, config_.limits.max_nodes);
+  ProbeTick(now_us);  // local health first: a stalled observer rebases before judging
+  membership_.Update(cluster_, now_us, events_, config_.limits.max_nodes, probe_.health);
+  if (config_.membership.confirm) {
+    AdvanceProbes(now_us);
+    StartProbes(now_us);
+  }
   membership_.ChoosePeers(cluster_, config_.fanout, config_.seeds, rng_, &peers_);
   // Copy: SendSyn may not reuse peers_, but rumor sending below does.
   const std::vector<Endpoint> peers = peers_;
@@ -332,6 +350,10 @@ void Engine::ApplyFeedback(const wire::DecodedPacket& pkt) {
 void Engine::HandleRumor(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
   std::vector<Feedback> feedback;
   ApplyRumorParts(pkt, now_us, &feedback);
+  const EpidemicConfig& ec = config_.epidemic;
+  const bool fresh = std::any_of(feedback.begin(), feedback.end(),
+                                 [](const Feedback& f) { return !f.knew; });
+  if (ec.rumor && ec.push_fresh && fresh && verified_) PushFresh();
   if ((pkt.message_flags & (wire::kRumorWantsFeedback | wire::kRumorPull)) == 0) return;
   Outgoing out{.type = wire::MessageType::kRumorAck};
   if ((pkt.message_flags & wire::kRumorWantsFeedback) != 0) out.feedback = &feedback;
@@ -465,6 +487,12 @@ void Engine::Dispatch(TimeUs now_us, const Endpoint& from, std::span<const uint8
       break;
     case wire::MessageType::kWelcomeChunk:
       HandleWelcomeChunk(pkt, from, now_us);
+      break;
+    case wire::MessageType::kProbe:
+      HandleProbe(pkt, from, now_us);
+      break;
+    case wire::MessageType::kVerdict:
+      HandleVerdict(pkt, from, now_us);
       break;
     default:
       Drop(EngineDrop::kUnexpected);
@@ -756,7 +784,7 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
   size_t budget = enc.Remaining() > 64 + self.name().size()
                       ? enc.Remaining() - 64 - self.name().size()
                       : 0;
-  size_t blob_bytes = self.name().size();
+  size_t blob_bytes = self.name().size() + out.probe_name.size();
   if (out.feedback != nullptr) {
     for (const Feedback& f : *out.feedback) {
       const size_t cost = sizeof(wire::RumorFeedback) + f.name.size();
@@ -822,6 +850,12 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
   BlobWriter blob{enc.AllocBlob(blob_bytes)};
   bool ok = blob.blob.size() == blob_bytes;
   if (ok) blob.Put(self.name());
+  if (ok && out.probe != nullptr) {
+    wire::ProbeFields f = *out.probe;
+    f.target.name_off = blob.Put(out.probe_name);
+    f.target.name_len = static_cast<uint8_t>(out.probe_name.size());
+    enc.SetProbe(f);
+  }
   if (ok && out.feedback != nullptr) ok = WriteFeedback(enc, blob, *out.feedback);
   if (ok && out.digest) ok = digest_builder_.Write(enc, blob);
   if (ok && delta) ok = delta_builder_.Write(enc, blob);

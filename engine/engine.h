@@ -31,6 +31,7 @@
 #include "engine/epidemic.h"
 #include "engine/events.h"
 #include "engine/membership.h"
+#include "engine/probe.h"
 #include "engine/replay.h"
 #include "engine/reply_guard.h"
 #include "engine/rng.h"
@@ -229,6 +230,9 @@ class Engine {
   const DeltaApplier::Stats& apply_stats() const { return applier_.stats(); }
   const DeltaBuilder::Stats& build_stats() const { return delta_builder_.stats(); }
   const RumorStats& rumor_stats() const { return epidemic_.monger().stats(); }
+  // Failure confirmation (engine/probe.h).
+  const ProbeStats& probe_stats() const { return probe_.stats; }
+  int local_health() const { return probe_.health; }
   size_t epidemic_hot() const { return epidemic_.monger().hot_count(); }
   Rng& rng() { return rng_; }
 
@@ -283,6 +287,8 @@ class Engine {
     bool no_entries = false;
     uint16_t scope_buckets = 0;
     std::span<const uint16_t> scope = {};
+    const wire::ProbeFields* probe = nullptr;  // Probe / Verdict fields
+    std::string_view probe_name = {};          // the probe target's name (into the blob)
     bool ack_digest = false;     // an Ack that asks for a delta back
     bool skip_if_empty = false;  // send nothing when the planned delta is empty
   };
@@ -313,6 +319,7 @@ class Engine {
   void ApplyFeedback(const wire::DecodedPacket& pkt);
   void OnLocalWrite(Version v);
   void SendRumors(const Endpoint& to);
+  void PushFresh();
   // Encodes and sends one packet. Returns false when it could not be sent (counted).
   bool Send(const Endpoint& to, const Outgoing& out);
   // After sending rumor ranges: blind removal counts the contact now.
@@ -331,6 +338,20 @@ class Engine {
   void WelcomeTick(TimeUs now_us);
   bool WelcomeCaughtUp() const;
   void ExpireTtl(TimeUs now_us);
+  // Failure confirmation (engine/probe.cc).
+  void ProbeTick(TimeUs now_us);
+  void StartProbes(TimeUs now_us);
+  void AdvanceProbes(TimeUs now_us);
+  void HandleProbe(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
+  void HandleVerdict(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
+  void OnProbeAck(const wire::DecodedPacket& pkt, TimeUs now_us);
+  bool SendProbe(const Endpoint& to, uint8_t kind, uint32_t seq, uint64_t heartbeat,
+                 const wire::NodeRef& target, std::string_view target_name);
+  // Pushes a verdict on `node` to fanout random members (and to `also`, when valid).
+  void SpreadVerdict(const NodeState& node, uint8_t state, uint64_t heartbeat,
+                     const Endpoint& also);
+  TimeUs ProbeTimeoutUs() const;
+  void RaiseHealth();
 
   EngineConfig config_;
   PacketSink* sink_;
@@ -353,6 +374,7 @@ class Engine {
   EngineStats stats_;
   TimeUs last_now_us_ = 0;
   WelcomeState welcome_;
+  ProbeState probe_;
   // Security (DESIGN §8).
   wire::Cipher cipher_;
   uint64_t seal_sender_id_ = 0;

@@ -43,6 +43,13 @@ struct EpidemicConfig {
   bool rumor = false;
   RumorOptions rumor_options;
   int rumor_fanout = 1;  // peers contacted per round for rumors
+  // #16 item 4, "push what is fresh": with rumor on, a local write, and an update a node
+  // learns for the first time, are pushed at once to `fanout` random peers instead of
+  // waiting for the next round (Demers' rumor mongering started at the moment of infection;
+  // feedback and counter still decide when a node loses interest, and anti-entropy stays
+  // the safety net). Each node forwards an update once on first hearing, so the push costs
+  // about fanout messages per node per update and spreads in network delays, not rounds.
+  bool push_fresh = true;
   // Expected number of retention sites per owner keeping dormant death certificates.
   int retention_sites = 3;
   TimeUs dormant_grace_us = 0;  // τ2; 0 means 10 × tombstone grace

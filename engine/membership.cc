@@ -40,10 +40,13 @@ void Membership::OnHeartbeat(NodeState& node, TimeUs now_us, EventSink* events) 
     // Long silences (a partition, a pause) are not samples of the normal rhythm.
     if (interval > 0 && interval <= static_cast<double>(config_->max_interval_us)) {
       if (l.mean_interval_us == 0) {
-        l.mean_interval_us = static_cast<double>(config_->initial_interval_us);
+        l.mean_interval_us = PriorUs();
       }
-      // The prior counts as one sample.
-      const double n = std::min<double>(l.samples + 2.0, std::max(config_->window, 1));
+      // The prior counts as prior_weight samples: after n samples the mean is
+      // (w * prior + sum) / (w + n) (see membership.h).
+      const double w = std::max(config_->prior_weight, 0.0);
+      const double n =
+          std::min<double>(l.samples + 1.0 + w, std::max(config_->window, 1));
       l.mean_interval_us += (interval - l.mean_interval_us) / n;
       ++l.samples;
     }
@@ -52,7 +55,32 @@ void Membership::OnHeartbeat(NodeState& node, TimeUs now_us, EventSink* events) 
   if (node.leaving) {
     if (l.state != MemberState::kLeft) SetState(node, MemberState::kLeft, now_us, events);
   } else if (l.state != MemberState::kAlive) {
+    if (l.state == MemberState::kDead && config_->testonly_ignore_refutation) return;
     SetState(node, MemberState::kAlive, now_us, events);
+  }
+}
+
+void Membership::OnProbeAck(NodeState& node, TimeUs now_us, EventSink* events) const {
+  Liveness& l = node.liveness;
+  l.last_arrival_us = std::max(l.last_arrival_us, now_us);
+  if (node.leaving || l.state == MemberState::kAlive || l.state == MemberState::kLeft) return;
+  if (l.state == MemberState::kDead && config_->testonly_ignore_refutation) return;
+  SetState(node, MemberState::kAlive, now_us, events);
+}
+
+bool Membership::Declare(NodeState& node, TimeUs now_us, EventSink* events) const {
+  const MemberState s = node.liveness.state;
+  if (s == MemberState::kDead || s == MemberState::kLeft) return false;
+  SetState(node, MemberState::kDead, now_us, events);
+  return true;
+}
+
+void Membership::Rebase(Cluster& cluster, TimeUs gap_us, TimeUs now_us) const {
+  if (gap_us <= 0) return;
+  for (NodeState* node : cluster.nodes()) {
+    Liveness& l = node->liveness;
+    if (l.last_arrival_us < 0) continue;
+    l.last_arrival_us = std::min(now_us, l.last_arrival_us + gap_us);
   }
 }
 
@@ -60,7 +88,7 @@ double Membership::Phi(const NodeState& node, TimeUs now_us) const {
   const Liveness& l = node.liveness;
   if (l.last_arrival_us < 0) return 0;
   const double mean = l.mean_interval_us > 0 ? l.mean_interval_us
-                                             : static_cast<double>(config_->initial_interval_us);
+                                             : PriorUs();
   const double elapsed = static_cast<double>(std::max<TimeUs>(0, now_us - l.last_arrival_us));
   return elapsed / mean * M_LOG10E;
 }
@@ -79,7 +107,10 @@ void Membership::SetState(NodeState& node, MemberState s, TimeUs now_us,
 }
 
 size_t Membership::Update(Cluster& cluster, TimeUs now_us, EventSink* events,
-                          size_t max_remembered) const {
+                          size_t max_remembered, int health) const {
+  const double dead_phi = config_->phi_threshold * (1.0 + std::max(health, 0));
+  const double suspect_phi =
+      config_->confirm ? config_->suspect_phi : config_->phi_threshold / 2;
   std::vector<std::string> forget;
   for (NodeState* node : cluster.nodes()) {
     if (node == &cluster.self()) continue;
@@ -92,9 +123,9 @@ size_t Membership::Update(Cluster& cluster, TimeUs now_us, EventSink* events,
       continue;
     }
     const double phi = Phi(*node, now_us);
-    if (phi >= config_->phi_threshold) {
+    if (phi >= dead_phi) {
       SetState(*node, MemberState::kDead, now_us, events);
-    } else if (phi >= config_->phi_threshold / 2) {
+    } else if (phi >= suspect_phi) {
       if (l.state != MemberState::kSuspect) SetState(*node, MemberState::kSuspect, now_us, events);
     } else if (l.state == MemberState::kSuspect) {
       SetState(*node, MemberState::kAlive, now_us, events);

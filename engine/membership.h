@@ -4,15 +4,30 @@
 // Heartbeats are not versioned: each node bumps its own every round and digests carry it.
 // When a digest shows a node's heartbeat rising, that is an arrival for the detector.
 // phi(t) = (t - last_arrival) / mean_interval * log10(e) (exponential inter-arrivals, as
-// Cassandra and chitchat use). The mean starts from initial_interval as a prior worth one
-// sample, is a running mean until `window` samples, then an exponential moving average
-// with weight 1/window — a few words per node instead of a window of samples. (Starting
-// from the first sample alone is wrong: two heartbeats relayed by different peers a few
-// ms apart would set a tiny mean and fire false suspicions for minutes.)
+// Cassandra and chitchat use).
 //
-// States: alive -> suspect (phi >= threshold / 2) -> dead (phi >= threshold); a heartbeat
-// brings a node back to alive. A node gossiping `leaving` is `left` at once. A node dead
-// or left for dead_node_grace is forgotten.
+// Young-node prior (#16 item 2). The mean is a Bayesian-style blend of a prior and the
+// samples: with n samples x_1..x_n (n < window),
+//     mean = (w * prior + x_1 + ... + x_n) / (w + n),
+// where prior = initial_interval (0: the gossip interval, filled in by the Engine — a
+// heartbeat rises once a round, so that is the rate a healthy peer shows) and w =
+// prior_weight samples. A node we met a second ago is thus judged by the interval it is
+// expected to keep, not by an arbitrary 5 s guess (which made a node killed 1 s after
+// joining take ~240 intervals to be declared dead), and one or two unlucky gaps cannot
+// swing the estimate: each sample moves it by 1/(w + n). From `window` samples on it is an
+// exponential moving average with weight 1/window — a few words per node instead of a
+// window of samples. (Starting from the first sample alone is wrong: two heartbeats relayed
+// by different peers a few ms apart would set a tiny mean and fire false suspicions.)
+//
+// States without confirmation (confirm = false, the old detector): alive -> suspect (phi
+// >= threshold / 2) -> dead (phi >= threshold). With confirmation (DESIGN §5, SWIM §4,
+// Lifeguard; the default): phi >= suspect_phi only makes a node suspect; the Engine then
+// probes it directly and through probe_relays members (engine/probe.cc) and only a probe
+// round with no answer declares it dead, a verdict it gossips. phi >= threshold (scaled by
+// the observer's local health) still declares dead on its own, as a backstop for when no
+// probe can be sent. A heartbeat or a probe ack brings a node back to alive (the suspect's
+// refutation). A node gossiping `leaving` is `left` at once. A node dead or left for
+// dead_node_grace is forgotten.
 //
 // Peer choice is uniform by default. With spatial_exponent a > 0 it is Demers et al.'s
 // spatial distribution (§3.1, "spatial distributions"; DESIGN §3): a peer at distance d is
@@ -43,7 +58,24 @@ class NodeState;
 struct MembershipConfig {
   double phi_threshold = 8.0;
   int window = 1000;
-  TimeUs initial_interval_us = 5 * kUsPerSec;
+  // The prior mean inter-arrival time; 0 = the gossip interval (Engine fills it in).
+  TimeUs initial_interval_us = 0;
+  // How many samples the prior is worth (see the young-node prior above).
+  double prior_weight = 4;
+  // Confirmation by probes (SWIM / Lifeguard). Off: the phi-only detector.
+  bool confirm = true;
+  // phi at which a node becomes suspect and is probed. 2 = a silence of 4.6 mean
+  // intervals: rare for a live peer whose heartbeat arrives every round or two, and a
+  // false suspicion costs only a ping and an ack of ~150 bytes.
+  double suspect_phi = 2.0;
+  // Direct probe timeout; the indirect round gets twice this. 0 = the gossip interval.
+  // Both are multiplied by (1 + local health), Lifeguard's local health multiplier.
+  TimeUs probe_timeout_us = 0;
+  int probe_relays = 3;  // k members asked to ping a suspect for us (SWIM's ping-req)
+  int max_probes = 8;    // suspects confirmed at once (bounded state)
+  // Test only: a planted bug. Dead stays dead whatever heartbeat or refutation arrives
+  // within the generation, so the simulator's false-death check must catch it.
+  bool testonly_ignore_refutation = false;
   TimeUs max_interval_us = 10 * kUsPerSec;
   TimeUs dead_node_grace_us = 24 * 3600 * kUsPerSec;
   // Peer choice: 0 = uniform; a > 0 = P(peer at distance d) ∝ Q(d)^-a (see above).
@@ -98,11 +130,22 @@ class Membership {
   void OnDiscovered(NodeState& node, TimeUs now_us) const;
   // The node's heartbeat rose at now (from a digest or its own packet).
   void OnHeartbeat(NodeState& node, TimeUs now_us, EventSink* events) const;
+  // The node answered a probe at now: proof of life without a new heartbeat (not a
+  // sample of the arrival rhythm).
+  void OnProbeAck(NodeState& node, TimeUs now_us, EventSink* events) const;
+  // A confirmed (or gossiped) dead verdict. Returns false when the node was already dead
+  // or left.
+  bool Declare(NodeState& node, TimeUs now_us, EventSink* events) const;
+  // Lifeguard local health: this observer was itself silent for `gap` (a paused process,
+  // a late timer); every peer's silence clock is shifted by it, capped at now, so our own
+  // stall is not read as theirs.
+  void Rebase(Cluster& cluster, TimeUs gap_us, TimeUs now_us) const;
   // Re-evaluates every node; forgets those dead/left for dead_node_grace (remembering
   // them for 10 × dead_node_grace so stale gossip does not re-learn them). Returns the number
   // forgotten. `max_remembered` bounds that memory.
+  // `health` (Lifeguard's local health multiplier, >= 0) scales the phi-only dead threshold.
   size_t Update(Cluster& cluster, TimeUs now_us, EventSink* events,
-                size_t max_remembered = 1 << 16) const;
+                size_t max_remembered = 1 << 16, int health = 0) const;
   double Phi(const NodeState& node, TimeUs now_us) const;
 
   // Chooses this round's peers: up to `fanout` distinct alive peers (uniformly, or by the
@@ -114,6 +157,11 @@ class Membership {
 
  private:
   void SetState(NodeState& node, MemberState s, TimeUs now_us, EventSink* events) const;
+  // The prior mean; 1 s when neither it nor the gossip interval was set.
+  double PriorUs() const {
+    return static_cast<double>(config_->initial_interval_us > 0 ? config_->initial_interval_us
+                                                                : kUsPerSec);
+  }
   // Appends `k` distinct peers of `alive` drawn with weights Q(d)^-a. Reorders `alive`.
   void ChooseSpatial(const NodeState& self, std::vector<const NodeState*>& alive, size_t k,
                      Rng& rng, std::vector<Endpoint>* out) const;

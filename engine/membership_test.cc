@@ -14,6 +14,9 @@ namespace {
 
 TEST(MembershipTest, PhiGrowsWithSilenceAndHeartbeatsRestoreAlive) {
   MembershipConfig cfg;
+  cfg.confirm = false;  // the phi-only detector: suspect at threshold / 2
+  cfg.initial_interval_us = 5 * kUsPerSec;
+  cfg.prior_weight = 1;
   Membership m(&cfg);
   Cluster c("self", 1);
   bool replaced;
@@ -35,8 +38,51 @@ TEST(MembershipTest, PhiGrowsWithSilenceAndHeartbeatsRestoreAlive) {
   EXPECT_EQ(n->liveness.state, MemberState::kAlive);
 }
 
+// #16 item 2: the prior is the expected interval, worth prior_weight samples, so a node
+// met a moment ago is judged by the rhythm it should keep.
+TEST(MembershipTest, YoungNodePriorIsTheGossipIntervalWeightedBySamples) {
+  MembershipConfig cfg;
+  cfg.initial_interval_us = 300 * kUsPerMs;  // the gossip interval
+  cfg.prior_weight = 4;
+  Membership m(&cfg);
+  Cluster c("self", 1);
+  bool replaced;
+  NodeState* n = c.Upsert("a", 1, &replaced);
+  m.OnDiscovered(*n, 0);
+  // No sample yet: phi runs on the prior alone. 1.5 s of silence is 5 intervals: phi 2.2.
+  EXPECT_NEAR(m.Phi(*n, 1500 * kUsPerMs), 1500.0 / 300 * M_LOG10E, 1e-9);
+  m.Update(c, 1500 * kUsPerMs, nullptr);
+  EXPECT_EQ(n->liveness.state, MemberState::kSuspect) << "a young node is not a blind spot";
+  // One 2.1 s sample moves the mean by 1/(w + 1) of the way: (4 * 300 + 2100) / 5 = 660 ms.
+  m.OnHeartbeat(*n, 2100 * kUsPerMs, nullptr);
+  EXPECT_EQ(n->liveness.state, MemberState::kAlive);
+  EXPECT_NEAR(n->liveness.mean_interval_us, 660e3, 1e-6);
+  // Four more of 300 ms: (4 * 300 + 2100 + 4 * 300) / 9 = 500 ms.
+  for (int i = 1; i <= 4; ++i) m.OnHeartbeat(*n, (2100 + 300 * i) * kUsPerMs, nullptr);
+  EXPECT_NEAR(n->liveness.mean_interval_us, 500e3, 1e-3);
+}
+
+// Lifeguard local health: our own stall shifts every silence clock, capped at now.
+TEST(MembershipTest, RebaseShiftsSilenceByTheObserversStall) {
+  MembershipConfig cfg;
+  cfg.initial_interval_us = kUsPerSec;
+  Membership m(&cfg);
+  Cluster c("self", 1);
+  bool replaced;
+  NodeState* a = c.Upsert("a", 1, &replaced);
+  NodeState* b = c.Upsert("b", 1, &replaced);
+  m.OnDiscovered(*a, 10 * kUsPerSec);
+  m.OnDiscovered(*b, 14 * kUsPerSec);
+  m.Rebase(c, 5 * kUsPerSec, 16 * kUsPerSec);
+  EXPECT_EQ(a->liveness.last_arrival_us, 15 * kUsPerSec);
+  EXPECT_EQ(b->liveness.last_arrival_us, 16 * kUsPerSec) << "capped at now";
+  m.Update(c, 16 * kUsPerSec, nullptr);
+  EXPECT_EQ(a->liveness.state, MemberState::kAlive);
+}
+
 TEST(MembershipTest, DeadNodesAreForgottenAfterGrace) {
   MembershipConfig cfg;
+  cfg.initial_interval_us = 5 * kUsPerSec;
   cfg.dead_node_grace_us = 100 * kUsPerSec;
   Membership m(&cfg);
   Cluster c("self", 1);

@@ -32,6 +32,7 @@ const char* ViolationKindName(ViolationKind k) {
       return "owner_model";
     case ViolationKind::kNotConverged:
       return "not_converged";
+    case ViolationKind::kLiveDeclaredDead: return "live_declared_dead";
     case ViolationKind::kNotDeclaredDead:
       return "not_declared_dead";
     case ViolationKind::kCount:

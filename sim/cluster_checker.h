@@ -65,6 +65,8 @@ enum class ViolationKind : uint8_t {
   kOwnerModel,           // the owner's own map disagrees with its recorded history
   kNotConverged,         // after healing, a replica did not converge within the bound
   kNotDeclaredDead,      // a crashed node not dead/forgotten at a live node within the bound
+  kLiveDeclaredDead,     // a node up and responsive for the bound still dead at a live node
+                         // (a refutation lost or ignored; DESIGN §5)
   kCount,
 };
 const char* ViolationKindName(ViolationKind k);

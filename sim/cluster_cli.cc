@@ -74,6 +74,8 @@ struct CliOptions {
   bool reorder = false;
   bool exp_jitter = false;
   bool json = false;
+  bool no_confirm = false;
+  double pause_ms = 5000;
   bool no_check = false;
   bool no_frontier_gc = false;
   bool help = false;
@@ -142,6 +144,25 @@ nlohmann::json StatsJson(const ClusterSimStats& s, const ClusterSim& sim) {
   j["keys_expired"] = s.keys_expired;
   j["keys_checked"] = s.keys_checked;
   j["dead_checks"] = s.dead_checks;
+  {
+    std::vector<double> d = s.detection_intervals;
+    std::sort(d.begin(), d.end());
+    auto q = [&](double p) {
+      return d.empty() ? -1.0 : d[std::min(d.size() - 1, static_cast<size_t>(p * d.size()))];
+    };
+    j["detection"] = {{"samples", d.size()},   {"p50_intervals", q(0.5)},
+                      {"p90_intervals", q(0.9)}, {"p99_intervals", q(0.99)},
+                      {"max_intervals", d.empty() ? -1.0 : d.back()}};
+  }
+  j["pauses"] = s.pauses;
+  j["false_deaths"] = s.false_deaths;
+  j["paused_declared_dead"] = s.paused_declared_dead;
+  j["refutations_sent"] = s.refutations_sent;
+  j["refutations_applied"] = s.refutations_applied;
+  j["probes_started"] = s.probes_started;
+  j["confirmed_dead"] = s.confirmed_dead;
+  j["verdicts_applied"] = s.verdicts_applied;
+  j["late_ticks"] = s.late_ticks;
   nlohmann::json drops = nlohmann::json::object();
   for (size_t i = 0; i < kEngineDropCount; ++i) {
     if (s.engine_drops[i] > 0)
@@ -266,6 +287,13 @@ int ClusterCommand(std::span<const std::string_view> args, std::ostream& out, st
       {"partition-groups", "G", "number of partition groups (default 2)",
        Int(&c.partition_groups, 2, 1u << 20)},
       {"crash-rate", "P", "per node per round crash probability", Real(&c.crash_rate, 0, 1)},
+      {"pause-rate", "P", "per node per round probability of a pause (SIGSTOP-like)",
+       Real(&c.pause_rate, 0, 1)},
+      {"pause-ms", "MS", "length of each pause (default 5000)", Real(&o.pause_ms, 1, 1e7)},
+      {"no-confirm", "", "phi-only detection (no probes, verdicts or refutations)",
+       Bool(&o.no_confirm)},
+      {"ignore-refutation", "", "planted bug: dead stays dead within a generation",
+       Bool(&c.membership.testonly_ignore_refutation)},
       {"restart-prob", "P", "probability a crashed node restarts (default 0.75)",
        Real(&c.restart_prob, 0, 1)},
       {"keys", "K", "keys per owner", Int(&c.keys, 1, 1u << 24)},
@@ -341,6 +369,8 @@ int ClusterCommand(std::span<const std::string_view> args, std::ostream& out, st
   c.link.base_delay_us = static_cast<TimeUs>(o.delay_ms * kUsPerMs);
   c.link.jitter_us = static_cast<TimeUs>(o.jitter_ms * kUsPerMs);
   c.link.exponential_jitter = o.exp_jitter;
+  c.pause_us = static_cast<TimeUs>(o.pause_ms * kUsPerMs);
+  c.membership.confirm = !o.no_confirm;
   c.tombstone_grace_us = static_cast<TimeUs>(o.grace_s * kUsPerSec);
   c.max_clock_offset_us = static_cast<TimeUs>(o.skew_ms * kUsPerMs);
   c.max_drift = o.drift_ppm * 1e-6;

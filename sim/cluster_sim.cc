@@ -55,6 +55,8 @@ struct ClusterSim::Node {
   std::unique_ptr<Engine> engine;
   uint64_t incarnation = 0;
   uint32_t down_since = 0;
+  TimeUs crashed_at_us = 0;
+  TimeUs paused_until_us = 0;  // paused while now < this
   uint32_t started_round = 0;  // the round the current engine started
   int64_t restart_round = -1;  // while down: the round it comes back, or -1 for never
   // fresh_keys workload: this incarnation's live keys, and the next key number.
@@ -101,7 +103,9 @@ class ClusterSim::NodeEvents final : public EventSink {
       sim_->checker_->OnReplicaKey(node, event, key, version);
     }
   }
-  void OnMember(const NodeState& /*node*/, MemberEvent /*event*/) override {}
+  void OnMember(const NodeState& node, MemberEvent event) override {
+    if (event == MemberEvent::kDead) sim_->OnDeadEvent(node_, node);
+  }
   void OnReset(const NodeState& node) override {
     if (sim_->config_.check_invariants) sim_->checker_->OnReplicaReset(node);
   }
@@ -230,6 +234,7 @@ void ClusterSim::Crash(uint32_t node) {
   AbsorbStats(*n.engine);
   n.engine.reset();
   n.down_since = round_;
+  n.crashed_at_us = now_us_;
   n.restart_round = -1;
   ++stats_.crashes;
   Hash(Mix(0xc0ffee) ^ node);
@@ -247,6 +252,33 @@ void ClusterSim::Restart(uint32_t node) {
   ++stats_.restarts;
   Hash(Mix(0xbeef) ^ node);
   MarkActivity();
+}
+
+void ClusterSim::Pause(uint32_t node, TimeUs duration_us) {
+  Node& n = *nodes_[node];
+  if (n.engine == nullptr) return;
+  n.paused_until_us = std::max(n.paused_until_us, now_us_ + duration_us);
+  ++stats_.pauses;
+  Hash(Mix(0x9a05e) ^ node);
+  MarkActivity();
+}
+
+bool ClusterSim::paused(uint32_t node) const { return now_us_ < nodes_[node]->paused_until_us; }
+
+// Names are "n%05u": the index is the number.
+void ClusterSim::OnDeadEvent(uint32_t /*observer*/, const NodeState& node) {
+  const uint32_t x = static_cast<uint32_t>(std::atoi(node.name().data() + 1));
+  if (x >= nodes_.size()) return;
+  const Node& n = *nodes_[x];
+  if (node.generation() != n.gen) return;  // an older incarnation: rightly dead
+  if (n.engine == nullptr) {
+    stats_.detection_intervals.push_back(static_cast<double>(now_us_ - n.crashed_at_us) /
+                                         static_cast<double>(config_.gossip_interval_us));
+  } else if (now_us_ < n.paused_until_us + 3 * config_.gossip_interval_us) {
+    ++stats_.paused_declared_dead;
+  } else {
+    ++stats_.false_deaths;
+  }
 }
 
 void ClusterSim::Partition(const std::vector<uint32_t>& group_of_node) {
@@ -283,6 +315,13 @@ void ClusterSim::RandomFaults() {
   for (auto& n : nodes_) {
     if (n->engine == nullptr && n->restart_round >= 0 && n->restart_round <= round_) {
       Restart(n->index);
+    }
+  }
+  if (c.pause_rate > 0 && round_ > 0 && round_ < c.fault_stop_round) {
+    for (auto& n : nodes_) {
+      if (n->engine != nullptr && !paused(n->index) && rng_.Chance(c.pause_rate)) {
+        Pause(n->index, c.pause_us);
+      }
     }
   }
   if (c.crash_rate <= 0 || round_ >= c.fault_stop_round || round_ == 0) return;
@@ -450,6 +489,11 @@ void ClusterSim::OnDatagram(const SimEvent& e) {
     pool_.Free(e.slot);
     return;
   }
+  if (now_us_ < n.paused_until_us) {
+    ++stats_.dropped_paused;
+    pool_.Free(e.slot);
+    return;
+  }
   // Moved out of the pool while delivering: replies may grow the pool's slot vector.
   std::vector<uint8_t> data = std::move(pool_.Get(e.slot));
   if (config_.tamper) {
@@ -469,6 +513,10 @@ void ClusterSim::OnDatagram(const SimEvent& e) {
 void ClusterSim::OnTick(const SimEvent& e) {
   Node& n = *nodes_[e.node];
   if (n.engine == nullptr || e.tag != n.incarnation) return;
+  if (now_us_ < n.paused_until_us) {  // the timer fires late, when the process resumes
+    ScheduleTick(n, n.paused_until_us - now_us_);
+    return;
+  }
   n.engine->OnTick(LocalTime(n, now_us_));
   const double period = static_cast<double>(config_.gossip_interval_us) / (1.0 + n.drift);
   const double jitter = 1.0 + config_.tick_jitter * (2.0 * rng_.Unit() - 1.0);
@@ -649,6 +697,35 @@ void ClusterSim::CheckMembership(bool final_check) {
   }
 }
 
+// A node up, not paused and silent-free for live_bound_rounds must not be dead at any up
+// observer that has held that verdict for live_bound_rounds too: its refutation (a higher
+// heartbeat, pushed and gossiped) must have won.
+void ClusterSim::CheckLiveNotDead() {
+  const TimeUs bound = static_cast<TimeUs>(config_.live_bound_rounds) * config_.gossip_interval_us;
+  for (const auto& x : nodes_) {
+    if (x->engine == nullptr || now_us_ < x->paused_until_us + bound) continue;
+    if (round_ - x->started_round < config_.live_bound_rounds) continue;
+    if (!group_.empty() || round_ - last_heal_round_ < config_.live_bound_rounds) continue;
+    for (const auto& r : nodes_) {
+      if (r->engine == nullptr || r.get() == x.get() || now_us_ < r->paused_until_us) continue;
+      const NodeState* s = r->engine->FindNode(x->name);
+      if (s == nullptr || s->generation() != x->gen) continue;
+      if (s->liveness.state != MemberState::kDead) continue;
+      if (LocalTime(*r, now_us_) - s->liveness.state_since_us < bound) continue;
+      Violation v;
+      v.kind = ViolationKind::kLiveDeclaredDead;
+      v.seed = config_.seed;
+      v.round = round_;
+      v.replica = r->name;
+      v.owner = x->name;
+      v.generation = s->generation();
+      v.detail = absl::StrCat("up and responsive for ", config_.live_bound_rounds,
+                              "+ rounds but dead here since ", s->liveness.state_since_us);
+      checker_->Record(std::move(v));
+    }
+  }
+}
+
 void ClusterSim::AbsorbStats(const Engine& e) {
   for (size_t i = 0; i < kPartOutcomeCount; ++i) stats_.parts[i] += e.apply_stats().parts[i];
   stats_.entries_applied += e.apply_stats().entries_applied;
@@ -658,6 +735,13 @@ void ClusterSim::AbsorbStats(const Engine& e) {
   stats_.tombstones_gced_frontier += e.stats().tombstones_gced_frontier;
   stats_.keys_expired += e.stats().keys_expired;
   for (size_t i = 0; i < kEngineDropCount; ++i) stats_.engine_drops[i] += e.stats().engine_drops[i];
+  const ProbeStats& p = e.probe_stats();
+  stats_.refutations_sent += p.refutations_sent;
+  stats_.refutations_applied += p.refutations_applied;
+  stats_.probes_started += p.suspicions;
+  stats_.confirmed_dead += p.confirmed_dead;
+  stats_.verdicts_applied += p.verdicts_applied;
+  stats_.late_ticks += p.late_ticks;
   for (size_t i = 0; i < wire::kDropReasonCount; ++i) {
     stats_.decode_drops[i] += e.stats().decode_drops[i];
   }
@@ -679,6 +763,7 @@ const ClusterSimStats& ClusterSim::Finish() {
   if (round_ > 0) {
     --round_;  // the checks describe the last round run
     CheckMembership(true);
+    CheckLiveNotDead();
     ++round_;
   }
   stats_.rounds = round_;

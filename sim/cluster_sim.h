@@ -70,6 +70,11 @@ struct ClusterSimConfig {
   uint32_t restart_min_rounds = 3;
   uint32_t restart_max_rounds = 20;
   double max_down_fraction = 0.25;
+  // Pauses (a SIGSTOP, a long GC): each round each up node pauses with probability
+  // pause_rate for pause_us; a paused node neither ticks nor receives (its socket buffer
+  // overflows), then resumes with a late tick (Lifeguard local health, engine/probe.h).
+  double pause_rate = 0;
+  TimeUs pause_us = 5 * kUsPerSec;
   // 0 = automatic (see Resolve()).
   uint32_t fault_stop_round = 0;
   uint32_t write_stop_round = 0;
@@ -113,6 +118,9 @@ struct ClusterSimConfig {
   bool stale_regression_is_violation = false;  // see ClusterChecker
   uint32_t converge_bound_rounds = 0;          // 0 = automatic
   uint32_t dead_bound_rounds = 0;              // 0 = automatic, from the detector settings
+  // A node up and not paused for this many rounds must not be dead anywhere (its
+  // refutation must have won).
+  uint32_t live_bound_rounds = 10;
   size_t max_recorded_violations = 32;
   // Ends the run at the first converged round after the last write, fault and heal (and
   // with no restart pending), instead of running every round: sweeps ask how many rounds
@@ -150,6 +158,19 @@ struct ClusterSimStats {
   uint64_t write_errors = 0;  // writes the engine refused (e.g. cannot fit a packet)
   uint64_t crashes = 0;
   uint64_t restarts = 0;
+  uint64_t pauses = 0;
+  uint64_t dropped_paused = 0;  // datagrams to a paused node
+  // Failure detection (DESIGN §5, engine/probe.h): for each (crash, observer) pair, the
+  // gossip intervals from the crash to the observer marking the node dead.
+  std::vector<double> detection_intervals;
+  uint64_t false_deaths = 0;          // dead events about a node that was up and not paused
+  uint64_t paused_declared_dead = 0;  // dead events about a node paused (or just woken)
+  uint64_t refutations_sent = 0;      // summed engine ProbeStats
+  uint64_t refutations_applied = 0;
+  uint64_t probes_started = 0;
+  uint64_t confirmed_dead = 0;
+  uint64_t verdicts_applied = 0;
+  uint64_t late_ticks = 0;
   // Tombstones held per replica (over every owner it knows, its own map included),
   // sampled at the end of every round: the maximum over replicas and rounds, and the
   // maximum over replicas at the last round. Only owners that ever deleted are visited.
@@ -199,6 +220,8 @@ class ClusterSim {
   // ---- Direct control, for tests ----
   void Crash(uint32_t node);
   void Restart(uint32_t node);
+  void Pause(uint32_t node, TimeUs duration_us);
+  bool paused(uint32_t node) const;
   void Partition(const std::vector<uint32_t>& group_of_node);
   void Heal();
   absl::Status Write(uint32_t node, std::string_view key, std::string_view value);
@@ -244,6 +267,8 @@ class ClusterSim {
   void AbsorbStats(const Engine& e);
   void CheckConvergence();
   void CheckMembership(bool final_check);
+  void CheckLiveNotDead();
+  void OnDeadEvent(uint32_t observer, const NodeState& node);
   void MarkActivity() { last_activity_round_ = round_; }
   void Hash(uint64_t x);
   bool PairConverged(uint32_t replica, uint32_t owner) const;

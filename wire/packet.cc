@@ -101,6 +101,8 @@ const char* MessageTypeName(MessageType t) {
     case MessageType::kRumorAck: return "rumor_ack";
     case MessageType::kWelcomeRequest: return "welcome_request";
     case MessageType::kWelcomeChunk: return "welcome_chunk";
+    case MessageType::kProbe: return "probe";
+    case MessageType::kVerdict: return "verdict";
   }
   return "unknown";
 }
@@ -126,6 +128,7 @@ const char* DropReasonName(DropReason r) {
     case DropReason::kTooManyEntries: return "too_many_entries";
     case DropReason::kMisaligned: return "misaligned";
     case DropReason::kBadSummary: return "bad_summary";
+    case DropReason::kBadProbe: return "bad_probe";
     case DropReason::kCount: break;
   }
   return "unknown";
@@ -463,6 +466,38 @@ bool Decode(std::span<const uint8_t> datagram, const DecodeLimits& limits, Decod
       out->welcome.last = m->last();
       return CheckDelta(m->delta(), limits, blob_size, &out->parts_, &out->num_parts_, reason);
     }
+    case fb::Message::Probe: {
+      out->type = MessageType::kProbe;
+      const fb::Probe* m = p->message_as_Probe();
+      if (m == nullptr) break;
+      if (m->target() == nullptr) {
+        *reason = DropReason::kMissingField;
+        return false;
+      }
+      if (m->kind() < kProbePing || m->kind() > kProbePingReq) {
+        *reason = DropReason::kBadProbe;
+        return false;
+      }
+      out->probe = ProbeFields{m->kind(), m->seq(), m->heartbeat(), {}};
+      std::memcpy(&out->probe.target, m->target(), sizeof(NodeRef));
+      return CheckNodeRef(out->probe.target, blob_size, reason);
+    }
+    case fb::Message::Verdict: {
+      out->type = MessageType::kVerdict;
+      const fb::Verdict* m = p->message_as_Verdict();
+      if (m == nullptr) break;
+      if (m->node() == nullptr) {
+        *reason = DropReason::kMissingField;
+        return false;
+      }
+      if (m->state() > kVerdictAlive) {
+        *reason = DropReason::kBadProbe;
+        return false;
+      }
+      out->probe = ProbeFields{m->state(), 0, m->heartbeat(), {}};
+      std::memcpy(&out->probe.target, m->node(), sizeof(NodeRef));
+      return CheckNodeRef(out->probe.target, blob_size, reason);
+    }
     default:
       break;
   }
@@ -526,6 +561,7 @@ PacketEncoder::~PacketEncoder() { impl_->~Impl(); }
 size_t PacketEncoder::Remaining() const { return impl_->Remaining(); }
 
 void PacketEncoder::SetWelcomeLast(bool last) { impl_->options.welcome.last = last; }
+void PacketEncoder::SetProbe(const ProbeFields& f) { impl_->options.probe = f; }
 
 std::span<uint8_t> PacketEncoder::AllocBlob(size_t bytes) {
   if (bytes + 8 > impl_->Remaining()) return {};
@@ -668,6 +704,18 @@ std::span<const uint8_t> PacketEncoder::Finish(MessageType type) {
       const WelcomeFields& w = m.options.welcome;
       msg = fb::CreateWelcomeChunk(fbb, make_delta(), w.session, w.seq, w.last).Union();
       msg_type = fb::Message::WelcomeChunk;
+      break;
+    }
+    case MessageType::kProbe: {
+      const ProbeFields& f = m.options.probe;
+      msg = fb::CreateProbe(fbb, &AsFb(f.target), f.seq, f.heartbeat, f.kind).Union();
+      msg_type = fb::Message::Probe;
+      break;
+    }
+    case MessageType::kVerdict: {
+      const ProbeFields& f = m.options.probe;
+      msg = fb::CreateVerdict(fbb, &AsFb(f.target), f.heartbeat, f.kind).Union();
+      msg_type = fb::Message::Verdict;
       break;
     }
     case MessageType::kNone:

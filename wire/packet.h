@@ -114,8 +114,26 @@ enum class MessageType : uint8_t {
   kRumorAck = 6,
   kWelcomeRequest = 7,
   kWelcomeChunk = 8,
+  kProbe = 9,
+  kVerdict = 10,
 };
-inline constexpr size_t kMessageTypeCount = 9;
+inline constexpr size_t kMessageTypeCount = 11;
+
+// Probe.kind and Verdict.state values (DESIGN §5 failure confirmation).
+// Kinds start at 1: a FlatBuffers field at its default is omitted, and a ping must not be
+// smaller than its ack.
+inline constexpr uint8_t kProbePing = 1;
+inline constexpr uint8_t kProbeAck = 2;
+inline constexpr uint8_t kProbePingReq = 3;
+inline constexpr uint8_t kVerdictDead = 0;
+inline constexpr uint8_t kVerdictAlive = 1;
+// Probe fields; Verdict uses target (the node), heartbeat and kind (the state).
+struct ProbeFields {
+  uint8_t kind = 0;
+  uint32_t seq = 0;
+  uint64_t heartbeat = 0;
+  NodeRef target{};  // name_off filled in by the caller (a blob offset)
+};
 
 // Welcome (bulk join, seed 002) message fields: WelcomeRequest uses session, window, ack
 // and resync; WelcomeChunk uses session, seq and last.
@@ -159,6 +177,7 @@ enum class DropReason : uint8_t {
   kTooManyEntries,
   kMisaligned,        // a struct vector not 8-aligned (crafted offsets), or an unaligned buffer
   kBadSummary,        // digest summary or scope out of range (bucket count, heartbeat window)
+  kBadProbe,          // Probe kind or Verdict state unknown
   kCount,
 };
 inline constexpr size_t kDropReasonCount = static_cast<size_t>(DropReason::kCount);
@@ -219,6 +238,7 @@ class DecodedPacket {
   uint8_t message_flags = 0;  // Syn: mode; Rumor/RumorAck: flags
   std::span<const RumorFeedback> feedback;  // RumorAck
   WelcomeFields welcome;  // WelcomeRequest (digest too), WelcomeChunk (delta too)
+  ProbeFields probe;      // Probe, Verdict (target validated against the blob)
   uint64_t cookie = 0;    // the sender's return-routability cookie for us (0: none)
   uint64_t echo = 0;      // our cookie for the sender, echoed back (0: none)
 
@@ -276,6 +296,7 @@ struct EncodeOptions {
   uint8_t message_flags = 0;      // Syn: mode; Rumor/RumorAck: flags
   NodeRef sender{};               // name_off filled in by the caller (a blob offset)
   WelcomeFields welcome;          // WelcomeRequest / WelcomeChunk
+  ProbeFields probe;              // Probe / Verdict
   uint64_t cookie = 0;            // return-routability cookies (engine/reply_guard.h)
   uint64_t echo = 0;
   size_t max_packet_bytes = kMaxUdpPayloadBytes;  // header included
@@ -311,6 +332,8 @@ class PacketEncoder {
   std::span<Entry> AddPart(const NodeRef& node, uint64_t from_version_excluded,
                            uint64_t last_gc_version, uint64_t max_version,
                            uint64_t source_max_version, size_t count, bool* ok);
+  // Probe / Verdict: the fields (target.name_off pointing into the blob).
+  void SetProbe(const ProbeFields& f);
   // WelcomeChunk: sets `last` (decided after planning the chunk's delta).
   void SetWelcomeLast(bool last);
   // Writes the message and header; returns the finished datagram inside the slot.

@@ -352,5 +352,46 @@ TEST(PacketTest, BadSummariesAreDropped) {
       << "scope not strictly ascending";
 }
 
+// Failure confirmation messages (DESIGN §5): round trip, and every kind/state outside the
+// schema's values, or a target outside the blob, is dropped.
+TEST(PacketTest, ProbeAndVerdictRoundTripAndValidation) {
+  auto build = [](MessageType t, uint8_t kind, uint32_t name_len) {
+    Builder b;
+    EncodeOptions o = b.Options();
+    const uint32_t off = b.Put("suspect");
+    o.probe = ProbeFields{kind, 77, 12345, Builder::Ref(off, static_cast<uint8_t>(name_len), 9)};
+    PacketEncoder enc(b.slot, o);
+    auto pkt = b.Finish(enc, t);
+    return std::vector<uint8_t>(pkt.begin(), pkt.end());
+  };
+  for (uint8_t kind : {kProbePing, kProbeAck, kProbePingReq}) {
+    const std::vector<uint8_t> bytes = build(MessageType::kProbe, kind, 7);
+    DecodedPacket p;
+    DropReason r;
+    ASSERT_TRUE(Decode(bytes, DecodeLimits{}, &p, &r)) << DropReasonName(r);
+    EXPECT_EQ(p.type, MessageType::kProbe);
+    EXPECT_EQ(p.probe.kind, kind);
+    EXPECT_EQ(p.probe.seq, 77u);
+    EXPECT_EQ(p.probe.heartbeat, 12345u);
+    EXPECT_EQ(p.probe.target.generation, 9u);
+    EXPECT_EQ(p.Name(p.probe.target), "suspect");
+  }
+  for (uint8_t state : {kVerdictDead, kVerdictAlive}) {
+    const std::vector<uint8_t> bytes = build(MessageType::kVerdict, state, 7);
+    DecodedPacket p;
+    DropReason r;
+    ASSERT_TRUE(Decode(bytes, DecodeLimits{}, &p, &r)) << DropReasonName(r);
+    EXPECT_EQ(p.type, MessageType::kVerdict);
+    EXPECT_EQ(p.probe.kind, state);
+    EXPECT_EQ(p.Name(p.probe.target), "suspect");
+  }
+  EXPECT_EQ(DecodeFails(build(MessageType::kProbe, 0, 7)), DropReason::kBadProbe);
+  EXPECT_EQ(DecodeFails(build(MessageType::kProbe, 4, 7)), DropReason::kBadProbe);
+  EXPECT_EQ(DecodeFails(build(MessageType::kVerdict, 2, 7)), DropReason::kBadProbe);
+  EXPECT_EQ(DecodeFails(build(MessageType::kProbe, kProbePing, 0)), DropReason::kBadName);
+  EXPECT_EQ(DecodeFails(build(MessageType::kVerdict, kVerdictDead, 60)),
+            DropReason::kBadBlobRange);
+}
+
 }  // namespace
 }  // namespace scuttle::wire

@@ -217,6 +217,44 @@ std::vector<uint8_t> MisalignedEntries() {
   Fail("MisalignedEntries", "entries field not found");
 }
 
+// Failure confirmation (engine/probe.h): a Probe or Verdict from peer "n1" about `target`.
+std::vector<uint8_t> ProbePacket(wire::MessageType type, uint8_t kind, std::string_view target,
+                                 Generation gen) {
+  const std::string blob = std::string("n1") + std::string(target);
+  wire::EncodeOptions o;
+  o.cluster_id = kClusterId;
+  o.sender.generation = 1;
+  o.sender.name_off = 0;
+  o.sender.name_len = 2;
+  wire::SetNodeRefEndpoint(PeerEndpoint(1), &o.sender);
+  o.probe.kind = kind;
+  o.probe.seq = 7;
+  o.probe.heartbeat = 3;
+  o.probe.target.generation = gen;
+  o.probe.target.name_off = 2;
+  o.probe.target.name_len = static_cast<uint8_t>(target.size());
+  wire::SetNodeRefEndpoint(PeerEndpoint(2), &o.probe.target);
+  std::span<uint8_t> slot = ScratchSlot();
+  wire::PacketEncoder enc(slot, o);
+  std::span<uint8_t> b = enc.AllocBlob(blob.size());
+  std::memcpy(b.data(), blob.data(), blob.size());
+  const std::span<const uint8_t> pkt = enc.Finish(type);
+  if (pkt.empty()) Fail("ProbePacket", "encode failed");
+  return std::vector<uint8_t>(pkt.begin(), pkt.end());
+}
+
+void Probes() {
+  using wire::MessageType;
+  const Generation self_gen = SelfConfig().generation;
+  Write("probe_ping_self", ProbePacket(MessageType::kProbe, wire::kProbePing, kSelfName, self_gen));
+  Write("probe_ping_req", ProbePacket(MessageType::kProbe, wire::kProbePingReq, "n2", 1));
+  Write("probe_ack", ProbePacket(MessageType::kProbe, wire::kProbeAck, "n2", 1));
+  Write("verdict_dead_self",
+        ProbePacket(MessageType::kVerdict, wire::kVerdictDead, kSelfName, self_gen));
+  Write("verdict_dead_other", ProbePacket(MessageType::kVerdict, wire::kVerdictDead, "n2", 1));
+  Write("verdict_alive_other", ProbePacket(MessageType::kVerdict, wire::kVerdictAlive, "n2", 1));
+}
+
 // Real engines talking to an engine configured like the fuzz target.
 void Conversation() {
   CheckingSink self_sink;
@@ -280,6 +318,7 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(scuttle::fuzz::g_dir);
   scuttle::fuzz::HandBuilt();
   scuttle::fuzz::Conversation();
+  scuttle::fuzz::Probes();
   std::printf("make_corpus: %zu files, %zu bytes in %s\n", scuttle::fuzz::g_files,
               scuttle::fuzz::g_bytes, argv[1]);
   return 0;

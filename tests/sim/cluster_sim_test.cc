@@ -583,5 +583,67 @@ TEST(ClusterCli, PlantedBugExitsOne) {
       << out;
 }
 
+// ---- Failure detection: detect -> confirm -> spread (DESIGN §5, engine/probe.h) ----------
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Crashes and a 5 s pause under 5% loss: every crash is confirmed and spread to every
+// survivor within a few intervals, nobody responsive is declared dead, and the paused node
+// declares nobody dead when it wakes.
+ClusterSimConfig DetectionConfig(uint64_t seed, uint32_t nodes, double loss) {
+  ClusterSimConfig c = Base(seed, nodes, 70);
+  c.write_rate = 1;
+  c.link.loss = loss;
+  c.membership.initial_interval_us = 0;  // the prior is the gossip interval
+  return c;
+}
+
+TEST(ClusterDetection, CrashesConfirmedFastNoFalseDeathsUnderLossAndAPause) {
+  for (uint64_t seed : {1, 2}) {
+    ClusterSim sim(DetectionConfig(seed, 60, 0.05));
+    sim.RunRounds(20);
+    sim.Crash(5);
+    sim.Crash(17);
+    sim.Pause(30, 5 * kUsPerSec);
+    sim.RunRounds(10);
+    uint64_t paused_accused = sim.engine(30).probe_stats().confirmed_dead;
+    ExpectClean(sim);
+    const ClusterSimStats& s = sim.stats();
+    EXPECT_EQ(s.false_deaths, 0u) << Describe(sim);
+    EXPECT_EQ(paused_accused, 0u) << "the paused node accused someone on waking";
+    EXPECT_GE(s.late_ticks, 1u);
+    EXPECT_EQ(s.detection_intervals.size(), 2u * 58u) << "every survivor, both crashes";
+    EXPECT_LE(Median(s.detection_intervals), 8.0) << Describe(sim);
+    EXPECT_GT(s.confirmed_dead, 0u);
+    EXPECT_GT(s.verdicts_applied, 0u);
+  }
+}
+
+// The planted bug (refutation ignored): a node paused long enough to be declared dead
+// comes back and refutes; with the bug the others keep it dead and the checker says so.
+TEST(ClusterDetection, IgnoredRefutationIsCaught) {
+  for (bool bug : {false, true}) {
+    ClusterSimConfig c = DetectionConfig(3, 30, 0);
+    c.membership.testonly_ignore_refutation = bug;
+    ClusterSim sim(c);
+    sim.RunRounds(15);
+    sim.Pause(4, 20 * kUsPerSec);  // far beyond the confirmation window
+    sim.RunRounds(50);
+    const ClusterSimStats& s = sim.Finish();
+    EXPECT_GT(s.paused_declared_dead, 0u);
+    const uint64_t caught =
+        s.violations_by_kind[static_cast<size_t>(ViolationKind::kLiveDeclaredDead)];
+    if (bug) {
+      EXPECT_GT(caught, 0u) << "the checker missed an ignored refutation";
+    } else {
+      EXPECT_EQ(s.invariant_violations, 0u) << Describe(sim);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace scuttle::sim

@@ -1,0 +1,249 @@
+// Failure confirmation: detect -> confirm -> spread (engine/probe.h; DESIGN §5, SWIM §4,
+// Lifeguard §4).
+#include <algorithm>
+
+#include "engine/delta_builder.h"
+#include "engine/engine.h"
+#include "engine/node_state.h"
+
+namespace scuttle {
+
+TimeUs Engine::ProbeTimeoutUs() const {
+  const MembershipConfig& m = config_.membership;
+  const TimeUs base = m.probe_timeout_us > 0 ? m.probe_timeout_us : config_.gossip_interval_us;
+  return base * (1 + probe_.health);
+}
+
+void Engine::RaiseHealth() {
+  probe_.health = std::min(probe_.health + 1, kMaxLocalHealth);
+  probe_.on_time_ticks = 0;
+  probe_.stats.health_max =
+      std::max<uint64_t>(probe_.stats.health_max, static_cast<uint64_t>(probe_.health));
+}
+
+// Lifeguard local health: a tick more than a round late means this process stalled (a
+// SIGSTOP, a swapped-out or overloaded host). Nobody's heartbeat could reach us meanwhile,
+// so the stall is not evidence against them: shift their silence clocks by it, drop the
+// probes whose deadlines ran out while we slept, and widen our own timeouts for a while.
+void Engine::ProbeTick(TimeUs now_us) {
+  const TimeUs interval = config_.gossip_interval_us;
+  if (probe_.last_tick_us >= 0) {
+    const TimeUs gap = now_us - probe_.last_tick_us;
+    if (gap > 2 * interval) {
+      ++probe_.stats.late_ticks;
+      membership_.Rebase(cluster_, gap - interval, now_us);
+      probe_.pending.clear();
+      probe_.relays.clear();
+      RaiseHealth();
+    } else if (probe_.health > 0 && ++probe_.on_time_ticks >= kHealthyTicksPerStep) {
+      --probe_.health;
+      probe_.on_time_ticks = 0;
+    }
+  }
+  probe_.last_tick_us = now_us;
+}
+
+void Engine::StartProbes(TimeUs now_us) {
+  const MembershipConfig& m = config_.membership;
+  const size_t max_probes = static_cast<size_t>(std::max(m.max_probes, 0));
+  for (NodeState* node : cluster_.nodes()) {
+    if (probe_.pending.size() >= max_probes) break;
+    if (node == &cluster_.self() || node->liveness.state != MemberState::kSuspect ||
+        !node->endpoint.valid()) {
+      continue;
+    }
+    const bool probing =
+        std::any_of(probe_.pending.begin(), probe_.pending.end(),
+                    [&](const PendingProbe& p) { return p.name == node->name(); });
+    if (probing) continue;
+    PendingProbe p;
+    p.name = node->name();
+    p.generation = node->generation();
+    p.heartbeat = node->heartbeat;
+    p.seq = probe_.next_seq++;
+    p.deadline_us = now_us + ProbeTimeoutUs();
+    ++probe_.stats.suspicions;
+    if (SendProbe(node->endpoint, wire::kProbePing, p.seq, p.heartbeat, MakeNodeRef(*node, 0),
+                  node->name())) {
+      ++probe_.stats.pings_sent;
+    }
+    probe_.pending.push_back(std::move(p));
+  }
+}
+
+void Engine::AdvanceProbes(TimeUs now_us) {
+  std::erase_if(probe_.relays, [&](const RelayedProbe& r) { return r.deadline_us <= now_us; });
+  std::vector<PendingProbe> keep;
+  for (PendingProbe& p : probe_.pending) {
+    NodeState* node = cluster_.Find(p.name);
+    // Resolved without us: it came back (heartbeat, ack), restarted, or was declared.
+    if (node == nullptr || node->generation() != p.generation ||
+        node->liveness.state != MemberState::kSuspect || node->heartbeat != p.heartbeat) {
+      continue;
+    }
+    if (p.deadline_us > now_us) {
+      keep.push_back(std::move(p));
+      continue;
+    }
+    if (!p.indirect) {
+      // SWIM ping-req: k random live members ping it for us; one more direct ping too.
+      p.indirect = true;
+      p.deadline_us = now_us + 2 * ProbeTimeoutUs();
+      const wire::NodeRef ref = MakeNodeRef(*node, 0);
+      if (SendProbe(node->endpoint, wire::kProbePing, p.seq, p.heartbeat, ref, p.name)) {
+        ++probe_.stats.pings_sent;
+      }
+      membership_.ChoosePeers(cluster_, config_.membership.probe_relays + 1, {}, rng_, &peers_);
+      int asked = 0;
+      for (const Endpoint& relay : peers_) {
+        if (relay == node->endpoint || asked >= config_.membership.probe_relays) continue;
+        if (SendProbe(relay, wire::kProbePingReq, p.seq, p.heartbeat, ref, p.name)) {
+          ++probe_.stats.ping_reqs_sent;
+          ++asked;
+        }
+      }
+      keep.push_back(std::move(p));
+      continue;
+    }
+    // No ack, direct or relayed, within the bounded time: confirmed dead.
+    if (membership_.Declare(*node, now_us, events_)) {
+      ++probe_.stats.confirmed_dead;
+      // The suspect hears it too: a live one refutes at once (SWIM tells the suspect).
+      SpreadVerdict(*node, wire::kVerdictDead, p.heartbeat, node->endpoint);
+    }
+  }
+  probe_.pending = std::move(keep);
+}
+
+bool Engine::SendProbe(const Endpoint& to, uint8_t kind, uint32_t seq, uint64_t heartbeat,
+                       const wire::NodeRef& target, std::string_view target_name) {
+  const wire::ProbeFields f{kind, seq, heartbeat, target};
+  const bool sent = Send(
+      to, Outgoing{.type = wire::MessageType::kProbe, .probe = &f, .probe_name = target_name});
+  if (!sent) RaiseHealth();  // a full send queue is our problem, not the peer's
+  return sent;
+}
+
+void Engine::SpreadVerdict(const NodeState& node, uint8_t state, uint64_t heartbeat,
+                           const Endpoint& also) {
+  const wire::ProbeFields f{state, 0, heartbeat, MakeNodeRef(node, 0)};
+  membership_.ChoosePeers(cluster_, config_.fanout, {}, rng_, &peers_);
+  if (also.valid() && std::find(peers_.begin(), peers_.end(), also) == peers_.end()) {
+    peers_.push_back(also);
+  }
+  const std::vector<Endpoint> to = peers_;
+  for (const Endpoint& ep : to) {
+    Send(ep, Outgoing{.type = wire::MessageType::kVerdict, .probe = &f, .probe_name = node.name()});
+  }
+}
+
+void Engine::HandleProbe(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
+  const wire::ProbeFields& f = pkt.probe;
+  const std::string_view target = pkt.Name(f.target);
+  NodeState& self = cluster_.self();
+  switch (f.kind) {
+    case wire::kProbePing: {
+      // Answer only for our own incarnation; the ack mirrors the ping's fields.
+      if (target != self.name() || f.target.generation != self.generation()) return;
+      if (SendProbe(from, wire::kProbeAck, f.seq, self.heartbeat, MakeNodeRef(self, 0),
+                    self.name())) {
+        ++probe_.stats.acks_sent;
+      }
+      return;
+    }
+    case wire::kProbePingReq: {
+      const NodeState* node = cluster_.Find(target);
+      if (node == nullptr || node == &self || node->generation() != f.target.generation ||
+          !node->endpoint.valid() || probe_.relays.size() >= kMaxRelays) {
+        ++probe_.stats.relay_drops;
+        return;
+      }
+      RelayedProbe r;
+      r.seq = probe_.next_seq++;
+      r.origin_seq = f.seq;
+      r.origin = from;
+      r.target = node->name();
+      r.deadline_us = now_us + 3 * ProbeTimeoutUs();
+      if (SendProbe(node->endpoint, wire::kProbePing, r.seq, f.heartbeat, MakeNodeRef(*node, 0),
+                    node->name())) {
+        ++probe_.stats.relayed;
+        probe_.relays.push_back(std::move(r));
+      }
+      return;
+    }
+    case wire::kProbeAck:
+      OnProbeAck(pkt, now_us);
+      return;
+    default:
+      return;
+  }
+}
+
+void Engine::OnProbeAck(const wire::DecodedPacket& pkt, TimeUs now_us) {
+  const wire::ProbeFields& f = pkt.probe;
+  const std::string_view target = pkt.Name(f.target);
+  NodeState* node = cluster_.Find(target);
+  if (node == nullptr || node->generation() != f.target.generation) return;
+  // An ack for a ping we relayed: pass it on to the asker with its own seq.
+  for (auto it = probe_.relays.begin(); it != probe_.relays.end(); ++it) {
+    if (it->seq != f.seq || it->target != target) continue;
+    const Endpoint origin = it->origin;
+    const uint32_t origin_seq = it->origin_seq;
+    probe_.relays.erase(it);
+    SendProbe(origin, wire::kProbeAck, origin_seq, f.heartbeat, f.target, target);
+    break;
+  }
+  const bool ours =
+      std::any_of(probe_.pending.begin(), probe_.pending.end(), [&](const PendingProbe& p) {
+        return p.seq == f.seq && p.name == target;
+      });
+  if (!ours) return;
+  ++probe_.stats.acks_received;
+  if (probe_.health > 0) --probe_.health;  // Lifeguard: a successful probe lowers it
+  if (f.heartbeat > node->heartbeat) {
+    node->heartbeat = f.heartbeat;
+    membership_.OnHeartbeat(*node, now_us, events_);
+  } else {
+    membership_.OnProbeAck(*node, now_us, events_);
+  }
+  std::erase_if(probe_.pending, [&](const PendingProbe& p) { return p.name == target; });
+}
+
+void Engine::HandleVerdict(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
+  const wire::ProbeFields& f = pkt.probe;
+  const std::string_view name = pkt.Name(f.target);
+  ++probe_.stats.verdicts_received;
+  NodeState& self = cluster_.self();
+  if (name == self.name()) {
+    // Refute a verdict on this incarnation: a heartbeat above the verdict's wins.
+    if (f.kind != wire::kVerdictDead || f.target.generation != self.generation()) return;
+    self.heartbeat = std::max(self.heartbeat, f.heartbeat) + 1;
+    ++probe_.stats.refutations_sent;
+    SpreadVerdict(self, wire::kVerdictAlive, self.heartbeat, from);
+    return;
+  }
+  NodeState* node = cluster_.Find(name);
+  if (node == nullptr || node->generation() != f.target.generation) return;
+  if (f.kind == wire::kVerdictAlive) {
+    if (config_.membership.testonly_ignore_refutation || f.heartbeat <= node->heartbeat) return;
+    const bool was_down = node->liveness.state == MemberState::kDead ||
+                          node->liveness.state == MemberState::kSuspect;
+    node->heartbeat = f.heartbeat;
+    membership_.OnHeartbeat(*node, now_us, events_);
+    if (was_down) {
+      ++probe_.stats.refutations_applied;
+      SpreadVerdict(*node, wire::kVerdictAlive, f.heartbeat, Endpoint());
+    }
+    return;
+  }
+  if (f.heartbeat < node->heartbeat) {
+    ++probe_.stats.verdicts_stale;  // we heard from it after the prober's last heartbeat
+    return;
+  }
+  if (!membership_.Declare(*node, now_us, events_)) return;  // already dead: infect-and-die
+  ++probe_.stats.verdicts_applied;
+  std::erase_if(probe_.pending, [&](const PendingProbe& p) { return p.name == name; });
+  SpreadVerdict(*node, wire::kVerdictDead, f.heartbeat, Endpoint());
+}
+
+}  // namespace scuttle

@@ -1,0 +1,94 @@
+// Failure confirmation: detect -> confirm -> spread (DESIGN §5; #16).
+//
+// Phi-accrual (engine/membership.h) only raises suspicion. A suspect is then confirmed
+// the way SWIM (Das et al. 2002, §4) and Lifeguard (Dadgar et al. 2018) do it:
+//   1. a direct ping; no ack within probe_timeout ->
+//   2. ping-req through k = probe_relays random live members (and one more direct ping);
+//      no ack within 2 × probe_timeout -> the prober declares it dead.
+// The verdict is tagged with the suspect's (generation, heartbeat) and pushed at once to
+// `fanout` random members; each member that accepts it (it had not seen a newer heartbeat
+// and had not already marked the node dead) pushes it on once more (infect-and-die). With
+// fanout f the verdict reaches all but ~e^-f of the cluster in O(log N) hops, each a
+// network delay rather than a gossip round; the rest still have their own phi.
+//
+// Refutation (SWIM's incarnation number; here the heartbeat, which only the owner raises):
+// a node that hears a dead verdict on its own incarnation raises its heartbeat and pushes
+// an alive verdict with it. Every member orders the two by heartbeat, so the refutation
+// wins, and anti-entropy carries the higher heartbeat to anyone the push missed (a node
+// marked dead comes back at its next heartbeat whichever way it arrives).
+//
+// Local health (Lifeguard §4.3): a tick that comes late by more than a round (a paused
+// process, an overloaded loop) shifts every peer's silence clock by the stall and raises
+// the local health multiplier h (0..kMaxLocalHealth); probe timeouts and the phi-only dead
+// threshold are multiplied by (1 + h). A send that fails for want of a buffer raises it
+// too; each ack received lowers it, and so does a run of on-time ticks.
+//
+// Message sizes: a Probe and its ack carry the same fields (the same target name), so no
+// reply is larger than its request; a relay pings only members from its own table (never
+// an address taken from the packet), so ping-req cannot be aimed at a stranger.
+#ifndef SCUTTLE_ENGINE_PROBE_H_
+#define SCUTTLE_ENGINE_PROBE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/types.h"
+#include "wire/endpoint.h"
+
+namespace scuttle {
+
+inline constexpr int kMaxLocalHealth = 8;
+// Ping-reqs a member relays at once (bounded; more are dropped and counted).
+inline constexpr size_t kMaxRelays = 64;
+// On-time ticks that lower the local health multiplier by one.
+inline constexpr int kHealthyTicksPerStep = 10;
+
+struct PendingProbe {
+  std::string name;
+  Generation generation = 0;
+  uint64_t heartbeat = 0;  // the suspect's heartbeat when probing began (the verdict's tag)
+  uint32_t seq = 0;
+  TimeUs deadline_us = 0;
+  bool indirect = false;   // the ping-req round is under way
+};
+
+struct RelayedProbe {
+  uint32_t seq = 0;         // ours, in the ping we sent the target
+  uint32_t origin_seq = 0;  // the asker's
+  Endpoint origin;
+  std::string target;
+  TimeUs deadline_us = 0;
+};
+
+struct ProbeStats {
+  uint64_t suspicions = 0;         // probes started
+  uint64_t pings_sent = 0;
+  uint64_t ping_reqs_sent = 0;
+  uint64_t acks_sent = 0;
+  uint64_t acks_received = 0;      // answers to our own probes
+  uint64_t relayed = 0;            // ping-reqs we served
+  uint64_t relay_drops = 0;        // ping-reqs refused: table full or unknown target
+  uint64_t confirmed_dead = 0;     // verdicts this node reached by probing
+  uint64_t verdicts_received = 0;
+  uint64_t verdicts_applied = 0;   // dead verdicts that marked a node dead here
+  uint64_t verdicts_stale = 0;     // dead verdicts older than a heartbeat we had seen
+  uint64_t refutations_sent = 0;   // alive verdicts on ourselves
+  uint64_t refutations_applied = 0;  // alive verdicts that revived a node here
+  uint64_t late_ticks = 0;         // local health: ticks a round or more late
+  uint64_t health_max = 0;         // the highest local health multiplier reached
+};
+
+struct ProbeState {
+  std::vector<PendingProbe> pending;  // <= MembershipConfig::max_probes
+  std::vector<RelayedProbe> relays;   // <= kMaxRelays
+  uint32_t next_seq = 1;
+  int health = 0;  // Lifeguard local health multiplier
+  int on_time_ticks = 0;
+  TimeUs last_tick_us = -1;
+  ProbeStats stats;
+};
+
+}  // namespace scuttle
+
+#endif  // SCUTTLE_ENGINE_PROBE_H_
