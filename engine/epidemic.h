@@ -49,7 +49,8 @@ struct EpidemicConfig {
   // feedback and counter still decide when a node loses interest, and anti-entropy stays
   // the safety net). Each node forwards an update once on first hearing, so the push costs
   // about fanout messages per node per update and spreads in network delays, not rounds.
-  bool push_fresh = true;
+  // Off by default until measured against the round-based push (no figures yet).
+  bool push_fresh = false;
   // Expected number of retention sites per owner keeping dormant death certificates.
   int retention_sites = 3;
   TimeUs dormant_grace_us = 0;  // τ2; 0 means 10 × tombstone grace
