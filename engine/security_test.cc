@@ -301,7 +301,8 @@ TEST(SecurityTest, TamperedAndTruncatedSealedDatagramsAreCountedByReason) {
   deliver(std::vector<uint8_t>(syn.begin(), syn.end() - 1));
   EXPECT_EQ(Sec(a, SecurityDrop::kTruncated), 1u);
   std::vector<uint8_t> bad_cipher = syn;
-  bad_cipher[syn.size() - wire::kSealTrailerBytes + 4] = 77;
+  ASSERT_GT(syn.size(), wire::kHeaderBytes + wire::kSealTrailerBytes);
+  bad_cipher.at(syn.size() - wire::kSealTrailerBytes + 4) = 77;
   deliver(bad_cipher);
   EXPECT_EQ(Sec(a, SecurityDrop::kCipherUnavailable), 1u);
   deliver(syn);
