@@ -530,19 +530,27 @@ class Cluster:
         if self.closed:
             return
         self.closed = True
-        for n in self.nodes:
-            if n.proc and n.proc.poll() is None:
-                try:
-                    n.proc.kill()
-                    n.proc.wait(10)
-                except Exception:  # noqa: BLE001
-                    pass
-            if n.log_file and not n.log_file.closed:
-                n.log_file.close()
+        stop_nodes(self.nodes)
         self.ports.release_all()
         if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)
 
+
+
+def stop_nodes(nodes, resume_first=False):
+    """Kills every node process still running and closes its log. resume_first sends
+    SIGCONT first, for a node a test left paused with SIGSTOP."""
+    for n in nodes:
+        if n.proc and n.proc.poll() is None:
+            try:
+                if resume_first:
+                    n.proc.send_signal(signal.SIGCONT)
+                n.proc.kill()
+                n.proc.wait(10)
+            except Exception:  # noqa: BLE001
+                pass
+        if n.log_file and not n.log_file.closed:
+            n.log_file.close()
 
 _CLUSTERS = []
 

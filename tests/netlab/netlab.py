@@ -500,16 +500,7 @@ table bridge netlab {
         if self.closed:
             return
         self.closed = True
-        for n in self.nodes:
-            if n.proc and n.proc.poll() is None:
-                try:
-                    n.proc.send_signal(signal.SIGCONT)
-                    n.proc.kill()
-                    n.proc.wait(10)
-                except Exception:  # noqa: BLE001
-                    pass
-            if n.log_file and not n.log_file.closed:
-                n.log_file.close()
+        harness.stop_nodes(self.nodes, resume_first=True)
         if self.relay:
             self.relay.close()
         for ns in reversed(self.namespaces):
