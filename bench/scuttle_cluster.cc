@@ -3,7 +3,7 @@
 // N real Engines in one process, each with its own io::Transport on 127.0.0.1:<port>
 // (real UDP sockets on loopback), driven by a few worker threads. Each worker sweeps its
 // engines: Poll(0) -> Engine::OnPacket, a jittered gossip timer (interval ±10%, as
-// io/node.cc arms it) -> Engine::OnTick, then Flush; it sleeps 0.5 ms when a sweep found
+// node/node.cc arms it) -> Engine::OnTick, then Flush; it sleeps 0.5 ms when a sweep found
 // nothing to do. Engine state is touched only by its worker; the main thread posts
 // commands (writes, kills, checks) to a worker's queue. Events (EventSink) timestamp
 // arrivals on the worker with the same clock the writes use.

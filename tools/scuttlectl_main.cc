@@ -26,7 +26,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "httplib.h"
-#include "io/keyring_file.h"
+#include "node/keyring_file.h"
 #include "nlohmann/json.hpp"
 #include "wire/absl_compat.h"
 #include "wire/seal.h"
@@ -270,7 +270,7 @@ class Api {
     client_->set_read_timeout(a.timeout_s, 0);
     client_->set_write_timeout(a.timeout_s, 0);
     if (!a.token_file.empty()) {
-      absl::StatusOr<std::string> token = io::LoadSecretFile(a.token_file);
+      absl::StatusOr<std::string> token = LoadSecretFile(a.token_file);
       if (!token.ok()) {
         std::fprintf(stderr, "scuttlectl: --token_file: %s\n",
                      std::string(token.status().message()).c_str());

@@ -26,13 +26,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
-#include "io/keyring_file.h"
-#include "io/node.h"
+#include "node/keyring_file.h"
+#include "node/node.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
-#include "tools/admin_server.h"
-#include "tools/advertise.h"
-#include "tools/persister.h"
+#include "api/admin_server.h"
+#include "node/advertise.h"
+#include "node/persister.h"
 #include "wire/absl_compat.h"
 #include "wire/packet.h"
 
@@ -471,7 +471,7 @@ Config ReadFlags() {
     a.listen = ParseAddrFlag("admin_addr", admin, /*allow_port0=*/true);
     const std::string token_file = absl::GetFlag(FLAGS_admin_token_file);
     if (!token_file.empty()) {
-      absl::StatusOr<std::string> token = io::LoadSecretFile(token_file);
+      absl::StatusOr<std::string> token = LoadSecretFile(token_file);
       if (!token.ok()) BadFlag(absl::StrCat("--admin_token_file: ", token.status().message()));
       a.token = *token;
     } else if (!IsLoopback(a.listen) && !absl::GetFlag(FLAGS_admin_insecure)) {

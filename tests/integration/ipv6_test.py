@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """scuttled over IPv6: a cluster on [::1] (bind, advertise and seeds all IPv6), and a
 dual-stack cluster of [::]-bound nodes where some members advertise IPv6 and others IPv4
-addresses. Also the default advertised address of a [::]-bound node (tools/advertise.h):
+addresses. Also the default advertised address of a [::]-bound node (node/advertise.h):
 IPv6 when the host has a usable IPv6 address. Skipped (77) when the host has no IPv6
 loopback.
 

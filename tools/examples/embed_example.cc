@@ -10,7 +10,7 @@
 #include <mutex>
 #include <string>
 
-#include "io/node.h"
+#include "node/node.h"
 
 namespace {
 
