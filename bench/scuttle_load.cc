@@ -10,10 +10,17 @@
 //                       one io_uring_enter per iteration (submit sends + wait)
 //     transport_uring   io::Transport (io_uring): Poll -> AcquireTx/CommitTx -> Flush
 //     transport_epoll   io::Transport (epoll + recvmmsg/sendmmsg)
+//     transport_*_sealed  the same, keyed: the generator seals every request with a fresh
+//                       counter, the server opens it (replay-checked) and seals its reply
+//                       in place in the send slot; same wire sizes as the plaintext rows
 //   kind "handshake"  Syn -> SynAck -> Ack: the generator replays a recorded Syn (from a
-//                     real client Engine) and, for every SynAck, the recorded Ack.
+//                     real client Engine) and, for every SynAck, the recorded Ack. Both echo
+//                     the server's return-routability cookie, so the reply guard stays on.
 //     engine_uring      Engine::OnPacket on io::Transport (io_uring), the loop io/node.cc runs
 //     engine_epoll      the same on the epoll transport
+//     engine_*_sealed   the same with a keyring on both sides (wire/seal.h): the generator
+//                       seals each Syn and Ack afresh (new counter, in place in its send
+//                       slot), so the server's replay window accepts every one
 //     raw_mmsg/raw_uring  the same sizes (Syn, SynAck, Ack bytes) with synthetic content
 //     raw_mmsg_copy/raw_uring_copy  the same, but every reply is first copied from a
 //                       256 KiB source into one of kServerBatch rotating send buffers, as
@@ -64,9 +71,12 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "engine/replay.h"
 #include "io/clock.h"
 #include "io/transport.h"
 #include "nlohmann/json.hpp"
+#include "wire/packet.h"
+#include "wire/seal.h"
 
 namespace scuttle::bench {
 namespace {
@@ -136,6 +146,45 @@ struct Mapped {
   uint8_t* data;
   size_t size;
 };
+
+// The key every sealed server and the generator share (fixed: runs are reproducible).
+const wire::Keyring& BenchKeyring() {
+  static const wire::Keyring ring = [] {
+    wire::KeyBytes key;
+    for (size_t i = 0; i < key.size(); ++i) key[i] = static_cast<uint8_t>(0x40 + i * 7);
+    wire::Keyring r;
+    if (!r.Install(key).ok()) Die("keyring install");
+    return r;
+  }();
+  return ring;
+}
+
+// Seals the generator's datagrams as a keyed peer does: one sender id for the whole
+// generator, a counter that rises by one per datagram (the server's replay window drops a
+// repeated one as `replayed`).
+struct GenSealer {
+  const wire::Key* key = nullptr;
+  wire::Cipher cipher = wire::Cipher::kAes256Gcm;
+  uint64_t sender_id = 0x6c6f61642d67656eULL;  // "load-gen"
+  uint64_t counter = 1;
+  // Copies the plaintext datagram into `slot` and seals it there, in place; returns the
+  // sealed length. REQUIRES: slot has plain.size() + kSealTrailerBytes bytes.
+  size_t SealInto(std::span<const uint8_t> plain, uint8_t* slot) {
+    std::memcpy(slot, plain.data(), plain.size());
+    return wire::Seal(std::span<uint8_t>(slot, plain.size() + wire::kSealTrailerBytes),
+                      plain.size(), wire::SealParams{key, cipher, sender_id, counter++})
+        .size();
+  }
+};
+
+// A plaintext datagram header for `len` bytes (header included): what wire::Seal needs.
+void WriteHeader(uint8_t* d, size_t len) {
+  wire::PacketHeader h{};
+  h.magic = wire::kMagic;
+  h.version = wire::kProtocolVersion;
+  h.payload_bytes = static_cast<uint32_t>(len - wire::kHeaderBytes);
+  std::memcpy(d, &h, sizeof(h));
+}
 
 int64_t ThreadCpuNs(std::thread& t) {
   clockid_t id;
@@ -463,14 +512,26 @@ void CountTransportDrops(const io::Transport& t, ServerCounters& c) {
 }
 
 // The Transport API doing the raw servers' job: a request gets a reply slot, stamped, sent.
+// Sealed: each request is opened (wire::Open into one reused buffer) and replay-checked,
+// and each reply is sealed in place in its send slot, as the engine does; the datagrams
+// on the wire keep the plaintext rows' sizes (the payload gives the trailer its 40 B).
 class TransportServer final : public Server {
  public:
-  TransportServer(io::IoKind kind, size_t reply_bytes)
-      : t_(MustOpen(TransportOpts(kind, 0))), reply_bytes_(reply_bytes) {}
+  TransportServer(io::IoKind kind, size_t reply_bytes, bool sealed)
+      : t_(MustOpen(TransportOpts(kind, 0))),
+        reply_bytes_(reply_bytes),
+        sealed_(sealed),
+        open_buf_(sealed ? kBufBytes : 0),
+        replay_(64) {
+    sealer_.key = &BenchKeyring().primary();
+    sealer_.cipher = wire::ResolveCipher(wire::Cipher::kAuto);
+    sealer_.sender_id = 0x6c6f61642d737276ULL;  // "load-srv"
+  }
   uint16_t port() const override { return t_->local_endpoint().port; }
   void Run(const std::atomic<bool>& stop, ServerCounters& c) override {
     while (!stop.load(std::memory_order_relaxed)) {
       absl::Status s = t_->Poll(kServerPollUs, [&](const io::RxDatagram& d) {
+        if (sealed_) return ReplySealed(d);
         if (d.data.empty() || d.data[0] != kReqTag) return;
         std::span<uint8_t> slot = t_->AcquireTx(reply_bytes_);
         if (slot.empty()) return;
@@ -480,20 +541,45 @@ class TransportServer final : public Server {
       if (!s.ok()) Die(std::string(s.message()));
       if (absl::Status f = t_->Flush(); !f.ok()) Die(std::string(f.message()));
       CountTransportDrops(*t_, c);
+      if (sealed_) c.drops.fetch_add(open_drops_, std::memory_order_relaxed);  // cumulative
     }
   }
 
  private:
+  void ReplySealed(const io::RxDatagram& d) {
+    wire::Opened opened;
+    wire::OpenError err;
+    if (!wire::Open(d.data, BenchKeyring(), open_buf_, &opened, &err) ||
+        replay_.Accept(opened.sender_id, opened.counter) != ReplayVerdict::kFresh ||
+        opened.datagram.size() <= wire::kHeaderBytes || opened.datagram[wire::kHeaderBytes] != kReqTag) {
+      ++open_drops_;
+      return;
+    }
+    std::span<uint8_t> slot = t_->AcquireTx(reply_bytes_);
+    if (slot.empty()) return;
+    const size_t plain = reply_bytes_ - wire::kSealTrailerBytes;
+    WriteHeader(slot.data(), plain);
+    slot[wire::kHeaderBytes] = kReplyTag;
+    const std::span<const uint8_t> sealed = wire::Seal(
+        slot, plain, wire::SealParams{sealer_.key, sealer_.cipher, sealer_.sender_id, sealer_.counter++});
+    t_->CommitTx(d.from, sealed.size());
+  }
+
   std::unique_ptr<io::Transport> t_;
   size_t reply_bytes_;
+  bool sealed_;
+  std::vector<uint8_t> open_buf_;
+  ReplayTable replay_;
+  GenSealer sealer_;
+  uint64_t open_drops_ = 0;
 };
 
 // The engine on a transport, driven as io/node.cc's Runtime drives it (minus its timers).
 class EngineServer final : public Server, public PacketSink {
  public:
-  EngineServer(io::IoKind kind, size_t max_packet_bytes, size_t keys)
+  EngineServer(io::IoKind kind, size_t max_packet_bytes, size_t keys, bool sealed)
       : t_(MustOpen(TransportOpts(kind, max_packet_bytes + 1024))),
-        engine_(Config(max_packet_bytes, t_->local_endpoint()), this, nullptr) {
+        engine_(Config(max_packet_bytes, t_->local_endpoint(), sealed), this, nullptr) {
     const TimeUs now = io::MonotonicNowUs();
     for (size_t i = 0; i < keys; ++i) {
       char key[32], value[64];
@@ -511,13 +597,20 @@ class EngineServer final : public Server, public PacketSink {
       if (!s.ok()) Die(std::string(s.message()));
       if (absl::Status f = t_->Flush(); !f.ok()) Die(std::string(f.message()));
       CountTransportDrops(*t_, c);
+      // Datagrams the engine refused before decoding (bad tag, replayed, ...) count too.
+      uint64_t refused = 0;
+      for (uint64_t x : engine_.stats().security.drops) refused += x;
+      c.drops.fetch_add(refused, std::memory_order_relaxed);
     }
   }
   std::span<uint8_t> Acquire(size_t min_bytes) override { return t_->AcquireTx(min_bytes); }
   void Commit(const Endpoint& to, std::span<const uint8_t> packet) override { t_->CommitTx(to, packet); }
   void Abort() override { t_->AbortTx(); }
 
-  static EngineConfig Config(size_t max_packet_bytes, const Endpoint& self) {
+  // The reply guard (engine/reply_guard.h) stays on, as in scuttled: the replayed Syn and
+  // Ack echo the server's return-routability cookie (RecordHandshake), so every SynAck
+  // takes the verified-peer path. Sealed: keyed like the generator, verify in and out.
+  static EngineConfig Config(size_t max_packet_bytes, const Endpoint& self, bool sealed) {
     EngineConfig c;
     c.cluster_id = "bench-load";
     c.node_name = "load-server";
@@ -525,10 +618,7 @@ class EngineServer final : public Server, public PacketSink {
     c.advertise = self;
     c.max_packet_bytes = max_packet_bytes;
     c.rng_seed = 7;
-    // The generator replays one recorded Syn and cannot echo the server's return-
-    // routability cookie (engine/reply_guard.h), so with the guard on every SynAck would be
-    // capped at 3x the Syn: these rows measure the verified-peer path.
-    if constexpr (requires { c.security.guard.enabled; }) c.security.guard.enabled = false;
+    if (sealed) c.security.keyring = BenchKeyring();
     return c;
   }
 
@@ -540,9 +630,14 @@ class EngineServer final : public Server, public PacketSink {
 // ---- Exchanges and the generator --------------------------------------------------------
 
 struct Exchange {
+  // Plaintext datagrams; `sealed`: the generator seals each copy it sends (GenSealer).
   std::vector<uint8_t> request;
   std::vector<uint8_t> ack;  // empty: none
-  size_t reply_bytes = 0;
+  size_t reply_bytes = 0;    // as received (sealed: with the trailer)
+  bool sealed = false;
+  size_t WireBytes(const std::vector<uint8_t>& d) const {
+    return d.empty() ? 0 : d.size() + (sealed ? wire::kSealTrailerBytes : 0);
+  }
 };
 
 class CaptureSink final : public PacketSink {
@@ -561,9 +656,16 @@ class CaptureSink final : public PacketSink {
   std::vector<uint8_t> buf_;
 };
 
-// One live handshake from a fresh client Engine: returns the Syn it sent, the size of the
-// SynAck it got, and the Ack it answered with. `gen_fd` is connected to the server.
-Exchange RecordHandshake(int gen_fd, uint16_t server_port) {
+// Live handshakes from a fresh client Engine: returns the Syn it sent, the size of the
+// SynAck it got, and the Ack it answered with, from its second handshake. The first one
+// teaches it the server's return-routability cookie (that SynAck, to a still unverified
+// source, is capped at 3x the Syn: engine/reply_guard.h); the second Syn and its Ack echo
+// the cookie, so the server answers replays of them as it answers a verified peer. The
+// client learns at most the capped first SynAck, so the Syn still asks for (nearly)
+// everything. `sealed`: the client is keyed, and the recorded datagrams are opened back
+// to plaintext for the generator to re-seal with its own counter. `gen_fd` is connected
+// to the server.
+Exchange RecordHandshake(int gen_fd, uint16_t server_port, bool sealed) {
   const Endpoint server = Endpoint::V4(INADDR_LOOPBACK, server_port);
   CaptureSink sink;
   EngineConfig c;
@@ -572,31 +674,56 @@ Exchange RecordHandshake(int gen_fd, uint16_t server_port) {
   c.generation = 1;
   c.advertise = Endpoint::V4(INADDR_LOOPBACK, PortOf(gen_fd));
   c.rng_seed = 11;
+  if (sealed) c.security.keyring = BenchKeyring();
   // The classic three-message handshake (a Syn with the full digest, a SynAck carrying the
   // delta): with compact digests the Syn is a summary and the delta comes in a fourth
   // message, which this closed loop (one reply per request) does not model.
   if constexpr (requires { c.digest_summaries; }) c.digest_summaries = false;
   Engine client(c, &sink, nullptr);
-  client.SendSyn(server);
-  if (sink.out.size() != 1) Die("client did not produce one Syn");
   Exchange ex;
-  ex.request = sink.out[0];
-  sink.out.clear();
-  if (::send(gen_fd, ex.request.data(), ex.request.size(), 0) < 0) Die("send Syn");
-  pollfd pfd{gen_fd, POLLIN, 0};
-  if (::poll(&pfd, 1, 2000) != 1) Die("no SynAck within 2 s");
   std::vector<uint8_t> buf(kBufBytes);
-  const ssize_t n = ::recv(gen_fd, buf.data(), buf.size(), 0);
-  if (n <= 0) Die("recv SynAck");
-  ex.reply_bytes = static_cast<size_t>(n);
-  client.OnPacket(io::MonotonicNowUs(), server, std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
-  if (sink.out.size() != 1) Die("client did not answer the SynAck with one Ack");
-  ex.ack = sink.out[0];
-  if (::send(gen_fd, ex.ack.data(), ex.ack.size(), 0) < 0) Die("send Ack");
+  for (int round = 0; round < 2; ++round) {
+    sink.out.clear();
+    client.SendSyn(server);
+    if (sink.out.size() != 1) Die("client did not produce one Syn");
+    ex.request = sink.out[0];
+    sink.out.clear();
+    if (::send(gen_fd, ex.request.data(), ex.request.size(), 0) < 0) Die("send Syn");
+    pollfd pfd{gen_fd, POLLIN, 0};
+    if (::poll(&pfd, 1, 2000) != 1) Die("no SynAck within 2 s");
+    const ssize_t n = ::recv(gen_fd, buf.data(), buf.size(), 0);
+    if (n <= 0) Die("recv SynAck");
+    ex.reply_bytes = static_cast<size_t>(n);
+    client.OnPacket(io::MonotonicNowUs(), server, std::span<const uint8_t>(buf.data(), static_cast<size_t>(n)));
+    if (sink.out.size() != 1) Die("client did not answer the SynAck with one Ack");
+    ex.ack = sink.out[0];
+    if (::send(gen_fd, ex.ack.data(), ex.ack.size(), 0) < 0) Die("send Ack");
+  }
+  if (sealed) {
+    ex.sealed = true;
+    for (std::vector<uint8_t>* d : {&ex.request, &ex.ack}) {
+      std::vector<uint8_t> plain(d->size());
+      wire::Opened opened;
+      wire::OpenError err;
+      if (!wire::Open(*d, BenchKeyring(), plain, &opened, &err)) Die("open a recorded datagram");
+      d->assign(opened.datagram.begin(), opened.datagram.end());
+    }
+  }
   return ex;
 }
 
-Exchange Synthetic(size_t request, size_t reply, size_t ack) {
+// `sealed`: request and ack become valid plaintext datagrams (header + tagged payload)
+// whose sealed form has the given sizes.
+Exchange Synthetic(size_t request, size_t reply, size_t ack, bool sealed) {
+  if (sealed) {  // echo only (no ack)
+    Exchange ex;
+    ex.request.assign(request - wire::kSealTrailerBytes, 0x5a);
+    WriteHeader(ex.request.data(), ex.request.size());
+    ex.request[wire::kHeaderBytes] = kReqTag;
+    ex.reply_bytes = reply;
+    ex.sealed = true;
+    return ex;
+  }
   Exchange ex;
   ex.request.assign(std::max<size_t>(request, 1), 0x5a);
   ex.request[0] = kReqTag;
@@ -634,6 +761,24 @@ void Generate(int fd, const Exchange& ex, uint32_t window, const std::atomic<boo
     m.msg_hdr = {};
     m.msg_hdr.msg_iovlen = 1;
   }
+  // Sealed: every datagram sent gets its own slot (sendmmsg copies, so slots are free
+  // again after each batch), is copied there and sealed in place with the next counter.
+  GenSealer sealer;
+  sealer.key = &BenchKeyring().primary();
+  sealer.cipher = wire::ResolveCipher(wire::Cipher::kAuto);
+  const size_t slot_bytes =
+      (std::max(ex.request.size(), ex.ack.size()) + wire::kSealTrailerBytes + 63) & ~size_t{63};
+  Mapped tx_bufs(ex.sealed ? tx.size() * slot_bytes : 4096);
+  std::vector<iovec> tx_iov(tx.size());
+  auto put = [&](uint32_t k, const std::vector<uint8_t>& plain, iovec* shared) {
+    if (!ex.sealed) {
+      tx[k].msg_hdr.msg_iov = shared;
+      return;
+    }
+    uint8_t* slot = tx_bufs.data + k * slot_bytes;
+    tx_iov[k] = {slot, sealer.SealInto(plain, slot)};
+    tx[k].msg_hdr.msg_iov = &tx_iov[k];
+  };
   auto send_all = [&](uint32_t count) {
     uint32_t sent = 0;
     while (sent < count) {
@@ -647,7 +792,7 @@ void Generate(int fd, const Exchange& ex, uint32_t window, const std::atomic<boo
     }
   };
   auto refill = [&] {
-    for (uint32_t i = 0; i < window; ++i) tx[i].msg_hdr.msg_iov = &req_iov;
+    for (uint32_t i = 0; i < window; ++i) put(i, ex.request, &req_iov);
     send_all(window);
   };
   refill();
@@ -668,8 +813,8 @@ void Generate(int fd, const Exchange& ex, uint32_t window, const std::atomic<boo
       const size_t len = rx[i].msg_len;
       c.reply_min = std::min(c.reply_min, len);
       c.reply_max = std::max(c.reply_max, len);
-      if (!ex.ack.empty()) tx[q++].msg_hdr.msg_iov = &ack_iov;
-      tx[q++].msg_hdr.msg_iov = &req_iov;
+      if (!ex.ack.empty()) put(q++, ex.ack, &ack_iov);
+      put(q++, ex.request, &req_iov);
     }
     replies += static_cast<uint64_t>(n);
     c.replies.store(replies, std::memory_order_relaxed);
@@ -709,15 +854,20 @@ struct Options {
   std::string only_kind;    // echo | handshake
 };
 
+// "*_sealed" servers are keyed (BenchKeyring) and the generator seals what it sends them.
+bool IsSealed(const std::string& server) {
+  return server.size() > 7 && server.compare(server.size() - 7, 7, "_sealed") == 0;
+}
+
 std::unique_ptr<Server> MakeServer(const RunSpec& s) {
   if (s.server == "raw_mmsg") return std::make_unique<RawMmsgServer>(s.reply, false);
   if (s.server == "raw_uring") return std::make_unique<RawUringServer>(s.reply, false);
   if (s.server == "raw_mmsg_copy") return std::make_unique<RawMmsgServer>(s.reply, true);
   if (s.server == "raw_uring_copy") return std::make_unique<RawUringServer>(s.reply, true);
-  if (s.server == "transport_uring") return std::make_unique<TransportServer>(io::IoKind::kUring, s.reply);
-  if (s.server == "transport_epoll") return std::make_unique<TransportServer>(io::IoKind::kEpoll, s.reply);
-  const io::IoKind k = s.server == "engine_uring" ? io::IoKind::kUring : io::IoKind::kEpoll;
-  return std::make_unique<EngineServer>(k, s.profile->max_packet_bytes, s.profile->keys);
+  const bool sealed = IsSealed(s.server);
+  const io::IoKind k = s.server.find("uring") != std::string::npos ? io::IoKind::kUring : io::IoKind::kEpoll;
+  if (s.server.rfind("transport_", 0) == 0) return std::make_unique<TransportServer>(k, s.reply, sealed);
+  return std::make_unique<EngineServer>(k, s.profile->max_packet_bytes, s.profile->keys, sealed);
 }
 
 nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
@@ -741,8 +891,9 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
   to.sin_port = htons(port);
   if (::connect(gen_fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) Die("connect");
 
-  Exchange ex = spec.server.rfind("engine_", 0) == 0 ? RecordHandshake(gen_fd, port)
-                                                     : Synthetic(spec.request, spec.reply, spec.ack);
+  const bool sealed = IsSealed(spec.server);
+  Exchange ex = spec.server.rfind("engine_", 0) == 0 ? RecordHandshake(gen_fd, port, sealed)
+                                                     : Synthetic(spec.request, spec.reply, spec.ack, sealed);
   const uint32_t window = static_cast<uint32_t>(ex.reply_bytes > 8192 ? o.window_large : o.window_small);
   GenCounters gc;
   std::thread gen_thread([&] {
@@ -779,9 +930,10 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
   j["size"] = spec.size_label;
   j["cores"] = spec.cores;
   j["rep"] = spec.rep;
-  j["request_bytes"] = ex.request.size();
+  j["sealed"] = sealed;
+  j["request_bytes"] = ex.WireBytes(ex.request);
   j["reply_bytes"] = ex.reply_bytes;
-  j["ack_bytes"] = ex.ack.size();
+  j["ack_bytes"] = ex.WireBytes(ex.ack);
   j["window"] = window;
   j["seconds"] = dt;
   j["exchanges_per_s"] = exchanges / dt;
@@ -872,7 +1024,7 @@ int Main(int argc, char** argv) {
     to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     to.sin_port = htons(server->port());
     if (::connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) Die("connect");
-    Exchange ex = RecordHandshake(fd, server->port());
+    Exchange ex = RecordHandshake(fd, server->port(), false);
     sizes.push_back({ex.request.size(), ex.reply_bytes, ex.ack.size()});
     stop = true;
     t.join();
@@ -885,7 +1037,8 @@ int Main(int argc, char** argv) {
   for (int rep = 0; rep < o.reps; ++rep) {
     for (int cores : core_counts) {
       for (size_t sz : {size_t{64}, size_t{1400}, kMaxDatagram}) {
-        for (const char* srv : {"raw_mmsg", "raw_uring", "transport_uring", "transport_epoll"}) {
+        for (const char* srv : {"raw_mmsg", "raw_uring", "transport_uring", "transport_epoll",
+                                "transport_uring_sealed", "transport_epoll_sealed"}) {
           RunSpec s;
           s.kind = "echo";
           s.server = srv;
@@ -898,7 +1051,8 @@ int Main(int argc, char** argv) {
       }
       for (size_t pi = 0; pi < std::size(kProfiles); ++pi) {
         for (const char* srv : {"raw_mmsg", "raw_uring", "raw_mmsg_copy", "raw_uring_copy",
-                                "engine_uring", "engine_epoll"}) {
+                                "engine_uring", "engine_epoll", "engine_uring_sealed",
+                                "engine_epoll_sealed"}) {
           RunSpec s;
           s.kind = "handshake";
           s.server = srv;
