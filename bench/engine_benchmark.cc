@@ -8,7 +8,10 @@
 //   BM_DeltaBuildFullCached                  the same digest again: DeltaBuilder reuses its
 //                                            plan, so this is the write alone (a repeated
 //                                            Syn, and the second Plan of every SynAck).
-//   BM_DeltaApply                            decode + apply that delta to a 1M-key replica.
+//   BM_DeltaApply                            decode + apply a fresh full delta of random
+//                                            overwrites to a 1M-key replica.
+//   BM_DeltaApplyWarm                        the same into a 10k-key replica (cache-warm).
+//   BM_DeltaApplyCatchUp                     catch-up inserts into an empty replica (up to 1M).
 //   BM_Memcpy65507                           the baseline.
 //
 // Counters: entries per delta, bytes per datagram, and the state's overhead per key beyond
@@ -161,34 +164,46 @@ void BM_DeltaBuildFullCached(benchmark::State& state) {
 }
 
 // BM_DeltaApply method: every iteration decodes and applies a *fresh* full delta, so each
-// one does the real work (hash lookup of 1M keys, version-index erase + insert, arena
-// append) instead of hitting the "stale" shortcut. An owner with the same 1M keys keeps
-// overwriting random keys; deltas are pre-encoded in batches of kBatch consecutive
+// one does the real work (hash lookup, version-index upkeep, arena append) instead of
+// hitting the "stale" shortcut. Deltas are pre-encoded in batches of kBatch consecutive
 // datagrams (each starting at the previous one's max_version, exactly as the replica's
 // digest would ask), outside the timed region (PauseTiming once per batch, so its cost is
-// amortized over kBatch iterations). The replica's arena compaction, triggered when
-// overwrites leave more garbage than live bytes, is part of apply's amortized cost and is
-// included.
+// amortized over kBatch iterations). Shapes:
+//   - kOverwrite: an owner with K keys keeps overwriting random keys; the replica holds the
+//     same K keys, so every entry replaces a key (random places in a K-key table). The
+//     replica's arena compaction, triggered when overwrites leave more garbage than live
+//     bytes, is part of apply's amortized cost and is included.
+//   - kCatchUp: the replica starts empty and receives the owner's K keys in version order,
+//     every entry a fresh insert (table growth included); when it has them all it is reset
+//     (untimed) and starts over.
+enum class ApplyShape { kOverwrite, kCatchUp };
+
 class ApplyFixture {
  public:
   static constexpr size_t kBatch = 32;
 
-  ApplyFixture()
-      : owner_(std::make_unique<Cluster>("owner-000", 1)),
+  ApplyFixture(ApplyShape shape, size_t keys)
+      : shape_(shape),
+        keys_(keys),
+        owner_(std::make_unique<Cluster>("owner-000", 1)),
         replica_(std::make_unique<Cluster>("replica", 1)) {
-    FillOwner(owner_->self(), kFullKeys);
+    FillOwner(owner_->self(), keys);
     bool replaced = false;
     NodeState* r = replica_->Upsert("owner-000", 1, &replaced);
-    FillReplica(*r, kFullKeys);
+    if (shape == ApplyShape::kOverwrite) {
+      FillReplica(*r, keys);
+      planned_max_ = keys;
+    }
     applier_ = std::make_unique<DeltaApplier>(replica_.get(), Limits{}, nullptr);
-    replica_max_ = r->max_version();
   }
 
+  ApplyShape shape() const { return shape_; }
+  size_t keys() const { return keys_; }
   const NodeState& replica_owner() const { return *replica_->Find("owner-000"); }
   DeltaApplier& applier() { return *applier_; }
 
-  // Next datagram to apply; refills the batch when it runs out. `refill` is called around
-  // the (untimed) refill so the caller can pause the timer.
+  // Next datagram to apply; refills the batch when it runs out. `pause`/`resume` are called
+  // around the (untimed) refill so the caller can stop the timer.
   template <typename Pause, typename Resume>
   const std::vector<uint8_t>& Next(Pause pause, Resume resume) {
     if (cursor_ == batch_.size()) {
@@ -202,18 +217,24 @@ class ApplyFixture {
  private:
   void Refill() {
     NodeState& owner = owner_->self();
-    // Keep the owner ≥ kBatch full deltas (~620 entries each) ahead of the replica.
-    char key[kKeyBytes];
-    char value[kValueBytes];
-    while (owner.max_version() < planned_max_ + kBatch * 800) {
-      const uint64_t i = rng_() % kFullKeys;
-      MakeKey(i, key);
-      MakeValue(i, ++round_, value);
-      owner.Set({key, kKeyBytes}, {value, kValueBytes});
+    if (shape_ == ApplyShape::kOverwrite) {
+      // Keep the owner ≥ kBatch full deltas (~620 entries each) ahead of the replica.
+      char key[kKeyBytes];
+      char value[kValueBytes];
+      while (owner.max_version() < planned_max_ + kBatch * 800) {
+        const uint64_t i = rng_() % keys_;
+        MakeKey(i, key);
+        MakeValue(i, ++round_, value);
+        owner.Set({key, kKeyBytes}, {value, kValueBytes});
+      }
+    } else if (planned_max_ == owner.max_version()) {
+      // The replica caught up: empty it and start the catch-up again.
+      replica_->Find("owner-000")->ResetTo(0);
+      planned_max_ = 0;
     }
     batch_.clear();
     cursor_ = 0;
-    for (size_t b = 0; b < kBatch; ++b) {
+    for (size_t b = 0; b < kBatch && planned_max_ < owner.max_version(); ++b) {
       PeerDigest peer({{&owner, planned_max_}});
       const std::span<const uint8_t> packet = encoder_.Encode(*owner_, peer.packet());
       wire::DecodedPacket decoded;
@@ -235,28 +256,39 @@ class ApplyFixture {
     return z ^ (z >> 31);
   }
 
+  ApplyShape shape_;
+  size_t keys_;
   std::unique_ptr<Cluster> owner_;
   std::unique_ptr<Cluster> replica_;
   std::unique_ptr<DeltaApplier> applier_;
   DeltaEncoder encoder_;
   std::vector<std::vector<uint8_t>> batch_;
   size_t cursor_ = 0;
-  Version replica_max_ = 0;
-  Version planned_max_ = kFullKeys;
+  Version planned_max_ = 0;
   uint64_t round_ = 0;
   uint64_t rng_state_ = 42;
 };
 
-void BM_DeltaApply(benchmark::State& state) {
-  static std::unique_ptr<ApplyFixture> fixture;  // shared by repetitions; deltas keep coming
-  if (fixture == nullptr) fixture = std::make_unique<ApplyFixture>();
-  DeltaApplier& applier = fixture->applier();
+// One fixture at a time, shared by the repetitions of a shape (deltas keep coming); a new
+// shape frees the previous one first.
+ApplyFixture& ApplyFixtureFor(ApplyShape shape, size_t keys) {
+  static std::unique_ptr<ApplyFixture> fixture;
+  if (fixture == nullptr || fixture->shape() != shape || fixture->keys() != keys) {
+    fixture.reset();
+    fixture = std::make_unique<ApplyFixture>(shape, keys);
+  }
+  return *fixture;
+}
+
+void RunDeltaApply(benchmark::State& state, ApplyShape shape, size_t keys) {
+  ApplyFixture& fixture = ApplyFixtureFor(shape, keys);
+  DeltaApplier& applier = fixture.applier();
   const DeltaApplier::Stats before = applier.stats();
   const wire::DecodeLimits limits;
   size_t bytes = 0;
   for (auto _ : state) {
     const std::vector<uint8_t>& datagram =
-        fixture->Next([&] { state.PauseTiming(); }, [&] { state.ResumeTiming(); });
+        fixture.Next([&] { state.PauseTiming(); }, [&] { state.ResumeTiming(); });
     wire::DecodedPacket pkt;
     wire::DropReason reason;
     if (!wire::Decode(datagram, limits, &pkt, &reason)) {
@@ -274,11 +306,26 @@ void BM_DeltaApply(benchmark::State& state) {
     return;
   }
   const double iters = static_cast<double>(state.iterations());
-  state.counters["entries"] =
-      static_cast<double>(after.entries_applied - before.entries_applied) / iters;
+  const double entries = static_cast<double>(after.entries_applied - before.entries_applied);
+  state.counters["entries"] = entries / iters;
+  // Entries applied per second of (CPU) time: 1e9 / this = ns per entry.
+  state.counters["entry_rate"] = benchmark::Counter(entries, benchmark::Counter::kIsRate);
   state.counters["datagram_bytes"] = static_cast<double>(bytes);
-  state.counters["replica_keys"] = static_cast<double>(fixture->replica_owner().num_keys());
+  state.counters["replica_keys"] = static_cast<double>(fixture.replica_owner().num_keys());
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
+}
+
+// Random overwrites into a 1M-key replica (the headline shape).
+void BM_DeltaApply(benchmark::State& state) {
+  RunDeltaApply(state, ApplyShape::kOverwrite, kFullKeys);
+}
+// Random overwrites into a 10k-key replica (the table stays in cache).
+void BM_DeltaApplyWarm(benchmark::State& state) {
+  RunDeltaApply(state, ApplyShape::kOverwrite, 10000);
+}
+// Catch-up inserts into an empty replica, up to 1M keys.
+void BM_DeltaApplyCatchUp(benchmark::State& state) {
+  RunDeltaApply(state, ApplyShape::kCatchUp, kFullKeys);
 }
 
 double MinOf(const std::vector<double>& v) { return *std::min_element(v.begin(), v.end()); }
@@ -299,6 +346,8 @@ BENCHMARK(BM_DeltaBuild)
     ->Args({100, 10000, 10})
     ->ComputeStatistics("min", MinOf);
 BENCHMARK(BM_DeltaApply)->ComputeStatistics("min", MinOf);
+BENCHMARK(BM_DeltaApplyWarm)->ComputeStatistics("min", MinOf);
+BENCHMARK(BM_DeltaApplyCatchUp)->ComputeStatistics("min", MinOf);
 
 }  // namespace
 }  // namespace scuttle::bench
