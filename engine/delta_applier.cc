@@ -1,5 +1,7 @@
 #include "engine/delta_applier.h"
 
+#include <algorithm>
+
 namespace scuttle {
 
 const char* PartOutcomeName(PartOutcome o) {
@@ -104,27 +106,32 @@ PartOutcome DeltaApplier::ApplyPart(const wire::DecodedPacket& pkt,
 
 void DeltaApplier::ApplyEntries(NodeState* node, const wire::DecodedPacket& pkt,
                                 const wire::NodeDeltaView& part, TimeUs now_us) {
-  constexpr size_t kAhead = 6;
   const auto& entries = part.entries;
-  for (size_t i = 0; i < entries.size() && i < kAhead; ++i) node->Prefetch(pkt.Key(entries[i]));
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const wire::Entry& e = entries[i];
-    if (i + kAhead < entries.size()) node->Prefetch(pkt.Key(entries[i + kAhead]));
-    // Entries ascend (checked by the decoder), so everything at or below our max is a
-    // prefix: already reflected locally.
-    if (e.version <= node->max_version()) {
-      ++stats_.entries_skipped;
-      continue;
+  // Entries ascend (checked by the decoder), so everything at or below our max is a
+  // prefix: already reflected locally.
+  size_t i = 0;
+  while (i < entries.size() && entries[i].version <= node->max_version()) ++i;
+  stats_.entries_skipped += i;
+  // Decode into small batches so NodeState overlaps the lookups of a batch (see
+  // NodeState::ApplyBatch); events follow each batch, in entry order.
+  NodeState::Update batch[NodeState::kApplyBatch];
+  while (i < entries.size()) {
+    const size_t n = std::min(NodeState::kApplyBatch, entries.size() - i);
+    for (size_t k = 0; k < n; ++k) {
+      const wire::Entry& e = entries[i + k];
+      batch[k] = {e.version, pkt.Key(e), pkt.Value(e),
+                  e.status == static_cast<uint8_t>(wire::EntryStatus::kTombstone)};
     }
-    const bool tombstone = e.status == static_cast<uint8_t>(wire::EntryStatus::kTombstone);
-    const std::string_view key = pkt.Key(e);
-    const std::string_view value = pkt.Value(e);
-    node->ApplyEntry(e.version, key, value, tombstone, now_us);
-    ++stats_.entries_applied;
+    node->ApplyBatch({batch, n}, now_us);
+    stats_.entries_applied += n;
     if (events_ != nullptr) {
-      events_->OnKey(*node, tombstone ? KeyEvent::kDeleted : KeyEvent::kSet, key, value,
-                     e.version);
+      for (size_t k = 0; k < n; ++k) {
+        const NodeState::Update& u = batch[k];
+        events_->OnKey(*node, u.tombstone ? KeyEvent::kDeleted : KeyEvent::kSet, u.key, u.value,
+                       u.version);
+      }
     }
+    i += n;
   }
 }
 

@@ -12,24 +12,23 @@ namespace scuttle {
 
 const KvArena NodeState::kNoArena;
 
-size_t NodeState::KeyHash::operator()(uint32_t idx) const {
-  return (*this)(s->KeyOf(s->store_->slots[idx]));
-}
-size_t NodeState::KeyHash::operator()(std::string_view key) const {
-  return absl::Hash<absl::string_view>{}(AV(key));
-}
-bool NodeState::KeyEq::operator()(uint32_t a, std::string_view k) const {
-  return s->KeyOf(s->store_->slots[a]) == k;
-}
+namespace {
 
-uint32_t NodeState::Slab::Append() {
+inline void PrefetchRead(const void* p) { __builtin_prefetch(p, 0, 3); }
+
+}  // namespace
+
+// ---- PagedArray ----
+
+template <typename T>
+uint32_t NodeState::PagedArray<T>::Append() {
   constexpr uint32_t kPageSlots = 1u << kPageShift;
   if (size_ < kPageSlots) {
     if (size_ == first_page_slots_) {
-      // Grow the first page by doubling; slots are plain data, so a copy moves them.
+      // Grow the first page by doubling; records are plain data, so a copy moves them.
       const uint32_t grown = std::max(kFirstPageSlots, 2 * first_page_slots_);
-      std::unique_ptr<Slot[]> page(new Slot[grown]);
-      if (size_ > 0) std::memcpy(page.get(), pages_[0].get(), size_t{size_} * sizeof(Slot));
+      std::unique_ptr<T[]> page(new T[grown]);
+      if (size_ > 0) std::memcpy(page.get(), pages_[0].get(), size_t{size_} * sizeof(T));
       if (pages_.empty()) {
         pages_.push_back(std::move(page));
       } else {
@@ -38,16 +37,85 @@ uint32_t NodeState::Slab::Append() {
       first_page_slots_ = grown;
     }
   } else if ((size_ & kMask) == 0 && (size_ >> kPageShift) == pages_.size()) {
-    pages_.push_back(std::unique_ptr<Slot[]>(new Slot[kPageSlots]));
+    pages_.push_back(std::unique_ptr<T[]>(new T[kPageSlots]));
   }
-  (*this)[size_] = Slot{};
+  (*this)[size_] = T{};
   return size_++;
 }
 
-size_t NodeState::Slab::bytes() const {
+template <typename T>
+void NodeState::PagedArray<T>::Truncate(uint32_t n) {
+  assert(n <= size_);
+  size_ = n;
+  // Keep the first page and the page that holds record n (the next Append writes there).
+  const size_t keep = std::max<size_t>(1, (size_t{n} >> kPageShift) + 1);
+  if (pages_.size() > keep) pages_.resize(keep);
+}
+
+template <typename T>
+size_t NodeState::PagedArray<T>::bytes() const {
   const size_t full_pages = pages_.empty() ? 0 : pages_.size() - 1;
-  return (first_page_slots_ + (full_pages << kPageShift)) * sizeof(Slot) +
+  return (first_page_slots_ + (full_pages << kPageShift)) * sizeof(T) +
          pages_.capacity() * sizeof(void*);
+}
+
+// ---- KeyTable ----
+
+uint64_t NodeState::KeyTable::Hash(std::string_view key) {
+  return absl::Hash<absl::string_view>{}(AV(key));
+}
+
+void NodeState::KeyTable::Prefetch(uint64_t hash) const {
+  if (buckets_ != nullptr) PrefetchRead(&buckets_[HomeOf(Tag(hash))]);
+}
+
+void NodeState::KeyTable::Place(uint64_t bucket) {
+  size_t i = HomeOf(static_cast<uint32_t>(bucket >> 32));
+  while (buckets_[i] != 0) i = (i + 1) & mask_;
+  buckets_[i] = bucket;
+}
+
+void NodeState::KeyTable::Grow() {
+  // 8 buckets to start (64 bytes: a node with a few keys stays small), then doubling.
+  const uint32_t new_shift = buckets_ == nullptr ? 32 - 3 : shift_ - 1;
+  const size_t old_capacity = buckets_ == nullptr ? 0 : capacity();
+  std::unique_ptr<uint64_t[]> old = std::move(buckets_);
+  shift_ = new_shift;
+  const size_t new_capacity = size_t{1} << (32 - shift_);
+  mask_ = static_cast<uint32_t>(new_capacity - 1);
+  buckets_.reset(new uint64_t[new_capacity]());
+  for (size_t i = 0; i < old_capacity; ++i) {
+    if (old[i] != 0) Place(old[i]);
+  }
+}
+
+void NodeState::KeyTable::Insert(uint32_t idx, uint64_t hash) {
+  if (buckets_ == nullptr || (size_ + 1) * 4 > capacity() * 3) Grow();
+  Place((uint64_t{Tag(hash)} << 32) | (uint64_t{idx} + 1));
+  ++size_;
+}
+
+void NodeState::KeyTable::Erase(uint32_t idx, uint64_t hash) {
+  const uint64_t want = (uint64_t{Tag(hash)} << 32) | (uint64_t{idx} + 1);
+  size_t i = HomeOf(Tag(hash));
+  while (buckets_[i] != want) {
+    assert(buckets_[i] != 0);
+    i = (i + 1) & mask_;
+  }
+  // Backward-shift deletion: pull later members of the run into the hole unless their
+  // home lies cyclically in (hole, their position].
+  size_t j = i;
+  for (;;) {
+    j = (j + 1) & mask_;
+    if (buckets_[j] == 0) break;
+    const size_t home = HomeOf(static_cast<uint32_t>(buckets_[j] >> 32));
+    const bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+    if (stays) continue;
+    buckets_[i] = buckets_[j];
+    i = j;
+  }
+  buckets_[i] = 0;
+  --size_;
 }
 
 NodeState::NodeState(std::string name, Generation generation)
@@ -55,31 +123,80 @@ NodeState::NodeState(std::string name, Generation generation)
 
 uint32_t NodeState::Find(std::string_view key) const {
   if (store_ == nullptr) return kNoSlot;
-  auto it = store_->key_set.find(key);
-  return it == store_->key_set.end() ? kNoSlot : *it;
+  return FindHashed(key, KeyTable::Hash(key));
+}
+
+uint32_t NodeState::FindHashed(std::string_view key, uint64_t hash) const {
+  const KeyTable& t = store_->keys;
+  if (!t.allocated()) return kNoSlot;
+  const uint32_t tag = KeyTable::Tag(hash);
+  for (size_t i = t.HomeOf(tag);; i = (i + 1) & t.mask()) {
+    const uint64_t b = *t.bucket(i);
+    if (b == 0) return kNoSlot;
+    if (static_cast<uint32_t>(b >> 32) != tag) continue;
+    const uint32_t idx = static_cast<uint32_t>(b) - 1;
+    const Slot& s = store_->slots[idx];
+    if (s.key_len == key.size() && std::memcmp(store_->arena.At(s.kv), key.data(), key.size()) == 0) {
+      return idx;
+    }
+  }
+}
+
+void NodeState::Prefetch(std::string_view key) const {
+  if (store_ != nullptr) store_->keys.Prefetch(KeyTable::Hash(key));
+}
+
+uint32_t NodeState::LogUpperBound(Version v) const {
+  const VersionLog& log = store_->log;
+  uint32_t lo = 0;
+  uint32_t hi = log.size();
+  while (lo < hi) {
+    const uint32_t mid = lo + (hi - lo) / 2;
+    if (log[mid].version() <= v) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  return lo;
+}
+
+uint32_t NodeState::SlotOfVersion(Version version) const {
+  const uint32_t i = LogUpperBound(version);
+  if (i == 0) return kNoSlot;
+  const LogRecord& r = store_->log[i - 1];
+  if (r.version() != version || store_->slots[r.idx].version != version) return kNoSlot;
+  return r.idx;
 }
 
 void NodeState::ForEachAbove(Version v, absl::FunctionRef<bool(const Slot&)> fn) const {
   if (store_ == nullptr) return;
   const Store& st = *store_;
-  for (auto it = st.by_version.upper_bound(v); it != st.by_version.end(); ++it) {
-    if (!fn(st.slots[it->second])) return;
+  const uint32_t n = st.log.size();
+  for (uint32_t i = LogUpperBound(v); i < n; ++i) {
+    const LogRecord& r = st.log[i];
+    const Slot& s = st.slots[r.idx];
+    if (s.version != r.version()) continue;  // stale: overwritten or removed since
+    if (!fn(s)) return;
   }
 }
 
 void NodeState::Scan(std::string_view prefix, absl::FunctionRef<void(const Slot&)> fn) const {
   if (store_ == nullptr) return;
-  for (uint32_t idx : store_->key_set) {
-    const Slot& s = store_->slots[idx];
+  const Store& st = *store_;
+  for (uint32_t idx = 0; idx < st.slots.size(); ++idx) {
+    const Slot& s = st.slots[idx];
+    if (s.version == 0) continue;  // free
     if (s.status != KeyStatus::kTombstone && KeyOf(s).substr(0, prefix.size()) == prefix) fn(s);
   }
 }
 
-// Removes slot idx from the version/tombstone/TTL indexes (not from the key set).
+// Retires slot idx's current version from the tombstone/TTL indexes and leaves its log
+// record stale (not from the key table).
 void NodeState::Unindex(uint32_t idx) {
   Store& st = *store_;
   Slot& s = st.slots[idx];
-  st.by_version.erase(s.version);
+  ++st.log_stale;
   if (s.status == KeyStatus::kTombstone) {
     st.tombstones_by_time.erase({s.time_us, s.version});
     st.tombstones_by_version.erase(s.version);
@@ -90,11 +207,12 @@ void NodeState::Unindex(uint32_t idx) {
   st.arena.Free(s.key_len + s.value_len);
 }
 
-uint32_t NodeState::Write(Version version, std::string_view key, std::string_view value,
-                          KeyStatus status, TimeUs time_us) {
-  if (store_ == nullptr) store_ = std::make_unique<Store>(this);
+uint32_t NodeState::WriteHashed(Version version, std::string_view key, uint64_t hash,
+                                std::string_view value, KeyStatus status, TimeUs time_us) {
+  assert(version != 0);
+  if (store_ == nullptr) store_ = std::make_unique<Store>();
   Store& st = *store_;
-  uint32_t idx = Find(key);
+  uint32_t idx = FindHashed(key, hash);
   const bool fresh = idx == kNoSlot;
   if (fresh) {
     if (st.free_slots.empty()) {
@@ -113,8 +231,11 @@ uint32_t NodeState::Write(Version version, std::string_view key, std::string_vie
   s.value_len = static_cast<uint32_t>(value.size());
   s.status = status;
   s.time_us = time_us;
-  if (fresh) st.key_set.insert(idx);
-  st.by_version.emplace(version, idx);
+  if (fresh) st.keys.Insert(idx, hash);
+  LogRecord& r = st.log[st.log.Append()];
+  r.version_lo = static_cast<uint32_t>(version);
+  r.version_hi = static_cast<uint32_t>(version >> 32);
+  r.idx = idx;
   if (status == KeyStatus::kTombstone) {
     st.tombstones_by_time.insert({time_us, version});
     st.tombstones_by_version.insert(version);
@@ -128,12 +249,15 @@ uint32_t NodeState::Write(Version version, std::string_view key, std::string_vie
 
 void NodeState::RemoveSlot(uint32_t idx) {
   Unindex(idx);
-  store_->key_set.erase(idx);
-  store_->free_slots.push_back(idx);
+  Store& st = *store_;
+  Slot& s = st.slots[idx];
+  st.keys.Erase(idx, KeyTable::Hash(KeyOf(s)));
+  s.version = 0;  // free: its log records are stale
+  st.free_slots.push_back(idx);
 }
 
 void NodeState::ReleaseIfEmpty() {
-  if (store_ != nullptr && store_->key_set.empty()) store_.reset();
+  if (store_ != nullptr && store_->keys.size() == 0) store_.reset();
 }
 
 Version NodeState::Set(std::string_view key, std::string_view value) {
@@ -158,7 +282,8 @@ size_t NodeState::ExpireDue(TimeUs now_us, absl::FunctionRef<void(std::string_vi
   size_t n = 0;
   while (store_ != nullptr && !store_->ttl_index.empty() &&
          store_->ttl_index.begin()->first <= now_us) {
-    const uint32_t idx = store_->by_version.at(store_->ttl_index.begin()->second);
+    const uint32_t idx = SlotOfVersion(store_->ttl_index.begin()->second);
+    assert(idx != kNoSlot);
     // Copy the key out: Delete rewrites the slot into the arena.
     const std::string key(KeyOf(slot(idx)));
     Delete(key, now_us);
@@ -175,12 +300,59 @@ TimeUs NodeState::NextExpiry() const {
 
 void NodeState::ApplyEntry(Version version, std::string_view key, std::string_view value,
                            bool tombstone, TimeUs now_us) {
-  assert(version > max_version_);
-  // A delete of a key we never held still keeps its death certificate: a peer holding an
-  // older set may later ask us for deletes above its max_version (seed 000 invariant).
-  Write(version, key, tombstone ? std::string_view() : value,
-        tombstone ? KeyStatus::kTombstone : KeyStatus::kSet, tombstone ? now_us : 0);
-  max_version_ = version;
+  const Update u{version, key, value, tombstone};
+  ApplyBatch({&u, 1}, now_us);
+}
+
+void NodeState::ApplyBatch(std::span<const Update> updates, TimeUs now_us) {
+  assert(updates.size() <= kApplyBatch);
+  const size_t n = updates.size();
+  uint64_t hash[kApplyBatch];
+  if (store_ != nullptr && n > 1) {
+    // Stages, each over the whole batch, so the cache misses of different entries overlap
+    // (their chains of dependent loads are independent): hash every key and prefetch its
+    // home bucket; walk the probe runs (now arriving) and prefetch the slot of the first
+    // bucket whose stored hash bits match; prefetch that slot's key bytes in the arena. The
+    // writes below then find everything in cache. The stages only warm the cache: the
+    // writes look every key up again, so entries of the batch that insert or collide with
+    // each other stay exact.
+    const Store& st = *store_;
+    const KeyTable& t = st.keys;
+    uint32_t cand[kApplyBatch];
+    for (size_t i = 0; i < n; ++i) {
+      hash[i] = KeyTable::Hash(updates[i].key);
+      t.Prefetch(hash[i]);
+    }
+    if (t.allocated()) {
+      for (size_t i = 0; i < n; ++i) {
+        cand[i] = kNoSlot;
+        const uint32_t tag = KeyTable::Tag(hash[i]);
+        for (size_t j = t.HomeOf(tag);; j = (j + 1) & t.mask()) {
+          const uint64_t b = *t.bucket(j);
+          if (b == 0) break;
+          if (static_cast<uint32_t>(b >> 32) == tag) {
+            cand[i] = static_cast<uint32_t>(b) - 1;
+            PrefetchRead(&st.slots[cand[i]]);
+            break;
+          }
+        }
+      }
+      for (size_t i = 0; i < n; ++i) {
+        if (cand[i] != kNoSlot) PrefetchRead(st.arena.At(st.slots[cand[i]].kv));
+      }
+    }
+  } else {
+    for (size_t i = 0; i < n; ++i) hash[i] = KeyTable::Hash(updates[i].key);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const Update& u = updates[i];
+    assert(u.version > max_version_);
+    // A delete of a key we never held still keeps its death certificate: a peer holding an
+    // older set may later ask us for deletes above its max_version (seed 000 invariant).
+    WriteHashed(u.version, u.key, hash[i], u.tombstone ? std::string_view() : u.value,
+                u.tombstone ? KeyStatus::kTombstone : KeyStatus::kSet, u.tombstone ? now_us : 0);
+    max_version_ = u.version;
+  }
 }
 
 void NodeState::RaiseMaxVersion(Version v) {
@@ -207,7 +379,8 @@ size_t NodeState::GcTombstones(TimeUs now_us, TimeUs grace_us, Version max_remov
     }
     it = st.tombstones_by_time.erase(it);
     st.tombstones_by_version.erase(v);
-    const uint32_t idx = st.by_version.at(v);
+    const uint32_t idx = SlotOfVersion(v);
+    assert(idx != kNoSlot);
     // Already out of the tombstone indexes: let RemoveSlot treat it as a plain slot.
     st.slots[idx].status = KeyStatus::kSet;
     --st.num_tombstones;
@@ -225,7 +398,8 @@ size_t NodeState::GcTombstonesUpTo(Version v) {
   size_t removed = 0;
   while (!st.tombstones_by_version.empty() && *st.tombstones_by_version.begin() <= v) {
     const Version tv = *st.tombstones_by_version.begin();
-    const uint32_t idx = st.by_version.at(tv);
+    const uint32_t idx = SlotOfVersion(tv);
+    assert(idx != kNoSlot);
     RemoveSlot(idx);  // drops it from both tombstone indexes
     if (tv > last_gc_version_) last_gc_version_ = tv;
     ++removed;
@@ -236,26 +410,53 @@ size_t NodeState::GcTombstonesUpTo(Version v) {
 
 void NodeState::MaybeCompact() {
   Store& st = *store_;
+  // The log holds one live record per key; compact once stale records outnumber them, so
+  // scans skip at most as many records as they emit over the log and the amortized cost
+  // per write stays O(1).
+  if (st.log_stale > 64 && st.log_stale > st.log.size() - st.log_stale) CompactLog();
   if (!st.arena.ShouldCompact()) return;
+  // Copy the live bytes in version order (the log order), so entries a delta sends
+  // together stay adjacent in the arena (DeltaBuilder copies adjacent runs with one
+  // memcpy). Every record is live after CompactLog.
+  CompactLog();
   KvArena fresh;
-  for (uint32_t idx : st.key_set) {
-    Slot& s = st.slots[idx];
+  constexpr uint32_t kAhead = 8;
+  const uint32_t n = st.log.size();
+  for (uint32_t i = 0; i < n; ++i) {
+    if (i + 2 * kAhead < n) PrefetchRead(&st.slots[st.log[i + 2 * kAhead].idx]);
+    if (i + kAhead < n) PrefetchRead(st.arena.At(st.slots[st.log[i + kAhead].idx].kv));
+    Slot& s = st.slots[st.log[i].idx];
     s.kv = fresh.Append(KeyOf(s), ValueOf(s));
   }
   st.arena.Swap(fresh);
 }
 
+void NodeState::CompactLog() {
+  Store& st = *store_;
+  VersionLog& log = st.log;
+  constexpr uint32_t kAhead = 16;
+  const uint32_t n = log.size();
+  uint32_t out = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (i + kAhead < n) PrefetchRead(&st.slots[log[i + kAhead].idx]);
+    const LogRecord r = log[i];
+    if (st.slots[r.idx].version == r.version()) log[out++] = r;
+  }
+  log.Truncate(out);
+  st.log_stale = 0;
+}
+
 size_t NodeState::OverheadBytes() const {
   if (store_ == nullptr) return 0;
   const Store& st = *store_;
-  // Store + slab + hash set (slot index + control byte per bucket) + version index; btree
-  // nodes are estimated from their value size and a 70% fill.
+  // Store + slab + key table (8 bytes a bucket) + version log (12 bytes a record, stale
+  // ones included); btree nodes are estimated from their value size and a 70% fill.
   const size_t slab = st.slots.bytes();
-  const size_t set = st.key_set.capacity() * (sizeof(uint32_t) + 1);
-  const size_t btree = st.by_version.size() * (sizeof(Version) + sizeof(uint32_t)) * 10 / 7;
+  const size_t table = st.keys.capacity() * sizeof(uint64_t);
+  const size_t log = st.log.bytes();
   const size_t tomb = st.tombstones_by_time.size() * (16 + 8) * 10 / 7;
   const size_t ttl = st.ttl_index.size() * 16 * 10 / 7;
-  return sizeof(Store) + slab + set + btree + tomb + ttl + st.arena.allocated_bytes() -
+  return sizeof(Store) + slab + table + log + tomb + ttl + st.arena.allocated_bytes() -
          st.arena.live_bytes();
 }
 

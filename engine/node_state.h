@@ -1,12 +1,24 @@
 // NodeState: one node's replicated key-value map (DESIGN §1, §7), as held by any replica.
 //
 // Storage: keys and values in a KvArena; one 32-byte Slot per key (live or tombstone) in a
-// slab; a hash set of slot indexes keyed by the key bytes; and ordered indexes:
-//   - version index: version -> slot, exactly one entry per slot, so "every entry above
-//     version v" is a range scan, O(log n + k) for k entries emitted (seed 000 deltas);
+// slab; a key table (open addressing, linear probing) of slot indexes, each stored with 32
+// bits of its key's hash, so a probe that meets another key almost never reads its slot or
+// its arena bytes, and growth never rehashes a key; and ordered indexes:
+//   - version log: (version, slot) appended on every write. Versions only rise (owner writes
+//     take max+1, the applier only applies above max), so the log is sorted; an overwrite
+//     or a GC leaves its old record behind as stale (the slot's version no longer matches),
+//     readers skip it, and the log is compacted in bulk once stale records outnumber live
+//     ones. "Every entry above version v" is a binary search and a scan of the records
+//     written since v, O(log n + writes since v) (seed 000 deltas), and an overwrite costs
+//     one append instead of an ordered-index erase + insert;
 //   - tombstone index: (tombstone time, version), so GC pops expired tombstones in order;
 //   - TTL index (owner only): (deadline, version), so expiry pops due keys in order.
-// No operation scans all keys except Scan() (an admin read) and Compact() (amortized).
+// No operation scans all keys except Scan() (an admin read) and the compactions (amortized).
+//
+// Applying a delta into a large state is bound by cache misses (bucket, slot, key bytes: a
+// chain of dependent loads per entry), so ApplyBatch() takes a few entries at once and walks
+// them stage by stage (hash all, prefetch their buckets; probe, prefetch the slots; prefetch
+// the keys' arena bytes; then write), overlapping the misses of the batch.
 //
 // Memory: every replica holds a NodeState per known node, and in a large cluster most of
 // them hold no key at all (only heartbeats), so all of the above lives in a Store that is
@@ -18,14 +30,13 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
-#include "absl/container/btree_map.h"
 #include "absl/container/btree_set.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/functional/function_ref.h"
 #include "engine/arena.h"
 #include "engine/membership.h"
@@ -39,23 +50,27 @@ class NodeState {
   struct Slot;
 
  private:
-  // Slots in fixed pages: growth never copies more than one page or doubles the
+  // Records in fixed pages: growth never copies more than one page or doubles the
   // footprint, so the bookkeeping per key stays flat in state size (DESIGN §7, ≤ 64 B per
   // entry). The first page starts at kFirstPageSlots and doubles (copying) up to a full
-  // page, so a node with a handful of keys does not pin 128 KiB per replica.
-  class Slab {
+  // page, so a node with a handful of keys does not pin a full page per replica.
+  template <typename T>
+  class PagedArray {
    public:
-    static constexpr uint32_t kPageShift = 12;  // 4096 slots = 128 KiB per page
+    static constexpr uint32_t kPageShift = 12;  // 4096 records per page
     static constexpr uint32_t kFirstPageSlots = 4;
-    Slot& operator[](uint32_t i) { return pages_[i >> kPageShift][i & kMask]; }
-    const Slot& operator[](uint32_t i) const { return pages_[i >> kPageShift][i & kMask]; }
+    T& operator[](uint32_t i) { return pages_[i >> kPageShift][i & kMask]; }
+    const T& operator[](uint32_t i) const { return pages_[i >> kPageShift][i & kMask]; }
     uint32_t size() const { return size_; }
+    // Appends a value-initialized record; returns its index.
     uint32_t Append();
+    // Drops records [n, size) and the full pages they leave unused. REQUIRES: n <= size().
+    void Truncate(uint32_t n);
     size_t bytes() const;
 
    private:
     static constexpr uint32_t kMask = (1u << kPageShift) - 1;
-    std::vector<std::unique_ptr<Slot[]>> pages_;
+    std::vector<std::unique_ptr<T[]>> pages_;
     uint32_t size_ = 0;
     uint32_t first_page_slots_ = 0;  // capacity of pages_[0]
   };
@@ -72,6 +87,17 @@ class NodeState {
   };
   static_assert(sizeof(Slot) == 32);
   static constexpr uint32_t kNoSlot = UINT32_MAX;
+
+  // One entry of a delta for ApplyBatch.
+  struct Update {
+    Version version;
+    std::string_view key;
+    std::string_view value;
+    bool tombstone;
+  };
+  // ApplyBatch takes at most this many updates per call (its stage buffers live on the
+  // stack); 16 independent lookups in flight cover the memory-level parallelism of a core.
+  static constexpr size_t kApplyBatch = 16;
 
   NodeState(std::string name, Generation generation);
   NodeState(const NodeState&) = delete;
@@ -93,7 +119,7 @@ class NodeState {
   Version acked_self_max = 0;
   Version owner_gc = 0;
 
-  size_t num_keys() const { return store_ == nullptr ? 0 : store_->key_set.size(); }
+  size_t num_keys() const { return store_ == nullptr ? 0 : store_->keys.size(); }
   size_t num_live() const { return num_keys() - num_tombstones(); }
   size_t num_tombstones() const { return store_ == nullptr ? 0 : store_->num_tombstones; }
   size_t num_expiring() const { return store_ == nullptr ? 0 : store_->ttl_index.size(); }
@@ -102,11 +128,8 @@ class NodeState {
   // ---- Reads ----
   // Returns kNoSlot when the key is unknown (never set, or tombstone already GC'd).
   uint32_t Find(std::string_view key) const;
-  // Starts loading the hash-table group of `key` (appliers call it a few entries ahead:
-  // applying into a large state is bound by cache misses).
-  void Prefetch(std::string_view key) const {
-    if (store_ != nullptr) store_->key_set.prefetch(key);
-  }
+  // Starts loading the key-table bucket of `key` (ApplyBatch does this for its batch).
+  void Prefetch(std::string_view key) const;
   // REQUIRES: idx is a slot index returned by Find (so the node holds keys).
   const Slot& slot(uint32_t idx) const { return store_->slots[idx]; }
   // REQUIRES (these three): s is one of this node's slots.
@@ -139,6 +162,10 @@ class NodeState {
   // REQUIRES: version > max_version() (the applier drops stale entries first).
   void ApplyEntry(Version version, std::string_view key, std::string_view value, bool tombstone,
                   TimeUs now_us);
+  // ApplyEntry for each update in order, with the lookups of the batch overlapped (see the
+  // file comment). REQUIRES: updates.size() <= kApplyBatch; versions strictly ascend, the
+  // first above max_version().
+  void ApplyBatch(std::span<const Update> updates, TimeUs now_us);
   // REQUIRES: v >= max_version().
   void RaiseMaxVersion(Version v);
   // seed 000 reset: forget every key, adopt the sender's last_gc_version, max_version = 0.
@@ -157,39 +184,74 @@ class NodeState {
   size_t OverheadBytes() const;
 
  private:
-  struct KeyHash {
-    using is_transparent = void;
-    const NodeState* s;
-    size_t operator()(uint32_t idx) const;
-    size_t operator()(std::string_view key) const;
-  };
-  struct KeyEq {
-    using is_transparent = void;
-    const NodeState* s;
-    bool operator()(uint32_t a, uint32_t b) const { return a == b; }
-    bool operator()(uint32_t a, std::string_view k) const;
-    bool operator()(std::string_view k, uint32_t a) const { return (*this)(a, k); }
-  };
+  // Key table: open addressing with linear probing over 64-bit buckets holding
+  // (32 hash bits << 32 | slot index + 1); 0 is empty. The home bucket is the top bits of
+  // the stored hash bits, so growing re-places buckets from what they hold (no key is read
+  // or rehashed) and a probe compares the stored bits before touching a slot. Deletion
+  // shifts the run back (no tombstones). Load stays at most 3/4.
+  class KeyTable {
+   public:
+    static uint64_t Hash(std::string_view key);
+    static uint32_t Tag(uint64_t hash) { return static_cast<uint32_t>(hash >> 32); }
+    size_t size() const { return size_; }
+    bool allocated() const { return buckets_ != nullptr; }
+    size_t capacity() const { return allocated() ? size_t{mask_} + 1 : 0; }
+    size_t HomeOf(uint32_t tag) const { return tag >> shift_; }
+    const uint64_t* bucket(size_t i) const { return &buckets_[i]; }
+    size_t mask() const { return mask_; }
+    void Prefetch(uint64_t hash) const;
+    // REQUIRES: no bucket holds idx.
+    void Insert(uint32_t idx, uint64_t hash);
+    // REQUIRES: idx was inserted with this hash.
+    void Erase(uint32_t idx, uint64_t hash);
 
+   private:
+    void Grow();
+    void Place(uint64_t bucket);
+    std::unique_ptr<uint64_t[]> buckets_;
+    uint32_t shift_ = 32;
+    uint32_t mask_ = 0;
+    size_t size_ = 0;
+  };
+  // One version-log record (12 bytes, 4-aligned, so a page packs them).
+  struct LogRecord {
+    uint32_t version_lo;
+    uint32_t version_hi;
+    uint32_t idx;
+    Version version() const { return (Version{version_hi} << 32) | version_lo; }
+  };
+  using Slab = PagedArray<Slot>;
+  using VersionLog = PagedArray<LogRecord>;
+
+  uint32_t FindHashed(std::string_view key, uint64_t hash) const;
   // Writes (version, key, value, status, time) into the key's slot, creating it if needed,
   // keeping every index exact. Returns the slot index.
   uint32_t Write(Version version, std::string_view key, std::string_view value,
-                 KeyStatus status, TimeUs time_us);
+                 KeyStatus status, TimeUs time_us) {
+    return WriteHashed(version, key, KeyTable::Hash(key), value, status, time_us);
+  }
+  uint32_t WriteHashed(Version version, std::string_view key, uint64_t hash,
+                       std::string_view value, KeyStatus status, TimeUs time_us);
+  // The slot holding `version` (binary search of the version log), or kNoSlot.
+  uint32_t SlotOfVersion(Version version) const;
+  // Index of the first log record with version > v.
+  uint32_t LogUpperBound(Version v) const;
   void Unindex(uint32_t idx);
   void RemoveSlot(uint32_t idx);
   void MaybeCompact();
+  void CompactLog();
   // Frees the store once GC has removed every key.
   void ReleaseIfEmpty();
 
   // Everything a node holds only once it has a key (see the file comment).
   struct Store {
-    explicit Store(const NodeState* owner) : key_set(0, KeyHash{owner}, KeyEq{owner}) {}
     size_t num_tombstones = 0;
     KvArena arena;
-    Slab slots;
+    Slab slots;  // a free slot has version 0 (no write takes version 0)
     std::vector<uint32_t> free_slots;
-    absl::flat_hash_set<uint32_t, KeyHash, KeyEq> key_set;
-    absl::btree_map<Version, uint32_t> by_version;
+    KeyTable keys;
+    VersionLog log;
+    uint32_t log_stale = 0;  // records whose slot moved on (overwritten or removed)
     absl::btree_set<std::pair<TimeUs, Version>> tombstones_by_time;
     absl::btree_set<Version> tombstones_by_version;
     absl::btree_set<std::pair<TimeUs, Version>> ttl_index;
