@@ -265,6 +265,17 @@ json StatsJson(const NodeStats& s) {
     sec["replay_evictions"] = ss.replay_evictions;
     e["security"] = std::move(sec);
   }
+  {
+    // Optional zstd compression (--compression), negotiated per peer.
+    const CompressionStats& cs = s.engine.compression;
+    e["compression"] = json{{"compressed_out", cs.compressed_out},
+                            {"plain_bytes_out", cs.plain_bytes_out},
+                            {"wire_bytes_out", cs.wire_bytes_out},
+                            {"incompressible_out", cs.incompressible_out},
+                            {"compressed_in", cs.compressed_in},
+                            {"wire_bytes_in", cs.wire_bytes_in},
+                            {"plain_bytes_in", cs.plain_bytes_in}};
+  }
   e["parts"] = Counters(s.apply.parts, [](size_t i) {
     return PartOutcomeName(static_cast<PartOutcome>(i));
   });

@@ -71,6 +71,26 @@ void TrafficMetrics(MetricsWriter& w, const NodeStats& s) {
   w.Family("scuttle_welcome_refused_total", kCounter,
            "Welcome (snapshot) requests refused: the source had not proven return routability.");
   w.Sample(sec.welcome_refused);
+  const CompressionStats& cmp = s.engine.compression;
+  w.Family("scuttle_compressed_sent_packets_total", kCounter,
+           "Datagrams sent zstd-compressed (--compression=zstd, to peers that advertise it).");
+  w.Sample(cmp.compressed_out);
+  w.Family("scuttle_compression_sent_bytes_total", kCounter,
+           "Payload bytes of compressed datagrams sent, before (stage=plain) and after "
+           "(stage=wire) compression.");
+  w.Sample(cmp.plain_bytes_out, {{"stage", "plain"}});
+  w.Sample(cmp.wire_bytes_out, {{"stage", "wire"}});
+  w.Family("scuttle_incompressible_sent_packets_total", kCounter,
+           "Datagrams to zstd-capable peers sent plain because compression saved nothing.");
+  w.Sample(cmp.incompressible_out);
+  w.Family("scuttle_compressed_received_packets_total", kCounter,
+           "Compressed datagrams received and decompressed.");
+  w.Sample(cmp.compressed_in);
+  w.Family("scuttle_compression_received_bytes_total", kCounter,
+           "Payload bytes of compressed datagrams received, as sent (stage=wire) and "
+           "decompressed (stage=plain).");
+  w.Sample(cmp.wire_bytes_in, {{"stage", "wire"}});
+  w.Sample(cmp.plain_bytes_in, {{"stage", "plain"}});
   w.Family("scuttle_bad_cluster_received_total", kCounter,
            "BadCluster answers received (a peer of another cluster id).");
   w.Sample(s.engine.bad_cluster_received);

@@ -78,6 +78,12 @@ Engine::Engine(EngineConfig config, PacketSink* sink, EventSink* events)
   // A random start keeps AES-GCM's 96-bit nonces apart even when two incarnations share
   // the low 32 bits of sender_id (wire/seal.h).
   seal_counter_ = rng_() >> 2;
+  if (config_.compression.mode == wire::Compression::kZstd) {
+    config_.compression.level = std::clamp(config_.compression.level, 1, wire::kMaxZstdLevel);
+    compressor_ = std::make_unique<wire::Compressor>(config_.compression.level,
+                                                     wire::kMaxUdpPayloadBytes);
+    inflate_buf_.resize(wire::kMaxUdpPayloadBytes + 64);
+  }
   decode_limits_.max_key_bytes = config_.limits.max_key_bytes;
   decode_limits_.max_value_bytes = config_.limits.max_value_bytes;
   decode_limits_.max_digest_entries = config_.limits.max_nodes;
@@ -433,9 +439,66 @@ bool Engine::Unseal(std::span<const uint8_t> datagram, std::span<const uint8_t>*
   return true;
 }
 
+// Compression sits inside the seal (encode -> compress -> seal; open -> inflate -> decode),
+// so a compressed payload is authenticated before the decompressor sees it.
+bool Engine::Inflate(std::span<const uint8_t>* plain) {
+  wire::PacketHeader h;
+  if (compressor_ == nullptr || !wire::PeekHeader(*plain, &h) ||
+      (h.flags & wire::kFlagCompressed) == 0) {
+    return true;
+  }
+  if (h.payload_bytes != plain->size() - wire::kHeaderBytes) {
+    ++stats_.decode_drops[static_cast<size_t>(wire::DropReason::kBadLength)];
+    return false;
+  }
+  std::span<const uint8_t> out;
+  wire::DecompressError err;
+  if (!compressor_->Decompress(*plain, inflate_buf_, &out, &err)) {
+    ++stats_.decode_drops[static_cast<size_t>(wire::DropReason::kBadCompression)];
+    return false;
+  }
+  CompressionStats& cs = stats_.compression;
+  ++cs.compressed_in;
+  cs.wire_bytes_in += plain->size() - wire::kHeaderBytes;
+  cs.plain_bytes_in += out.size() - wire::kHeaderBytes;
+  *plain = out;
+  return true;
+}
+
+std::span<const uint8_t> Engine::Deflate(const Endpoint& to, std::span<const uint8_t> packet) {
+  if (compressor_ == nullptr || !zstd_peers_.contains(to)) return packet;
+  uint8_t* start = const_cast<uint8_t*>(packet.data());  // our own send slot
+  const size_t n = compressor_->CompressInPlace(std::span<uint8_t>(start, packet.size()),
+                                                packet.size());
+  CompressionStats& cs = stats_.compression;
+  if (n == packet.size()) {
+    ++cs.incompressible_out;
+    return packet;
+  }
+  ++cs.compressed_out;
+  cs.plain_bytes_out += packet.size() - wire::kHeaderBytes;
+  cs.wire_bytes_out += n - wire::kHeaderBytes;
+  return packet.first(n);
+}
+
+// The address's latest datagram says whether it decompresses (bounded set; a peer that
+// restarts without compression is dropped from it by its first datagram).
+void Engine::NotePeerCompression(const Endpoint& from, bool zstd) {
+  if (!zstd) {
+    zstd_peers_.erase(from);
+    return;
+  }
+  if (zstd_peers_.contains(from)) return;
+  if (zstd_peers_.size() >= std::max<size_t>(1, config_.compression.max_peers)) {
+    zstd_peers_.erase(zstd_peers_.begin());
+  }
+  zstd_peers_.insert(from);
+}
+
 void Engine::Dispatch(TimeUs now_us, const Endpoint& from, std::span<const uint8_t> datagram) {
   std::span<const uint8_t> plain;
   if (!Unseal(datagram, &plain)) return;
+  if (!Inflate(&plain)) return;
   wire::DecodedPacket pkt;
   wire::DropReason reason;
   if (!wire::Decode(plain, decode_limits_, &pkt, &reason)) {
@@ -528,6 +591,9 @@ bool Engine::Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs
       }
       echoes_.emplace(from, pkt.cookie);
     }
+  }
+  if (compressor_ != nullptr) {
+    NotePeerCompression(from, (pkt.sender->flags & wire::kNodeZstd) != 0);
   }
   ObserveSender(pkt, from, now_us);
   if (pkt.type == wire::MessageType::kSyn || pkt.type == wire::MessageType::kSynAck ||
@@ -776,6 +842,7 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
   if (auto it = echoes_.find(to); it != echoes_.end()) opts.echo = it->second;
   opts.message_flags = out.flags;
   opts.sender = MakeNodeRef(self, 0);
+  if (compressor_ != nullptr) opts.sender.flags |= wire::kNodeZstd;
   if (out.welcome != nullptr) opts.welcome = *out.welcome;
   // The encoder finishes its packet at the end of the span it gets: keep the trailer's room
   // after it so the seal works in place.
@@ -865,6 +932,7 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
     sink_->Abort();
     return FailSend(capped, EngineDrop::kEncodeFailed);
   }
+  packet = Deflate(to, packet);
   if (seal) {
     uint8_t* start = const_cast<uint8_t*>(packet.data());
     packet = wire::Seal(std::span<uint8_t>(start, slot.data() + slot.size() - start),

@@ -17,12 +17,14 @@
 
 #include <array>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "engine/cluster.h"
 #include "engine/delta_applier.h"
@@ -37,6 +39,7 @@
 #include "engine/rng.h"
 #include "engine/types.h"
 #include "engine/welcome.h"
+#include "wire/compress.h"
 #include "wire/endpoint.h"
 #include "wire/packet.h"
 #include "wire/seal.h"
@@ -111,6 +114,28 @@ struct SecurityStats {
 
 inline constexpr int kMaxDatagramsPerReply = 64;
 
+// Optional zstd compression of datagram payloads (wire/compress.h), negotiated per peer:
+// a node with it on sets wire::kNodeZstd in the sender reference of everything it sends,
+// and compresses only toward addresses whose last datagram carried that bit. A node with
+// it off neither advertises nor compresses, and drops compressed datagrams as an older
+// build does (`bad_flags`), so mixed clusters need nothing else.
+struct CompressionConfig {
+  wire::Compression mode = wire::Compression::kNone;
+  int level = wire::kDefaultZstdLevel;  // 1..wire::kMaxZstdLevel
+  // Bound of the peer addresses remembered as able to decompress.
+  size_t max_peers = 16384;
+};
+
+struct CompressionStats {
+  uint64_t compressed_out = 0;     // datagrams sent compressed
+  uint64_t plain_bytes_out = 0;    // their payload before compression
+  uint64_t wire_bytes_out = 0;     // ... and after
+  uint64_t incompressible_out = 0; // toward a capable peer, sent plain: no bytes saved
+  uint64_t compressed_in = 0;      // datagrams received compressed and decompressed
+  uint64_t wire_bytes_in = 0;
+  uint64_t plain_bytes_in = 0;
+};
+
 struct EngineConfig {
   std::string cluster_id = "scuttle";
   std::string node_name;
@@ -142,6 +167,7 @@ struct EngineConfig {
   // instead of every node's digest entry; only differing buckets are listed in full.
   bool digest_summaries = true;
   SecurityConfig security;
+  CompressionConfig compression;
   uint64_t rng_seed = 1;
 };
 
@@ -186,6 +212,7 @@ struct EngineStats {
   uint64_t rumor_feedback_new = 0;
   WelcomeStats welcome;  // seed 002 bulk join (engine/welcome.h)
   SecurityStats security;
+  CompressionStats compression;
 };
 
 class Engine {
@@ -297,6 +324,12 @@ class Engine {
   void Dispatch(TimeUs now_us, const Endpoint& from, std::span<const uint8_t> datagram);
   // Opens a sealed datagram (or admits a clear one); false when dropped (counted).
   bool Unseal(std::span<const uint8_t> datagram, std::span<const uint8_t>* plain);
+  // Decompresses a compressed plaintext datagram in place of *plain; false when dropped
+  // (counted `bad_compression`). Leaves it alone with compression off (Decode refuses it).
+  bool Inflate(std::span<const uint8_t>* plain);
+  // Compresses a finished plaintext datagram in its send slot when `to` can take it.
+  std::span<const uint8_t> Deflate(const Endpoint& to, std::span<const uint8_t> packet);
+  void NotePeerCompression(const Endpoint& from, bool zstd);
   void SecDrop(SecurityDrop d) { ++stats_.security.drops[static_cast<size_t>(d)]; }
   // A send that did not happen: under an unverified reply cap it is a suppressed reply.
   bool FailSend(bool capped, EngineDrop d);
@@ -383,6 +416,10 @@ class Engine {
   ReplyGuard guard_;
   std::vector<uint8_t> open_buf_;  // opened datagrams (allocated once, 8-aligned)
   absl::flat_hash_map<Endpoint, uint64_t> echoes_;  // peer address -> its cookie for us
+  // Compression (null when off): contexts, the inflate buffer, peers that advertised zstd.
+  std::unique_ptr<wire::Compressor> compressor_;
+  std::vector<uint8_t> inflate_buf_;
+  absl::flat_hash_set<Endpoint> zstd_peers_;
   // The datagram being handled: its source, whether it proved return routability, and
   // (when not) the reply bytes it may still draw.
   bool in_packet_ = false;

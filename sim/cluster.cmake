@@ -22,3 +22,8 @@ gtest_discover_tests(cluster_sim_test DISCOVERY_TIMEOUT 60)
 add_executable(security_sim_test ${CMAKE_SOURCE_DIR}/tests/sim/security_sim_test.cc)
 target_link_libraries(security_sim_test PRIVATE scuttle_cluster_sim GTest::gtest_main)
 gtest_discover_tests(security_sim_test DISCOVERY_TIMEOUT 60)
+
+# zstd compression negotiated per peer: a mixed cluster, compressed + sealed, corruption.
+add_executable(compression_sim_test ${CMAKE_SOURCE_DIR}/tests/sim/compression_sim_test.cc)
+target_link_libraries(compression_sim_test PRIVATE scuttle_cluster_sim GTest::gtest_main)
+gtest_discover_tests(compression_sim_test DISCOVERY_TIMEOUT 60)

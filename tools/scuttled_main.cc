@@ -131,6 +131,11 @@ ABSL_FLAG(bool, encrypt_verify_outgoing, true,
 ABSL_FLAG(std::string, encrypt_cipher, "auto",
           "auto (AES-256-GCM with AES-NI, else XChaCha20-Poly1305) | aes256gcm | "
           "xchacha20poly1305; clusters mixing CPUs without AES-NI use xchacha20poly1305");
+ABSL_FLAG(std::string, compression, "none",
+          "none | zstd: compress datagram payloads with zstd toward peers that advertise it "
+          "(negotiated per peer, so mixed clusters work; sent plain when it saves nothing)");
+ABSL_FLAG(int32_t, compression_level, 1,
+          "zstd level for --compression=zstd, 1 (fastest) .. 19");
 ABSL_FLAG(std::string, admin_token_file, "",
           "A 0600 file holding the admin API bearer token; every request must then carry "
           "Authorization: Bearer <token>");
@@ -464,6 +469,15 @@ Config ReadFlags() {
   if (!wire::CipherAvailable(e.security.cipher)) {
     BadFlag("--encrypt_cipher=aes256gcm: this CPU has no AES-NI; use xchacha20poly1305");
   }
+  if (absl::StatusOr<wire::Compression> co = wire::ParseCompression(absl::GetFlag(FLAGS_compression));
+      co.ok()) {
+    e.compression.mode = *co;
+  } else {
+    BadFlag(absl::StrCat("--compression: ", co.status().message()));
+  }
+  e.compression.level = CheckRange<int32_t>("compression_level",
+                                            absl::GetFlag(FLAGS_compression_level), 1,
+                                            wire::kMaxZstdLevel);
 
   const std::string admin = absl::GetFlag(FLAGS_admin_addr);
   if (!admin.empty()) {  // empty: no admin API (embedded use, tests)

@@ -129,6 +129,7 @@ const char* DropReasonName(DropReason r) {
     case DropReason::kMisaligned: return "misaligned";
     case DropReason::kBadSummary: return "bad_summary";
     case DropReason::kBadProbe: return "bad_probe";
+    case DropReason::kBadCompression: return "bad_compression";
     case DropReason::kCount: break;
   }
   return "unknown";

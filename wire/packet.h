@@ -55,6 +55,9 @@ inline constexpr uint8_t kNodeFamilyMask = 0x3;
 inline constexpr uint8_t kNodeFamilyV4 = 1;
 inline constexpr uint8_t kNodeFamilyV6 = 2;
 inline constexpr uint8_t kNodeLeaving = 1u << 2;
+// In a packet's sender reference only: the sender decompresses zstd payloads
+// (kFlagCompressed, wire/compress.h). Older builds ignore the bit.
+inline constexpr uint8_t kNodeZstd = 1u << 3;
 
 struct NodeRef {
   uint64_t generation;
@@ -178,6 +181,7 @@ enum class DropReason : uint8_t {
   kMisaligned,        // a struct vector not 8-aligned (crafted offsets), or an unaligned buffer
   kBadSummary,        // digest summary or scope out of range (bucket count, heartbeat window)
   kBadProbe,          // Probe kind or Verdict state unknown
+  kBadCompression,    // compressed payload corrupt, truncated, unsized or over the bound
   kCount,
 };
 inline constexpr size_t kDropReasonCount = static_cast<size_t>(DropReason::kCount);

@@ -13,6 +13,9 @@
 //      (garbage, truncated, wrong key), the input sealed with the engine's key (it must
 //      open; the opened datagram then meets the decoder), the same sealed datagram again
 //      (must be counted as replayed), and a copy with one bit flipped (must never open).
+//   5. The compressed path (wire/compress.h) on an engine with zstd on: the raw input, the
+//      input compressed (must inflate), and that compressed datagram cut short (must be a
+//      counted bad_compression drop).
 // A broken invariant aborts, so libFuzzer (and fuzz_corpus_replay) report it as a crash.
 #include <cstddef>
 #include <cstdint>
@@ -189,6 +192,41 @@ void RunSealed(std::span<const uint8_t> datagram) {
   }
 }
 
+// The compressed path (wire/compress.h): on an engine with compression on, the raw input
+// (which may carry kFlagCompressed over garbage), the input compressed as a peer would
+// (it must inflate and then meet the decoder exactly as the plain input did), and that
+// compressed datagram cut short (a counted bad_compression drop, never a crash).
+void RunCompressed(std::span<const uint8_t> datagram) {
+  CheckingSink sink;
+  EngineConfig cfg = SelfConfig();
+  cfg.compression.mode = wire::Compression::kZstd;
+  Engine engine(cfg, &sink, nullptr);
+  const EngineStats& st = engine.stats();
+  engine.OnPacket(kStartUs, PeerEndpoint(2), datagram);
+  wire::PacketHeader h;
+  if (!wire::PeekHeader(datagram, &h) || h.magic != wire::kMagic || h.flags != 0 ||
+      h.payload_bytes != datagram.size() - wire::kHeaderBytes) {
+    return;
+  }
+  static wire::Compressor deflater(1, wire::kMaxUdpPayloadBytes);
+  std::vector<uint64_t> buf((datagram.size() + 7) / 8);
+  const std::span<uint8_t> bytes(reinterpret_cast<uint8_t*>(buf.data()), datagram.size());
+  std::memcpy(bytes.data(), datagram.data(), datagram.size());
+  const size_t n = deflater.CompressInPlace(bytes, bytes.size());
+  if (n == datagram.size()) return;  // sent plain: nothing new to test
+  const uint64_t in0 = st.compression.compressed_in;
+  engine.OnPacket(kStartUs + 1, PeerEndpoint(2), bytes.first(n));
+  if (st.compression.compressed_in != in0 + 1) Fail("compressed input did not inflate", "");
+  const size_t bad = static_cast<size_t>(wire::DropReason::kBadCompression);
+  const uint64_t bad0 = st.decode_drops[bad];
+  wire::PacketHeader ch;
+  std::memcpy(&ch, bytes.data(), wire::kHeaderBytes);
+  ch.payload_bytes -= 1;
+  std::memcpy(bytes.data(), &ch, wire::kHeaderBytes);
+  engine.OnPacket(kStartUs + 2, PeerEndpoint(2), bytes.first(n - 1));
+  if (st.decode_drops[bad] != bad0 + 1) Fail("truncated compressed datagram not counted", "");
+}
+
 }  // namespace
 }  // namespace scuttle::fuzz
 
@@ -203,5 +241,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (wire::Decode(datagram, wire::DecodeLimits{}, &pkt, &reason)) fuzz::DirectApply(pkt);
   fuzz::RunEngine(datagram);
   fuzz::RunSealed(datagram);
+  fuzz::RunCompressed(datagram);
   return 0;
 }

@@ -212,6 +212,22 @@ void CheckingSink::Commit(const Endpoint& /*to*/, std::span<const uint8_t> packe
     }
     datagram = opened.datagram;
   }
+  std::vector<uint64_t> inflated_buf;
+  wire::PacketHeader h;
+  if (wire::PeekHeader(datagram, &h) && (h.flags & wire::kFlagCompressed) != 0) {
+    // A compressing engine's datagram (wire/compress.h): a peer inflates it first.
+    static wire::Compressor inflater(1, wire::kMaxUdpPayloadBytes);
+    inflated_buf.resize((wire::kMaxUdpPayloadBytes + 7) / 8 + 8);
+    std::span<const uint8_t> out;
+    wire::DecompressError err;
+    if (!inflater.Decompress(
+            datagram,
+            {reinterpret_cast<uint8_t*>(inflated_buf.data()), inflated_buf.size() * 8}, &out,
+            &err)) {
+      Fail("the engine emitted a compressed datagram that does not decompress", "");
+    }
+    datagram = out;
+  }
   wire::DecodedPacket decoded;
   wire::DropReason reason;
   if (!wire::Decode(datagram, wire::DecodeLimits{}, &decoded, &reason)) {
