@@ -52,6 +52,11 @@ if(TARGET scuttled)
     COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/modes_test.py --bin $<TARGET_FILE:scuttled> --io epoll)
   set_tests_properties(integration.modes PROPERTIES TIMEOUT 90 LABELS "integration"
     SKIP_RETURN_CODE 77)
+  # zstd compression negotiated per peer on a mixed 3-node cluster: one transport only.
+  add_test(NAME integration.compression
+    COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/compression_test.py --bin $<TARGET_FILE:scuttled> --io epoll)
+  set_tests_properties(integration.compression PROPERTIES TIMEOUT 90 LABELS "integration"
+    SKIP_RETURN_CODE 77)
   # Interfaces proven: docs/openapi.yaml against the route table, promtool on /metrics,
   # the Grafana dashboard's metrics, deploy/ (yamllint, k8s fields, systemd-analyze,
   # Dockerfile). Exit 77 (skipped, with the reason) when a checker is not installed.
