@@ -7,7 +7,7 @@
 #   python3 tests/integration/measure.py --bin build/<preset>/tools/scuttled --nodes 50
 #                                      the same by hand, with more options
 
-# Emits valid (or deliberately broken) Syn/SynAck/Ack datagrams for hostile_test.py.
+# Emits valid (or deliberately broken) Syn/SynAck/Ack/Rumor/RumorAck/WelcomeRequest datagrams for hostile_test.py.
 add_executable(scuttle_craft ${CMAKE_CURRENT_LIST_DIR}/integration/scuttle_craft.cc)
 target_link_libraries(scuttle_craft PRIVATE scuttle_wire)
 

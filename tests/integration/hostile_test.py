@@ -336,8 +336,9 @@ def run(c, args):
     # reply bytes / request bytes is a reflection factor; until a source echoes our cookie
     # it must stay <= 3 for every message type. Each probe comes from a fresh socket (a
     # new source address, its own rate-limit bucket) and advertises port 1 so the cluster
-    # does not start gossiping to it. The SynAck and Ack carry a 20-entry part so that an
-    # uncapped answer would be large.
+    # does not start gossiping to it. The SynAck, Ack, Rumor and RumorAck carry a 20-entry
+    # part so that an uncapped answer would be large; the WelcomeRequest asks for a 64-chunk
+    # window of the snapshot.
     table = []
     for kind, kw in [
         ("syn", dict(type="syn", digest_nodes=0)),
@@ -345,6 +346,9 @@ def run(c, args):
         ("synack", dict(type="synack", part_node="probe-owner", part_entries=20)),
         ("ack", dict(type="ack", part_node="probe-owner", part_entries=20)),
         ("foreign syn", dict(type="syn", cluster_id="not-" + c.cluster_id)),
+        ("rumor", dict(type="rumor", part_node="probe-owner", part_entries=20)),
+        ("rumor_ack", dict(type="rumor_ack", part_node="probe-owner", part_entries=20)),
+        ("welcome_req", dict(type="welcome_request", welcome_window=64)),
     ]:
         one = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         one.bind(("127.0.0.1", 0))

@@ -5,14 +5,19 @@
 //                 --port 9999 --digest_nodes 3 > syn.bin
 //
 // Flags (all optional):
-//   --type syn|synack|ack|bad_cluster   message type (default syn)
+//   --type syn|synack|ack|bad_cluster|rumor|rumor_ack|welcome_request
+//                                       message type (default syn)
 //   --cluster_id ID                     cluster id in the packet and header hash
 //   --name NAME --generation G          the sender's NodeRef
 //   --addr A.B.C.D --port P             the sender's advertised address (default 127.0.0.1:1)
 //   --digest_nodes N                    extra digest entries "<digest_prefix><i>" (syn/synack)
 //   --digest_prefix P                   (default "fake-")
 //   --heartbeat H                       heartbeat of every digest entry (default 1)
-//   --part_node NAME --part_entries K   one NodeDelta with K set entries v1..vK (synack/ack)
+//   --part_node NAME --part_entries K   one NodeDelta with K set entries v1..vK (synack/ack/
+//                                       rumor/rumor_ack); rumor_ack also carries one feedback
+//                                       record for it (or for the sender without a part)
+//   --welcome_window W                  welcome_request: the window asked for (default 8; the
+//                                       request carries the sender's digest entry)
 //   --value_bytes B                     value size of each entry (default 8)
 //   --break KIND                        corrupt semantically, after the verifier would pass:
 //       bad_name           sender name_len = 0
@@ -32,6 +37,7 @@
 // Nothing here is a test oracle: the tests decide what the node must count.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -80,7 +86,7 @@ int main(int argc, char** argv) {
       {"digest_nodes", "0"},   {"digest_prefix", "fake-"}, {"heartbeat", "1"},
       {"part_node", ""},       {"part_entries", "0"},     {"value_bytes", "8"},
       {"break", ""},           {"seal_key", ""},          {"seal_cipher", "auto"},
-      {"seal_sender", "12345"}, {"seal_counter", "1"},
+      {"seal_sender", "12345"}, {"seal_counter", "1"},     {"welcome_window", "8"},
   };
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -104,7 +110,10 @@ int main(int argc, char** argv) {
   else if (type_s == "synack") type = MessageType::kSynAck;
   else if (type_s == "ack") type = MessageType::kAck;
   else if (type_s == "bad_cluster") type = MessageType::kBadCluster;
-  else return Usage("--type must be syn|synack|ack|bad_cluster");
+  else if (type_s == "rumor") type = MessageType::kRumor;
+  else if (type_s == "rumor_ack") type = MessageType::kRumorAck;
+  else if (type_s == "welcome_request") type = MessageType::kWelcomeRequest;
+  else return Usage("--type must be syn|synack|ack|bad_cluster|rumor|rumor_ack|welcome_request");
   const std::string brk = f["break"];
 
   auto ep = Endpoint::Parse(f["addr"] + ":" + f["port"]);
@@ -133,11 +142,16 @@ int main(int argc, char** argv) {
   opts.sender = ref(f["name"], gen);
   if (brk == "bad_name") opts.sender.name_len = 0;
   if (brk == "leaving") opts.sender.flags |= kNodeLeaving;
+  if (type == MessageType::kWelcomeRequest) {
+    opts.welcome.session = 1;
+    opts.welcome.window = static_cast<uint16_t>(std::atoi(f["welcome_window"].c_str()));
+  }
   PacketEncoder enc(slot, opts);
 
   const int digest_nodes = std::atoi(f["digest_nodes"].c_str());
   const uint64_t hb = std::strtoull(f["heartbeat"].c_str(), nullptr, 10);
-  if (type == MessageType::kSyn || type == MessageType::kSynAck) {
+  if (type == MessageType::kSyn || type == MessageType::kSynAck ||
+      type == MessageType::kWelcomeRequest) {
     auto d = enc.AllocDigest(static_cast<size_t>(digest_nodes) + 1, false);
     if (d.size() != static_cast<size_t>(digest_nodes) + 1) return Usage("digest does not fit");
     d[0] = DigestEntry{};
@@ -152,7 +166,9 @@ int main(int argc, char** argv) {
   }
 
   const int part_entries = std::atoi(f["part_entries"].c_str());
-  if (!f["part_node"].empty() && (type == MessageType::kSynAck || type == MessageType::kAck)) {
+  const bool delta_type = type == MessageType::kSynAck || type == MessageType::kAck ||
+                          type == MessageType::kRumor || type == MessageType::kRumorAck;
+  if (!f["part_node"].empty() && delta_type) {
     const size_t vbytes = std::strtoull(f["value_bytes"].c_str(), nullptr, 10);
     const NodeRef node = ref(f["part_node"], gen);
     std::vector<Entry> entries;
@@ -180,9 +196,23 @@ int main(int argc, char** argv) {
     std::copy(entries.begin(), entries.end(), dst.begin());
   }
 
+  // A RumorAck's feedback: "I knew nothing of this node's rumor up to v<part_entries>".
+  RumorFeedback feedback{};
+  if (type == MessageType::kRumorAck) {
+    const std::string& about = f["part_node"].empty() ? f["name"] : f["part_node"];
+    feedback.generation = gen;
+    feedback.max_version = static_cast<uint64_t>(std::max(part_entries, 1));
+    feedback.name_off = put(about);
+    feedback.name_len = static_cast<uint8_t>(about.size());
+  }
   auto b = enc.AllocBlob(blob.size());
   if (b.size() != blob.size()) return Usage("blob does not fit");
   if (!blob.empty()) std::memcpy(b.data(), blob.data(), blob.size());
+  if (type == MessageType::kRumorAck) {
+    auto fb = enc.AllocFeedback(1);
+    if (fb.size() != 1) return Usage("feedback does not fit");
+    fb[0] = feedback;
+  }
   auto pkt = enc.Finish(type);
   if (pkt.empty()) return Usage("encode failed");
   std::vector<uint8_t> sealed;
