@@ -1,12 +1,17 @@
 #include "io/epoll_transport.h"
 
 #include <sys/epoll.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <ctime>
+
+#include "spdlog/spdlog.h"
 
 namespace scuttle::io {
 namespace {
@@ -82,6 +87,18 @@ absl::Status EpollTransport::Init(const TransportOptions& o) {
     }
   }
 
+  if (o.zerocopy_min_bytes > 0) {
+    const int one = 1;
+    if (::setsockopt(sock_.get(), SOL_SOCKET, SO_ZEROCOPY, &one, sizeof(one)) == 0) {
+      zc_min_bytes_ = o.zerocopy_min_bytes;
+      zc_ = ZerocopyTracker(tx_.capacity());
+      stats_.zerocopy = true;
+    } else {
+      spdlog::info("io: SO_ZEROCOPY refused ({}), zero-copy sends off",
+                   std::string(ErrnoStatus(errno, "setsockopt").message()));
+    }
+  }
+
   tx_queue_ = std::make_unique<uint32_t[]>(tx_.capacity());
   const size_t per_call = std::min(tx_.capacity(), kMaxMsgsPerCall);
   tx_msgs_ = std::make_unique<mmsghdr[]>(per_call);
@@ -129,9 +146,12 @@ void EpollTransport::QueueTx(const Endpoint& to, uint32_t i, size_t offset, size
 absl::Status EpollTransport::Flush() {
   if (tx_len_ > 0) ++stats_.flushes;
   const size_t cap = tx_.capacity();
+  bool copy_only = false;  // a zero-copy batch was refused: copy the rest of this Flush
   while (tx_len_ > 0) {
-    // One mmsghdr per lone datagram or per GSO run (io/gso.h).
-    size_t m = 0, used = 0, groups = 0;
+    // One mmsghdr per lone datagram or per GSO run (io/gso.h). A call is either all
+    // zero-copy (MSG_ZEROCOPY applies to the whole sendmmsg) or all copying.
+    size_t m = 0, used = 0, groups = 0, zc_slots = 0;
+    int zc = -1;  // unknown until the first message
     const size_t per_call = std::min(cap, kMaxMsgsPerCall);
     while (used < tx_len_ && m < per_call) {
       auto at = [&, base = used](size_t k) { return tx_queue_[(tx_head_ + base + k) % cap]; };
@@ -139,6 +159,15 @@ absl::Status EpollTransport::Flush() {
       if (stats_.gso && used >= tx_solo_ && groups < tx_group_count_) {
         run = GsoRunLength(tx_, at, tx_len_ - used);
       }
+      size_t bytes = 0;
+      for (size_t k = 0; k < run; ++k) bytes += tx_.slot(at(k)).iov.iov_len;
+      // Zero-copy for lone datagrams only: a GSO run's iovecs lie in separate slots and
+      // the kernel refuses (EMSGSIZE) a zero-copy skb of more than MAX_SKB_FRAGS pieces.
+      const int want = stats_.zerocopy && !copy_only && run == 1 && bytes >= zc_min_bytes_ &&
+                       zc_.HasRoom(zc_slots + run);
+      if (zc >= 0 && want != zc) break;
+      zc = want;
+      if (zc) zc_slots += run;
       if (run >= 2) {
         FillGsoGroup(tx_, tx_groups_[groups], at, run);
         tx_msgs_[m].msg_hdr = tx_groups_[groups++].msg;
@@ -149,8 +178,15 @@ absl::Status EpollTransport::Flush() {
       tx_runs_[m++] = static_cast<uint32_t>(run);
       used += run;
     }
-    const int r = ::sendmmsg(sock_.get(), tx_msgs_.get(), static_cast<unsigned>(m), 0);
+    const int r =
+        ::sendmmsg(sock_.get(), tx_msgs_.get(), static_cast<unsigned>(m), zc == 1 ? MSG_ZEROCOPY : 0);
     if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && zc == 1 && (errno == ENOBUFS || errno == EOPNOTSUPP)) {
+      // No memory left for notifications (optmem), or no zero-copy here: copy instead.
+      ++stats_.tx_zc_fallbacks;
+      copy_only = true;
+      continue;
+    }
     if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS)) {
       // Socket buffer full: keep the rest queued (bounded by the pool) and let EPOLLOUT
       // tell Poll when to retry.
@@ -179,15 +215,47 @@ absl::Status EpollTransport::Flush() {
           stats_.tx_gso_segments += run;
         }
       }
-      for (size_t j = 0; j < run; ++j) tx_.Release(tx_queue_[(tx_head_ + consumed + j) % cap]);
+      if (r >= 0 && zc == 1) {
+        // The kernel still reads these slots: they come back with the notification.
+        ++stats_.tx_zc_sends;
+        uint32_t run_slots[kMaxGsoSegments];
+        for (size_t j = 0; j < run; ++j) run_slots[j] = tx_queue_[(tx_head_ + consumed + j) % cap];
+        zc_.Add(run_slots, run);
+      } else {
+        for (size_t j = 0; j < run; ++j) tx_.Release(tx_queue_[(tx_head_ + consumed + j) % cap]);
+      }
       consumed += run;
     }
+    stats_.tx_zc_pending = zc_.pending_slots();
     tx_head_ = (tx_head_ + consumed) % cap;
     tx_len_ -= consumed;
     tx_solo_ -= std::min(tx_solo_, consumed);
   }
   SetWantWritable(false);
   return absl::OkStatus();
+}
+
+void EpollTransport::ReapZerocopy() {
+  // Bounded: a notification covers a range of sends, so a few reads usually suffice.
+  for (int i = 0; i < 64 && zc_.pending_slots() > 0; ++i) {
+    alignas(cmsghdr) uint8_t control[128];
+    msghdr msg{};
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    if (::recvmsg(sock_.get(), &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) break;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+      if (!((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+            (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR))) {
+        continue;
+      }
+      sock_extended_err ee;
+      std::memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+      if (ee.ee_errno != 0 || ee.ee_origin != SO_EE_ORIGIN_ZEROCOPY) continue;
+      const size_t n = zc_.Complete(ee.ee_info, ee.ee_data, [&](uint32_t s) { tx_.Release(s); });
+      if (ee.ee_code & SO_EE_CODE_ZEROCOPY_COPIED) stats_.tx_zc_copied += n;
+    }
+  }
+  stats_.tx_zc_pending = zc_.pending_slots();
 }
 
 void EpollTransport::SetWantWritable(bool want) {
@@ -199,6 +267,7 @@ void EpollTransport::SetWantWritable(bool want) {
 absl::Status EpollTransport::Poll(int64_t timeout_us,
                                   absl::FunctionRef<void(const RxDatagram&)> on_datagram) {
   ++stats_.polls;
+  if (zc_.pending_slots() > 0) ReapZerocopy();
   bool readable = rx_backlog_;
   if (!readable) {
     if (absl::Status s = Wait(timeout_us, &readable); !s.ok()) return s;
@@ -229,6 +298,7 @@ absl::Status EpollTransport::Wait(int64_t timeout_us, bool* readable) {
       DrainWakeFd();
       continue;
     }
+    if (events[i].events & EPOLLERR) ReapZerocopy();
     if (events[i].events & (EPOLLIN | EPOLLERR)) *readable = true;
     if (events[i].events & EPOLLOUT) (void)Flush();
   }

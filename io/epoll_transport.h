@@ -14,6 +14,7 @@
 #include "io/socket.h"
 #include "io/transport.h"
 #include "io/tx_pool.h"
+#include "io/zerocopy.h"
 
 namespace scuttle::io {
 
@@ -44,6 +45,8 @@ class EpollTransport final : public Transport {
   int ReceiveBatch(absl::FunctionRef<void(const RxDatagram&)> on_datagram);
   void SetWantWritable(bool want);
   void DrainWakeFd();
+  // Reads MSG_ZEROCOPY notifications from the error queue and frees their slots.
+  void ReapZerocopy();
 
   // Queues slot i's `len` bytes at `offset` for `to` (the common tail of both CommitTx).
   void QueueTx(const Endpoint& to, uint32_t i, size_t offset, size_t len);
@@ -82,6 +85,9 @@ class EpollTransport final : public Transport {
   size_t tx_group_count_ = 0;
   size_t tx_solo_ = 0;  // head entries to send one by one (a refused run being resent)
   bool want_writable_ = false;
+  // Zero-copy sends (TransportOptions::zerocopy_min_bytes; 0 = off).
+  size_t zc_min_bytes_ = 0;
+  ZerocopyTracker zc_;
 };
 
 }  // namespace scuttle::io

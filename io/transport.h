@@ -66,6 +66,14 @@ struct TransportOptions {
   // splits them again, so on_datagram always sees single datagrams. Only used when
   // max_datagram_bytes is kMaxUdpPayloadBytes (a coalesced buffer may be that large).
   bool udp_gro = true;
+  // Zero-copy send (io_uring IORING_OP_SENDMSG_ZC, epoll MSG_ZEROCOPY): a datagram (or
+  // GSO run) of at least this many bytes is handed to the kernel by reference; its slot
+  // stays busy until the kernel's completion notification, not just the send result.
+  // 0 = never. Off by default: it only pays where the device reads the pages itself (a
+  // NIC with scatter-gather); on loopback and veth the kernel copies them anyway, later
+  // and at a higher cost (bench/README.md §1). A kernel or socket without it falls back
+  // to copying sends with one log line.
+  size_t zerocopy_min_bytes = 0;
   // Test hook: set SO_NO_CHECK on the socket, with which the kernel refuses every GSO
   // send (EINVAL), to exercise the one-by-one resend.
   bool test_refuse_gso = false;
@@ -106,8 +114,13 @@ struct TransportStats {
   uint64_t tx_gso_segments = 0;   // datagrams that went out inside them
   uint64_t tx_gso_fallbacks = 0;  // coalesced sends refused and resent one by one
   uint64_t rx_gro_batches = 0;    // received buffers that carried several datagrams
+  uint64_t tx_zc_sends = 0;       // zero-copy sends handed to the kernel
+  uint64_t tx_zc_copied = 0;      // ... of which the kernel reported it copied the bytes
+  uint64_t tx_zc_fallbacks = 0;   // zero-copy sends refused and resent by copy
+  uint64_t tx_zc_pending = 0;     // slots sent, waiting for the zero-copy notification
   bool gso = false;               // UDP GSO in use on this socket
   bool gro = false;               // UDP GRO in use on this socket
+  bool zerocopy = false;          // zero-copy sends enabled (zerocopy_min_bytes > 0)
   std::array<uint64_t, kDropReasonCount> drops{};
 
   uint64_t drop(Drop reason) const { return drops[static_cast<size_t>(reason)]; }

@@ -15,11 +15,26 @@
 #include "io/clock.h"
 #include "spdlog/spdlog.h"
 
+// liburing 2.3's copy of the uAPI predates these (Linux 6.2).
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1U << 3)
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
+#endif
+
 namespace scuttle::io {
 namespace {
 
 // user_data = slot << 8 | tag.
-enum Tag : uint64_t { kRecvTag = 1, kWakeTag = 2, kSendTag = 3, kCancelTag = 4, kGsoSendTag = 5 };
+enum Tag : uint64_t {
+  kRecvTag = 1,
+  kWakeTag = 2,
+  kSendTag = 3,
+  kCancelTag = 4,
+  kGsoSendTag = 5,
+  kZcSendTag = 6,  // IORING_OP_SENDMSG_ZC of one slot
+};
 constexpr uint16_t kBufGroup = 0;
 constexpr unsigned kFixedSocket = 0;  // index in the registered file table
 // Space reserved for the source address in each receive buffer: 16 (recvmsg_out) + 48
@@ -154,12 +169,28 @@ absl::Status UringTransport::InitSocket(const TransportOptions& o) {
   tx_queue_ = std::make_unique<uint32_t[]>(tx_.capacity());
   // Every coalesced send carries at least two slots.
   if (stats_.gso) groups_ = GsoGroupPool(tx_.capacity() / 2 + 1);
+  if (o.zerocopy_min_bytes > 0) InitZerocopy(o.zerocopy_min_bytes);
   if (int r = io_uring_register_files(&ring_, &fd, 1); r < 0) {
     return RingError(-r, "io_uring_register_files");
   }
   wake_ = ScopedFd(::eventfd(0, EFD_CLOEXEC));  // blocking: see above
   if (!wake_.valid()) return ErrnoStatus(errno, "io: eventfd");
   return absl::OkStatus();
+}
+
+// SENDMSG_ZC (Linux 6.1) is probed rather than assumed: without it every send copies.
+void UringTransport::InitZerocopy(size_t min_bytes) {
+  io_uring_probe* probe = io_uring_get_probe_ring(&ring_);
+  const bool ok = probe != nullptr && io_uring_opcode_supported(probe, IORING_OP_SENDMSG_ZC);
+  if (probe != nullptr) io_uring_free_probe(probe);
+  if (!ok) {
+    spdlog::info("io: kernel has no IORING_OP_SENDMSG_ZC, zero-copy sends off");
+    return;
+  }
+  zc_min_bytes_ = min_bytes;
+  zc_report_ = KernelAtLeast(6, 2);
+  zc_slot_res_ = std::make_unique<int32_t[]>(tx_.capacity());
+  stats_.zerocopy = true;
 }
 
 UringTransport::~UringTransport() {
@@ -278,18 +309,34 @@ void UringTransport::PrepareSends() {
       if (g != GsoGroupPool::kNone) groups_.Release(g);
       for (size_t k = 0; k < run; ++k) tx_.Release(at(k));
       stats_.CountDrop(Drop::kTxError, run);
-    } else if (g != GsoGroupPool::kNone) {
-      GsoGroup& group = groups_.at(g);
-      FillGsoGroup(tx_, group, at, run);
-      io_uring_prep_sendmsg(sqe, kFixedSocket, &group.msg, 0);
-      sqe->flags |= IOSQE_FIXED_FILE;
-      io_uring_sqe_set_data64(sqe, (uint64_t{g} << 8) | kGsoSendTag);
-      ++tx_inflight_;
     } else {
-      const uint32_t i = at(0);
-      io_uring_prep_sendmsg(sqe, kFixedSocket, &tx_.slot(i).msg, 0);
+      const msghdr* msg;
+      uint64_t id;
+      size_t bytes = 0;
+      if (g != GsoGroupPool::kNone) {
+        GsoGroup& group = groups_.at(g);
+        FillGsoGroup(tx_, group, at, run);
+        for (uint32_t k = 0; k < group.count; ++k) bytes += group.iov[k].iov_len;
+        msg = &group.msg;
+        id = uint64_t{g} << 8;
+      } else {
+        msg = &tx_.slot(at(0)).msg;
+        bytes = tx_.slot(at(0)).iov.iov_len;
+        id = uint64_t{at(0)} << 8;
+      }
+      const bool gso = g != GsoGroupPool::kNone;
+      // Zero-copy for lone datagrams only: a GSO run's iovecs lie in separate slots and
+      // the kernel refuses (EMSGSIZE) a zero-copy skb of more than MAX_SKB_FRAGS pieces.
+      if (stats_.zerocopy && !gso && bytes >= zc_min_bytes_) {
+        io_uring_prep_sendmsg_zc(sqe, kFixedSocket, msg, 0);
+        if (zc_report_) sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
+        id |= kZcSendTag;
+      } else {
+        io_uring_prep_sendmsg(sqe, kFixedSocket, msg, 0);
+        id |= gso ? kGsoSendTag : kSendTag;
+      }
       sqe->flags |= IOSQE_FIXED_FILE;
-      io_uring_sqe_set_data64(sqe, (uint64_t{i} << 8) | kSendTag);
+      io_uring_sqe_set_data64(sqe, id);
       ++tx_inflight_;
     }
     tx_head_ = (tx_head_ + run) % cap;
@@ -364,10 +411,13 @@ void UringTransport::ReapCompletions(absl::FunctionRef<void(const RxDatagram&)> 
           HandleRecv(cqe, on_datagram);
           break;
         case kSendTag:
-          HandleSend(cqe);
+          FinishSend(static_cast<uint32_t>(io_uring_cqe_get_data64(&cqe) >> 8), cqe.res);
           break;
         case kGsoSendTag:
-          HandleGsoSend(cqe);
+          FinishGsoSend(static_cast<uint32_t>(io_uring_cqe_get_data64(&cqe) >> 8), cqe.res);
+          break;
+        case kZcSendTag:
+          HandleZcSend(cqe);
           break;
         case kWakeTag:
           wake_armed_ = false;
@@ -419,45 +469,81 @@ void UringTransport::HandleRecv(const io_uring_cqe& cqe,
   RecycleBuffer(bid);
 }
 
-void UringTransport::HandleSend(const io_uring_cqe& cqe) {
-  const auto slot = static_cast<uint32_t>(io_uring_cqe_get_data64(&cqe) >> 8);
-  if (cqe.res < 0) {
+void UringTransport::FinishSend(uint32_t slot, int32_t res) {
+  if (res < 0) {
     stats_.CountDrop(Drop::kTxError);
   } else {
     ++stats_.tx_packets;
-    stats_.tx_bytes += static_cast<uint64_t>(cqe.res);
+    stats_.tx_bytes += static_cast<uint64_t>(res);
   }
   tx_.Release(slot);
   --tx_inflight_;
 }
 
-void UringTransport::HandleGsoSend(const io_uring_cqe& cqe) {
-  const auto g = static_cast<uint32_t>(io_uring_cqe_get_data64(&cqe) >> 8);
+void UringTransport::Requeue(const uint32_t* slots, size_t count) {
+  const size_t cap = tx_.capacity();
+  for (size_t k = count; k-- > 0;) {
+    tx_head_ = (tx_head_ + cap - 1) % cap;
+    tx_queue_[tx_head_] = slots[k];
+  }
+  tx_len_ += count;
+  tx_solo_ += count;
+}
+
+void UringTransport::FinishGsoSend(uint32_t g, int32_t res) {
   GsoGroup& group = groups_.at(g);
   --tx_inflight_;
-  if (cqe.res < 0 && IsGsoRefusal(-cqe.res)) {
+  if (res < 0 && IsGsoRefusal(-res)) {
     // The route cannot take this run segmented: put its datagrams back at the head of the
     // queue, to go out one by one with the next Flush (their msghdrs are still prepared).
     ++stats_.tx_gso_fallbacks;
-    const size_t cap = tx_.capacity();
-    for (size_t k = group.count; k-- > 0;) {
-      tx_head_ = (tx_head_ + cap - 1) % cap;
-      tx_queue_[tx_head_] = group.slots[k];
-    }
-    tx_len_ += group.count;
-    tx_solo_ += group.count;
+    Requeue(group.slots, group.count);
   } else {
-    if (cqe.res < 0) {
+    if (res < 0) {
       stats_.CountDrop(Drop::kTxError, group.count);
     } else {
       stats_.tx_packets += group.count;
-      stats_.tx_bytes += static_cast<uint64_t>(cqe.res);
+      stats_.tx_bytes += static_cast<uint64_t>(res);
       ++stats_.tx_gso_sends;
       stats_.tx_gso_segments += group.count;
     }
     for (uint32_t k = 0; k < group.count; ++k) tx_.Release(group.slots[k]);
   }
   groups_.Release(g);
+}
+
+// A zero-copy send completes twice: the result (with F_MORE when a notification follows),
+// then the notification (F_NOTIF) once the kernel no longer reads the buffer. Only then
+// may the slots be reused: until then they count in tx_zc_pending.
+void UringTransport::HandleZcSend(const io_uring_cqe& cqe) {
+  uint32_t slot = static_cast<uint32_t>(io_uring_cqe_get_data64(&cqe) >> 8);
+  int32_t res = cqe.res;
+  if (cqe.flags & IORING_CQE_F_NOTIF) {
+    if (zc_report_ && (static_cast<uint32_t>(cqe.res) & IORING_NOTIF_USAGE_ZC_COPIED)) {
+      ++stats_.tx_zc_copied;
+    }
+    --stats_.tx_zc_pending;
+    res = zc_slot_res_[slot];
+  } else if (cqe.flags & IORING_CQE_F_MORE) {
+    if (res >= 0) ++stats_.tx_zc_sends;
+    zc_slot_res_[slot] = res;
+    ++stats_.tx_zc_pending;
+    return;
+  } else if (res >= 0) {
+    ++stats_.tx_zc_sends;
+  }
+  if (res == -EOPNOTSUPP) {
+    // This socket or kernel cannot send zero-copy after all: copy from now on, and send
+    // the datagram again with the next Flush.
+    spdlog::warn("io: zero-copy send refused ({}), copying sends from now on",
+                 std::string(ErrnoStatus(-res, "sendmsg_zc").message()));
+    stats_.zerocopy = false;
+    ++stats_.tx_zc_fallbacks;
+    --tx_inflight_;
+    Requeue(&slot, 1);
+    return;
+  }
+  FinishSend(slot, res);
 }
 
 void UringTransport::RecycleBuffer(uint16_t bid) {

@@ -49,6 +49,7 @@ class UringTransport final : public Transport {
   absl::Status InitRing(const TransportOptions& options);
   absl::Status InitBufferRing(const TransportOptions& options);
   absl::Status InitSocket(const TransportOptions& options);
+  void InitZerocopy(size_t min_bytes);
   absl::Status Start();
   io_uring_sqe* GetSqe();
   void ArmRecv();
@@ -56,8 +57,14 @@ class UringTransport final : public Transport {
   absl::Status Wait(int64_t timeout_us);
   void ReapCompletions(absl::FunctionRef<void(const RxDatagram&)> on_datagram);
   void HandleRecv(const io_uring_cqe& cqe, absl::FunctionRef<void(const RxDatagram&)> on_datagram);
-  void HandleSend(const io_uring_cqe& cqe);
-  void HandleGsoSend(const io_uring_cqe& cqe);
+  // A send's result, once its slots are free to reuse (copying sends: at the result;
+  // zero-copy sends: at the kernel's notification).
+  void FinishSend(uint32_t slot, int32_t res);
+  void FinishGsoSend(uint32_t group, int32_t res);
+  // Both CQEs of a zero-copy send (the result, then the F_NOTIF notification).
+  void HandleZcSend(const io_uring_cqe& cqe);
+  // Puts `count` slots back at the head of the send queue, to go out one by one.
+  void Requeue(const uint32_t* slots, size_t count);
   // Turns queued slots into SENDMSG SQEs (one per lone datagram or GSO run).
   void PrepareSends();
   void RecycleBuffer(uint16_t bid);
@@ -103,6 +110,11 @@ class UringTransport final : public Transport {
   size_t tx_len_ = 0;
   size_t tx_solo_ = 0;  // head entries to send one by one (a refused run being resent)
   GsoGroupPool groups_;  // one per coalesced send in flight
+  // Zero-copy sends (TransportOptions::zerocopy_min_bytes; 0 = off): the result of a send
+  // whose notification is still due, per slot (only lone datagrams go zero-copy).
+  size_t zc_min_bytes_ = 0;
+  bool zc_report_ = false;  // IORING_SEND_ZC_REPORT_USAGE (6.2): count copied sends
+  std::unique_ptr<int32_t[]> zc_slot_res_;
 };
 
 }  // namespace scuttle::io
