@@ -479,8 +479,9 @@ class RawUringServer final : public Server {
   std::unique_ptr<ReplyFiller> filler_;
 };
 
-io::TransportOptions TransportOpts(io::IoKind kind, size_t tx_slot_bytes) {
+io::TransportOptions TransportOpts(io::IoKind kind, size_t tx_slot_bytes, size_t zerocopy_min = 0) {
   io::TransportOptions o;
+  o.zerocopy_min_bytes = zerocopy_min;
   o.kind = kind;
   o.bind = Endpoint::V4(INADDR_LOOPBACK, 0);
   o.max_datagram_bytes = io::kMaxUdpPayloadBytes;
@@ -577,8 +578,9 @@ class TransportServer final : public Server {
 // The engine on a transport, driven as io/node.cc's Runtime drives it (minus its timers).
 class EngineServer final : public Server, public PacketSink {
  public:
-  EngineServer(io::IoKind kind, size_t max_packet_bytes, size_t keys, bool sealed)
-      : t_(MustOpen(TransportOpts(kind, max_packet_bytes + 1024))),
+  EngineServer(io::IoKind kind, size_t max_packet_bytes, size_t keys, bool sealed,
+               size_t zerocopy_min = 0)
+      : t_(MustOpen(TransportOpts(kind, max_packet_bytes + 1024, zerocopy_min))),
         engine_(Config(max_packet_bytes, t_->local_endpoint(), sealed), this, nullptr) {
     const TimeUs now = io::MonotonicNowUs();
     for (size_t i = 0; i < keys; ++i) {
@@ -852,6 +854,7 @@ struct Options {
   std::string only_server;  // substring filter
   std::string only_size;    // exact size label filter
   std::string only_kind;    // echo | handshake
+  size_t zerocopy_min = 0;  // > 0: also engine_{uring,epoll}_zc rows with this threshold
 };
 
 // "*_sealed" servers are keyed (BenchKeyring) and the generator seals what it sends them.
@@ -859,7 +862,8 @@ bool IsSealed(const std::string& server) {
   return server.size() > 7 && server.compare(server.size() - 7, 7, "_sealed") == 0;
 }
 
-std::unique_ptr<Server> MakeServer(const RunSpec& s) {
+// "*_zc" engine servers send datagrams of at least zerocopy_min bytes zero-copy.
+std::unique_ptr<Server> MakeServer(const RunSpec& s, size_t zerocopy_min = 0) {
   if (s.server == "raw_mmsg") return std::make_unique<RawMmsgServer>(s.reply, false);
   if (s.server == "raw_uring") return std::make_unique<RawUringServer>(s.reply, false);
   if (s.server == "raw_mmsg_copy") return std::make_unique<RawMmsgServer>(s.reply, true);
@@ -867,7 +871,9 @@ std::unique_ptr<Server> MakeServer(const RunSpec& s) {
   const bool sealed = IsSealed(s.server);
   const io::IoKind k = s.server.find("uring") != std::string::npos ? io::IoKind::kUring : io::IoKind::kEpoll;
   if (s.server.rfind("transport_", 0) == 0) return std::make_unique<TransportServer>(k, s.reply, sealed);
-  return std::make_unique<EngineServer>(k, s.profile->max_packet_bytes, s.profile->keys, sealed);
+  const bool zc = s.server.ends_with("_zc");
+  return std::make_unique<EngineServer>(k, s.profile->max_packet_bytes, s.profile->keys, sealed,
+                                        zc ? zerocopy_min : 0);
 }
 
 nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
@@ -879,7 +885,7 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
   auto ready_f = ready.get_future();
   std::thread server_thread([&] {
     PinSelf(server_cpu);
-    std::unique_ptr<Server> server = MakeServer(spec);
+    std::unique_ptr<Server> server = MakeServer(spec, o.zerocopy_min);
     ready.set_value(server->port());
     server->Run(stop_server, sc);
   });
@@ -982,11 +988,13 @@ int Main(int argc, char** argv) {
       o.window_small = std::atoi(v);
     } else if (const char* v = val("--window_large=")) {
       o.window_large = std::atoi(v);
+    } else if (const char* v = val("--zerocopy_min_bytes=")) {
+      o.zerocopy_min = static_cast<size_t>(std::atoll(v));
     } else {
       std::fprintf(stderr,
                    "usage: scuttle_load [--quick] [--warmup=S] [--duration=S] [--reps=N] "
                    "[--out=FILE] [--server=SUBSTR] [--size=LABEL] [--kind=echo|handshake] "
-                   "[--window_small=N] [--window_large=N]\n");
+                   "[--window_small=N] [--window_large=N] [--zerocopy_min_bytes=N]\n");
       return 2;
     }
   }
@@ -1052,7 +1060,8 @@ int Main(int argc, char** argv) {
       for (size_t pi = 0; pi < std::size(kProfiles); ++pi) {
         for (const char* srv : {"raw_mmsg", "raw_uring", "raw_mmsg_copy", "raw_uring_copy",
                                 "engine_uring", "engine_epoll", "engine_uring_sealed",
-                                "engine_epoll_sealed"}) {
+                                "engine_epoll_sealed", "engine_uring_zc", "engine_epoll_zc"}) {
+          if (o.zerocopy_min == 0 && std::string_view(srv).ends_with("_zc")) continue;
           RunSpec s;
           s.kind = "handshake";
           s.server = srv;
