@@ -6,7 +6,10 @@ add_library(scuttle_cluster_sim
   ${CMAKE_CURRENT_LIST_DIR}/cluster_cli.cc
   ${CMAKE_CURRENT_LIST_DIR}/cluster_faults.cc
   ${CMAKE_CURRENT_LIST_DIR}/cluster_net.cc
-  ${CMAKE_CURRENT_LIST_DIR}/cluster_sim.cc)
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_sim.cc
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_sim_faults.cc
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_sim_report.cc
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_sim_workload.cc)
 target_link_libraries(scuttle_cluster_sim
   PUBLIC scuttle_engine scuttle_sim_flags absl::flat_hash_map absl::status absl::statusor
   PRIVATE absl::strings absl::str_format nlohmann_json::nlohmann_json)
