@@ -146,6 +146,9 @@ class AdminServer {
   AdminServer() = default;
   void Route();
 
+  void RouteMembers();
+  void RouteKv();
+  void RouteStats();
   void RouteWatch();
   void RouteConfig();
   void RouteUi();
