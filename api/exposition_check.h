@@ -7,6 +7,14 @@
 // HELP per family and before its samples, samples of a family contiguous, no duplicate
 // series, counters >= 0, histograms: le ascending per series with +Inf last, cumulative
 // buckets non-decreasing, _count == the +Inf bucket, _sum present; summaries: _sum/_count.
+//
+// Why it stays beside `promtool check metrics` (tests/integration/interfaces_test.py runs
+// promtool on a live /metrics): promtool (Prometheus 2.42, Debian 12) accepts
+// non-cumulative histogram buckets, a _count that disagrees with the +Inf bucket and
+// negative counters, which this checker refuses; the unit tests read metric values through
+// Exposition::Get, which needs a parser anyway; and these checks run in every unit-test
+// build, where promtool may be absent (the integration case then skips). The syntax checks
+// are the parser itself, so shrinking them would save nothing.
 #ifndef SCUTTLE_API_EXPOSITION_CHECK_H_
 #define SCUTTLE_API_EXPOSITION_CHECK_H_
 
