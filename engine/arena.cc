@@ -1,9 +1,28 @@
 #include "engine/arena.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
 #include <utility>
 
 namespace scuttle {
+
+void* AllocBlock(size_t bytes) {
+  void* p = nullptr;
+  if (bytes >= kHugePageBytes) {
+    const size_t rounded = (bytes + kHugePageBytes - 1) & ~(kHugePageBytes - 1);
+    p = std::aligned_alloc(kHugePageBytes, rounded);
+    // Only a hint: without THP the block is ordinary memory.
+    if (p != nullptr) (void)madvise(p, rounded, MADV_HUGEPAGE);
+  } else {
+    p = std::malloc(bytes == 0 ? 1 : bytes);
+  }
+  if (p == nullptr) std::abort();
+  return p;
+}
+
+void BlockDeleter::operator()(void* p) const { std::free(p); }
 
 KvArena::Ref KvArena::Append(std::string_view a, std::string_view b) {
   const size_t n = a.size() + b.size();
@@ -13,7 +32,7 @@ KvArena::Ref KvArena::Append(std::string_view a, std::string_view b) {
                             ? kFirstChunkBytes
                             : std::min(kChunkBytes, chunks_.back().size * 2);
     const size_t size = std::max(grow, n);
-    chunks_.push_back(Chunk{std::unique_ptr<char[]>(new char[size]), size, 0});
+    chunks_.push_back(Chunk{AllocBlockOf<char>(size), size, 0});
     allocated_bytes_ += size;
   }
   Chunk& c = chunks_.back();

@@ -15,14 +15,32 @@
 
 namespace scuttle {
 
+// Large blocks for a state's tables and pages: a block of at least kHugePageBytes is
+// 2 MiB-aligned and advised as a transparent huge page (madvise; Linux's default THP mode
+// honours it), because applying into a large state is a string of random accesses, and with
+// 4 KiB pages each one also misses the TLB. Smaller blocks are plain malloc. The contents
+// are uninitialized. An allocation failure aborts, like operator new without exceptions.
+inline constexpr size_t kHugePageBytes = size_t{2} << 20;
+void* AllocBlock(size_t bytes);
+struct BlockDeleter {
+  void operator()(void* p) const;
+};
+template <typename T>
+using BlockPtr = std::unique_ptr<T[], BlockDeleter>;
+template <typename T>
+BlockPtr<T> AllocBlockOf(size_t n) {
+  return BlockPtr<T>(static_cast<T*>(AllocBlock(n * sizeof(T))));
+}
+
 class KvArena {
  public:
   using Ref = uint64_t;
   // Chunks start small and double up to kChunkBytes, so the many nodes that hold a few
-  // keys do not each reserve 256 KiB (every replica holds an arena per owner with keys:
-  // at 10,000 nodes even 4 KiB each is 40 MB per replica).
+  // keys do not each reserve a large chunk (every replica holds an arena per owner with
+  // keys: at 10,000 nodes even 4 KiB each is 40 MB per replica), while a large state's
+  // chunks are huge pages (AllocBlock).
   static constexpr size_t kFirstChunkBytes = 256;
-  static constexpr size_t kChunkBytes = 256 * 1024;
+  static constexpr size_t kChunkBytes = kHugePageBytes;
 
   // Copies a and b back to back; returns the reference of the first byte.
   Ref Append(std::string_view a, std::string_view b);
@@ -43,7 +61,7 @@ class KvArena {
 
  private:
   struct Chunk {
-    std::unique_ptr<char[]> data;
+    BlockPtr<char> data;
     size_t size = 0;
     size_t used = 0;
   };

@@ -1,6 +1,5 @@
 #include "engine/delta_applier.h"
 
-#include <algorithm>
 
 namespace scuttle {
 
@@ -112,27 +111,24 @@ void DeltaApplier::ApplyEntries(NodeState* node, const wire::DecodedPacket& pkt,
   size_t i = 0;
   while (i < entries.size() && entries[i].version <= node->max_version()) ++i;
   stats_.entries_skipped += i;
-  // Decode into small batches so NodeState overlaps the lookups of a batch (see
-  // NodeState::ApplyBatch); events follow each batch, in entry order.
-  NodeState::Update batch[NodeState::kApplyBatch];
-  while (i < entries.size()) {
-    const size_t n = std::min(NodeState::kApplyBatch, entries.size() - i);
-    for (size_t k = 0; k < n; ++k) {
-      const wire::Entry& e = entries[i + k];
-      batch[k] = {e.version, pkt.Key(e), pkt.Value(e),
-                  e.status == static_cast<uint8_t>(wire::EntryStatus::kTombstone)};
-    }
-    node->ApplyBatch({batch, n}, now_us);
-    stats_.entries_applied += n;
-    if (events_ != nullptr) {
-      for (size_t k = 0; k < n; ++k) {
-        const NodeState::Update& u = batch[k];
-        events_->OnKey(*node, u.tombstone ? KeyEvent::kDeleted : KeyEvent::kSet, u.key, u.value,
-                       u.version);
-      }
-    }
-    i += n;
+  // Decode the rest into a reused buffer and apply it as one run, so NodeState overlaps
+  // the lookups of neighbouring entries (see NodeState::ApplyBatch); events follow, in
+  // entry order. The buffer holds at most one packet's entries.
+  updates_.clear();
+  for (size_t k = i; k < entries.size(); ++k) {
+    const wire::Entry& e = entries[k];
+    updates_.push_back({e.version, pkt.Key(e), pkt.Value(e),
+                        e.status == static_cast<uint8_t>(wire::EntryStatus::kTombstone)});
   }
+  node->ApplyBatch(updates_, now_us);
+  stats_.entries_applied += updates_.size();
+  if (events_ != nullptr) {
+    for (const NodeState::Update& u : updates_) {
+      events_->OnKey(*node, u.tombstone ? KeyEvent::kDeleted : KeyEvent::kSet, u.key, u.value,
+                     u.version);
+    }
+  }
+  updates_.clear();  // its views point into the packet
 }
 
 }  // namespace scuttle

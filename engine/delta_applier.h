@@ -19,6 +19,7 @@
 #define SCUTTLE_ENGINE_DELTA_APPLIER_H_
 
 #include <cstdint>
+#include <vector>
 
 #include "engine/cluster.h"
 #include "engine/events.h"
@@ -71,6 +72,7 @@ class DeltaApplier {
   Limits limits_;
   EventSink* events_;
   Stats stats_;
+  std::vector<NodeState::Update> updates_;  // ApplyEntries' batch (reused; ≤ one packet's)
 };
 
 }  // namespace scuttle

@@ -20,14 +20,14 @@ inline void PrefetchRead(const void* p) { __builtin_prefetch(p, 0, 3); }
 
 // ---- PagedArray ----
 
-template <typename T>
-uint32_t NodeState::PagedArray<T>::Append() {
+template <typename T, uint32_t kPageShift>
+uint32_t NodeState::PagedArray<T, kPageShift>::Append() {
   constexpr uint32_t kPageSlots = 1u << kPageShift;
   if (size_ < kPageSlots) {
     if (size_ == first_page_slots_) {
       // Grow the first page by doubling; records are plain data, so a copy moves them.
       const uint32_t grown = std::max(kFirstPageSlots, 2 * first_page_slots_);
-      std::unique_ptr<T[]> page(new T[grown]);
+      BlockPtr<T> page = AllocBlockOf<T>(grown);
       if (size_ > 0) std::memcpy(page.get(), pages_[0].get(), size_t{size_} * sizeof(T));
       if (pages_.empty()) {
         pages_.push_back(std::move(page));
@@ -37,14 +37,14 @@ uint32_t NodeState::PagedArray<T>::Append() {
       first_page_slots_ = grown;
     }
   } else if ((size_ & kMask) == 0 && (size_ >> kPageShift) == pages_.size()) {
-    pages_.push_back(std::unique_ptr<T[]>(new T[kPageSlots]));
+    pages_.push_back(AllocBlockOf<T>(kPageSlots));
   }
   (*this)[size_] = T{};
   return size_++;
 }
 
-template <typename T>
-void NodeState::PagedArray<T>::Truncate(uint32_t n) {
+template <typename T, uint32_t kPageShift>
+void NodeState::PagedArray<T, kPageShift>::Truncate(uint32_t n) {
   assert(n <= size_);
   size_ = n;
   // Keep the first page and the page that holds record n (the next Append writes there).
@@ -52,8 +52,8 @@ void NodeState::PagedArray<T>::Truncate(uint32_t n) {
   if (pages_.size() > keep) pages_.resize(keep);
 }
 
-template <typename T>
-size_t NodeState::PagedArray<T>::bytes() const {
+template <typename T, uint32_t kPageShift>
+size_t NodeState::PagedArray<T, kPageShift>::bytes() const {
   const size_t full_pages = pages_.empty() ? 0 : pages_.size() - 1;
   return (first_page_slots_ + (full_pages << kPageShift)) * sizeof(T) +
          pages_.capacity() * sizeof(void*);
@@ -79,11 +79,12 @@ void NodeState::KeyTable::Grow() {
   // 8 buckets to start (64 bytes: a node with a few keys stays small), then doubling.
   const uint32_t new_shift = buckets_ == nullptr ? 32 - 3 : shift_ - 1;
   const size_t old_capacity = buckets_ == nullptr ? 0 : capacity();
-  std::unique_ptr<uint64_t[]> old = std::move(buckets_);
+  BlockPtr<uint64_t> old = std::move(buckets_);
   shift_ = new_shift;
   const size_t new_capacity = size_t{1} << (32 - shift_);
   mask_ = static_cast<uint32_t>(new_capacity - 1);
-  buckets_.reset(new uint64_t[new_capacity]());
+  buckets_ = AllocBlockOf<uint64_t>(new_capacity);
+  std::memset(buckets_.get(), 0, new_capacity * sizeof(uint64_t));
   for (size_t i = 0; i < old_capacity; ++i) {
     if (old[i] != 0) Place(old[i]);
   }
@@ -300,58 +301,67 @@ TimeUs NodeState::NextExpiry() const {
 
 void NodeState::ApplyEntry(Version version, std::string_view key, std::string_view value,
                            bool tombstone, TimeUs now_us) {
-  const Update u{version, key, value, tombstone};
-  ApplyBatch({&u, 1}, now_us);
+  assert(version > max_version_);
+  // A delete of a key we never held still keeps its death certificate: a peer holding an
+  // older set may later ask us for deletes above its max_version (seed 000 invariant).
+  Write(version, key, tombstone ? std::string_view() : value,
+        tombstone ? KeyStatus::kTombstone : KeyStatus::kSet, tombstone ? now_us : 0);
+  max_version_ = version;
 }
 
 void NodeState::ApplyBatch(std::span<const Update> updates, TimeUs now_us) {
-  assert(updates.size() <= kApplyBatch);
   const size_t n = updates.size();
-  uint64_t hash[kApplyBatch];
-  if (store_ != nullptr && n > 1) {
-    // Stages, each over the whole batch, so the cache misses of different entries overlap
-    // (their chains of dependent loads are independent): hash every key and prefetch its
-    // home bucket; walk the probe runs (now arriving) and prefetch the slot of the first
-    // bucket whose stored hash bits match; prefetch that slot's key bytes in the arena. The
-    // writes below then find everything in cache. The stages only warm the cache: the
-    // writes look every key up again, so entries of the batch that insert or collide with
-    // each other stay exact.
-    const Store& st = *store_;
-    const KeyTable& t = st.keys;
-    uint32_t cand[kApplyBatch];
-    for (size_t i = 0; i < n; ++i) {
-      hash[i] = KeyTable::Hash(updates[i].key);
-      t.Prefetch(hash[i]);
+  if (n == 0) return;
+  if (store_ == nullptr) store_ = std::make_unique<Store>();
+  // A software pipeline over the updates, kStageDistance apart per stage, so the cache
+  // misses of different entries overlap (each entry's chain of dependent loads is
+  // independent of the others'): hash the key and prefetch its home bucket; walk the probe
+  // run (now arriving) and prefetch the slot of the first bucket whose stored hash bits
+  // match; prefetch that slot's key bytes in the arena; write. The early stages only warm
+  // the cache: the write looks the key up again, so entries of the run that insert or
+  // collide with each other stay exact, whatever the table did in between.
+  constexpr size_t kD = kStageDistance;
+  constexpr size_t kRing = 4 * kD;
+  static_assert((kRing & (kRing - 1)) == 0);
+  uint64_t hash[kRing];
+  uint32_t cand[kRing];
+  const Store& st = *store_;
+  for (size_t step = 0; step < n + 3 * kD; ++step) {
+    if (step < n) {
+      const uint64_t h = KeyTable::Hash(updates[step].key);
+      hash[step % kRing] = h;
+      st.keys.Prefetch(h);
     }
-    if (t.allocated()) {
-      for (size_t i = 0; i < n; ++i) {
-        cand[i] = kNoSlot;
-        const uint32_t tag = KeyTable::Tag(hash[i]);
-        for (size_t j = t.HomeOf(tag);; j = (j + 1) & t.mask()) {
-          const uint64_t b = *t.bucket(j);
-          if (b == 0) break;
-          if (static_cast<uint32_t>(b >> 32) == tag) {
-            cand[i] = static_cast<uint32_t>(b) - 1;
-            PrefetchRead(&st.slots[cand[i]]);
-            break;
-          }
-        }
-      }
-      for (size_t i = 0; i < n; ++i) {
-        if (cand[i] != kNoSlot) PrefetchRead(st.arena.At(st.slots[cand[i]].kv));
-      }
+    if (step >= kD && step - kD < n) {
+      const size_t i = (step - kD) % kRing;
+      cand[i] = ProbeHint(hash[i]);
+      if (cand[i] != kNoSlot) PrefetchRead(&st.slots[cand[i]]);
     }
-  } else {
-    for (size_t i = 0; i < n; ++i) hash[i] = KeyTable::Hash(updates[i].key);
+    if (step >= 2 * kD && step - 2 * kD < n) {
+      const size_t i = (step - 2 * kD) % kRing;
+      if (cand[i] != kNoSlot) PrefetchRead(st.arena.At(st.slots[cand[i]].kv));
+    }
+    if (step >= 3 * kD && step - 3 * kD < n) {
+      const Update& u = updates[step - 3 * kD];
+      assert(u.version > max_version_);
+      // As ApplyEntry (a delete keeps its death certificate).
+      WriteHashed(u.version, u.key, hash[(step - 3 * kD) % kRing],
+                  u.tombstone ? std::string_view() : u.value,
+                  u.tombstone ? KeyStatus::kTombstone : KeyStatus::kSet,
+                  u.tombstone ? now_us : 0);
+      max_version_ = u.version;
+    }
   }
-  for (size_t i = 0; i < n; ++i) {
-    const Update& u = updates[i];
-    assert(u.version > max_version_);
-    // A delete of a key we never held still keeps its death certificate: a peer holding an
-    // older set may later ask us for deletes above its max_version (seed 000 invariant).
-    WriteHashed(u.version, u.key, hash[i], u.tombstone ? std::string_view() : u.value,
-                u.tombstone ? KeyStatus::kTombstone : KeyStatus::kSet, u.tombstone ? now_us : 0);
-    max_version_ = u.version;
+}
+
+uint32_t NodeState::ProbeHint(uint64_t hash) const {
+  const KeyTable& t = store_->keys;
+  if (!t.allocated()) return kNoSlot;
+  const uint32_t tag = KeyTable::Tag(hash);
+  for (size_t j = t.HomeOf(tag);; j = (j + 1) & t.mask()) {
+    const uint64_t b = *t.bucket(j);
+    if (b == 0) return kNoSlot;
+    if (static_cast<uint32_t>(b >> 32) == tag) return static_cast<uint32_t>(b) - 1;
   }
 }
 

@@ -16,9 +16,10 @@
 // No operation scans all keys except Scan() (an admin read) and the compactions (amortized).
 //
 // Applying a delta into a large state is bound by cache misses (bucket, slot, key bytes: a
-// chain of dependent loads per entry), so ApplyBatch() takes a few entries at once and walks
-// them stage by stage (hash all, prefetch their buckets; probe, prefetch the slots; prefetch
-// the keys' arena bytes; then write), overlapping the misses of the batch.
+// chain of dependent loads per entry), so ApplyBatch() takes a part's entries at once and
+// runs them through a software pipeline (hash, prefetch the bucket; probe, prefetch the
+// slot; prefetch the key bytes; write), a few entries apart per stage, so the misses of
+// neighbouring entries overlap.
 //
 // Memory: every replica holds a NodeState per known node, and in a large cluster most of
 // them hold no key at all (only heartbeats), so all of the above lives in a Store that is
@@ -54,10 +55,9 @@ class NodeState {
   // footprint, so the bookkeeping per key stays flat in state size (DESIGN §7, ≤ 64 B per
   // entry). The first page starts at kFirstPageSlots and doubles (copying) up to a full
   // page, so a node with a handful of keys does not pin a full page per replica.
-  template <typename T>
+  template <typename T, uint32_t kPageShift>
   class PagedArray {
    public:
-    static constexpr uint32_t kPageShift = 12;  // 4096 records per page
     static constexpr uint32_t kFirstPageSlots = 4;
     T& operator[](uint32_t i) { return pages_[i >> kPageShift][i & kMask]; }
     const T& operator[](uint32_t i) const { return pages_[i >> kPageShift][i & kMask]; }
@@ -70,7 +70,7 @@ class NodeState {
 
    private:
     static constexpr uint32_t kMask = (1u << kPageShift) - 1;
-    std::vector<std::unique_ptr<T[]>> pages_;
+    std::vector<BlockPtr<T>> pages_;
     uint32_t size_ = 0;
     uint32_t first_page_slots_ = 0;  // capacity of pages_[0]
   };
@@ -95,9 +95,9 @@ class NodeState {
     std::string_view value;
     bool tombstone;
   };
-  // ApplyBatch takes at most this many updates per call (its stage buffers live on the
-  // stack); 16 independent lookups in flight cover the memory-level parallelism of a core.
-  static constexpr size_t kApplyBatch = 16;
+  // ApplyBatch keeps this many entries in flight per stage of its pipeline (see the file
+  // comment): enough independent misses to cover the memory-level parallelism of a core.
+  static constexpr size_t kStageDistance = 4;
 
   NodeState(std::string name, Generation generation);
   NodeState(const NodeState&) = delete;
@@ -162,9 +162,9 @@ class NodeState {
   // REQUIRES: version > max_version() (the applier drops stale entries first).
   void ApplyEntry(Version version, std::string_view key, std::string_view value, bool tombstone,
                   TimeUs now_us);
-  // ApplyEntry for each update in order, with the lookups of the batch overlapped (see the
-  // file comment). REQUIRES: updates.size() <= kApplyBatch; versions strictly ascend, the
-  // first above max_version().
+  // ApplyEntry for each update in order, with the lookups of neighbouring updates
+  // overlapped (see the file comment). REQUIRES: versions strictly ascend, the first above
+  // max_version().
   void ApplyBatch(std::span<const Update> updates, TimeUs now_us);
   // REQUIRES: v >= max_version().
   void RaiseMaxVersion(Version v);
@@ -208,7 +208,7 @@ class NodeState {
    private:
     void Grow();
     void Place(uint64_t bucket);
-    std::unique_ptr<uint64_t[]> buckets_;
+    BlockPtr<uint64_t> buckets_;
     uint32_t shift_ = 32;
     uint32_t mask_ = 0;
     size_t size_ = 0;
@@ -220,10 +220,15 @@ class NodeState {
     uint32_t idx;
     Version version() const { return (Version{version_hi} << 32) | version_lo; }
   };
-  using Slab = PagedArray<Slot>;
-  using VersionLog = PagedArray<LogRecord>;
+  // Slot pages are 2 MiB (65,536 slots, one huge page each: slots are read at random);
+  // log pages 48 KiB (4,096 records: the log is read and written in order).
+  using Slab = PagedArray<Slot, 16>;
+  using VersionLog = PagedArray<LogRecord, 12>;
 
   uint32_t FindHashed(std::string_view key, uint64_t hash) const;
+  // The slot of the first bucket whose stored hash bits match (the likely owner of the
+  // key), or kNoSlot: a prefetch hint, not an answer.
+  uint32_t ProbeHint(uint64_t hash) const;
   // Writes (version, key, value, status, time) into the key's slot, creating it if needed,
   // keeping every index exact. Returns the slot index.
   uint32_t Write(Version version, std::string_view key, std::string_view value,
