@@ -76,8 +76,9 @@ void NodeState::KeyTable::Place(uint64_t bucket) {
 }
 
 void NodeState::KeyTable::Grow() {
-  // 8 buckets to start (64 bytes: a node with a few keys stays small), then doubling.
-  const uint32_t new_shift = buckets_ == nullptr ? 32 - 3 : shift_ - 1;
+  // 2 buckets to start (16 bytes: most replicas of most nodes hold a key or two, and a
+  // replica holds every node), then doubling.
+  const uint32_t new_shift = buckets_ == nullptr ? 32 - 1 : shift_ - 1;
   const size_t old_capacity = buckets_ == nullptr ? 0 : capacity();
   BlockPtr<uint64_t> old = std::move(buckets_);
   shift_ = new_shift;

@@ -58,7 +58,7 @@ class NodeState {
   template <typename T, uint32_t kPageShift>
   class PagedArray {
    public:
-    static constexpr uint32_t kFirstPageSlots = 4;
+    static constexpr uint32_t kFirstPageSlots = 2;
     T& operator[](uint32_t i) { return pages_[i >> kPageShift][i & kMask]; }
     const T& operator[](uint32_t i) const { return pages_[i >> kPageShift][i & kMask]; }
     uint32_t size() const { return size_; }
