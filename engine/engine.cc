@@ -73,7 +73,8 @@ Engine::Engine(EngineConfig config, PacketSink* sink, EventSink* events)
   cluster_.self().endpoint = config_.advertise;
   // Young-node prior (engine/membership.h): by default a peer is expected to show a new
   // heartbeat once per gossip interval.
-  if (config_.membership.initial_interval_us <= 0) {
+  prior_follows_interval_ = config_.membership.initial_interval_us <= 0;
+  if (prior_follows_interval_) {
     config_.membership.initial_interval_us = std::max<TimeUs>(config_.gossip_interval_us, 1);
   }
   // The owner validates the cipher; an engine asked for one this CPU lacks still works.
@@ -200,6 +201,9 @@ void Engine::Leave() {
 void Engine::OnTick(TimeUs now_us) {
   last_now_us_ = std::max(last_now_us_, now_us);
   ++stats_.rounds;
+  if (prior_follows_interval_) {
+    config_.membership.initial_interval_us = std::max<TimeUs>(config_.gossip_interval_us, 1);
+  }
   WelcomeTick(now_us);
   ++cluster_.self().heartbeat;
   const uint64_t removed_before =

@@ -406,6 +406,9 @@ class Engine {
   uint32_t cluster_hash_;
   EngineStats stats_;
   TimeUs last_now_us_ = 0;
+  // The young-node prior was left at 0 (the gossip interval): it follows live changes of
+  // the interval (mutable_config) at every tick.
+  bool prior_follows_interval_ = false;
   WelcomeState welcome_;
   ProbeState probe_;
   // Security (DESIGN §8).

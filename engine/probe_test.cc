@@ -138,5 +138,23 @@ TEST(ProbeTest, AStalledObserverDoesNotAccuseOthers) {
   EXPECT_EQ(sleeper.probe_stats().confirmed_dead, 0u);
 }
 
+// The young-node prior defaults to the gossip interval and follows a live change of it;
+// an explicit prior stays as given.
+TEST(ProbeTest, YoungNodePriorFollowsTheGossipInterval) {
+  testing::VectorSink sink;
+  EngineConfig c = Config("n1", 1);
+  c.gossip_interval_us = 300 * kUsPerMs;
+  Engine derived(c, &sink, nullptr);
+  EXPECT_EQ(derived.config().membership.initial_interval_us, 300 * kUsPerMs);
+  derived.mutable_config().gossip_interval_us = 100 * kUsPerMs;
+  derived.OnTick(kUsPerSec);
+  EXPECT_EQ(derived.config().membership.initial_interval_us, 100 * kUsPerMs);
+  c.membership.initial_interval_us = 5 * kUsPerSec;
+  Engine fixed(c, &sink, nullptr);
+  fixed.mutable_config().gossip_interval_us = 100 * kUsPerMs;
+  fixed.OnTick(kUsPerSec);
+  EXPECT_EQ(fixed.config().membership.initial_interval_us, 5 * kUsPerSec);
+}
+
 }  // namespace
 }  // namespace scuttle

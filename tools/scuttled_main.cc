@@ -56,10 +56,14 @@ ABSL_FLAG(int32_t, max_datagrams_per_reply, 1,
           "A delta larger than --max_packet_bytes continues in up to this many datagrams per "
           "reply, sent in one flush (UDP GSO when equal-sized), 1..64; 1 = one per round. "
           "With --max_packet_bytes=1400 try 45: 63 KB per handshake, no IP fragments");
-ABSL_FLAG(double, phi_threshold, 8.0, "Phi-accrual threshold: suspect at half, dead at it");
+ABSL_FLAG(double, phi_threshold, 8.0,
+          "Phi-accrual backstop: dead at it without probes (scaled by local health); "
+          "suspicion starts at phi 2 and is confirmed by probes");
 ABSL_FLAG(int32_t, phi_window, 1000, "Phi-accrual sampling window (heartbeat arrivals)");
-ABSL_FLAG(int64_t, phi_initial_interval_ms, 5000,
-          "Assumed heartbeat interval before any has been sampled");
+ABSL_FLAG(int64_t, phi_initial_interval_ms, 0,
+          "Young-node prior: the heartbeat interval a peer is expected to keep, worth 4 "
+          "samples until its own arrivals outweigh it (0 = --gossip_interval_ms, which is "
+          "what a healthy peer shows)");
 ABSL_FLAG(int64_t, phi_max_interval_ms, 10000,
           "Heartbeat gaps longer than this are not rhythm samples (pauses, partitions)");
 ABSL_FLAG(absl::Duration, dead_node_grace, absl::Hours(24),
@@ -109,9 +113,9 @@ ABSL_FLAG(absl::Duration, dormant_grace, absl::ZeroDuration(),
 ABSL_FLAG(int32_t, retention_sites, 0,
           "Expected retention sites per owner, 1..1024 (0: 3); needs --death_certificates");
 ABSL_FLAG(std::string, profile, "",
-          "Network profile (docs/netlab.md): local (one host: 100 ms rounds, 0.5 s/2 s phi "
-          "intervals), lan (the built-in defaults) or wan (1,400-byte datagrams that never "
-          "fragment, phi threshold 12, 10 s/30 s phi intervals); sets the defaults of the "
+          "Network profile (docs/netlab.md): local (one host: 100 ms rounds, 2 s phi max "
+          "interval), lan (the built-in defaults) or wan (1,400-byte datagrams that never "
+          "fragment, phi threshold 12, 30 s phi max interval); sets the defaults of the "
           "flags it names that are not given explicitly");
 ABSL_FLAG(std::string, data_dir, "",
           "Directory where the node saves its own keys (with TTL deadlines) and the known "
@@ -187,13 +191,13 @@ void ApplyProfile(int argc, char** argv) {
   };
   std::vector<Setting> settings;
   if (profile == "local") {
-    settings = {{"gossip_interval_ms", "100"},
-                {"phi_initial_interval_ms", "500"},
-                {"phi_max_interval_ms", "2000"}};
+    // The young-node prior follows the gossip interval (--phi_initial_interval_ms=0).
+    settings = {{"gossip_interval_ms", "100"}, {"phi_max_interval_ms", "2000"}};
   } else if (profile == "wan") {
+    // Patience comes from the threshold, not from the prior: a 10 s prior would keep a
+    // node that dies young undetected for minutes.
     settings = {{"max_packet_bytes", "1400"},
                 {"phi_threshold", "12"},
-                {"phi_initial_interval_ms", "10000"},
                 {"phi_max_interval_ms", "30000"}};
   } else {
     BadFlag("--profile='" + profile + "': want local, lan or wan");
@@ -381,7 +385,7 @@ Config ReadFlags() {
       CheckRange<int32_t>("phi_window", absl::GetFlag(FLAGS_phi_window), 1, 1'000'000);
   e.membership.initial_interval_us =
       CheckRange<int64_t>("phi_initial_interval_ms", absl::GetFlag(FLAGS_phi_initial_interval_ms),
-                          1, 86'400'000) * kUsPerMs;
+                          0, 86'400'000) * kUsPerMs;
   e.membership.max_interval_us =
       CheckRange<int64_t>("phi_max_interval_ms", absl::GetFlag(FLAGS_phi_max_interval_ms), 1,
                           86'400'000) * kUsPerMs;

@@ -12,11 +12,12 @@ import sys
 import harness as h
 
 EXPECT = {
-    "local": {"gossip_interval_ms": 100, "phi_initial_interval_ms": 500,
+    # phi_initial_interval_ms 0: the young-node prior is the gossip interval in every profile.
+    "local": {"gossip_interval_ms": 100, "phi_initial_interval_ms": 0,
               "phi_max_interval_ms": 2000, "max_packet_bytes": 65507},
     "lan": {"gossip_interval_ms": 1000, "phi_threshold": 8, "phi_max_interval_ms": 10000,
-            "max_packet_bytes": 65507},
-    "wan": {"max_packet_bytes": 1400, "phi_threshold": 12, "phi_initial_interval_ms": 10000,
+            "phi_initial_interval_ms": 0, "max_packet_bytes": 65507},
+    "wan": {"max_packet_bytes": 1400, "phi_threshold": 12, "phi_initial_interval_ms": 0,
             "phi_max_interval_ms": 30000, "gossip_interval_ms": 1000},
 }
 
