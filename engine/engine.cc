@@ -226,6 +226,8 @@ void Engine::OnTick(TimeUs now_us) {
   for (const Endpoint& to : peers) SendSyn(to);
   const EpidemicConfig& ec = config_.epidemic;
   if (ec.rumor) {
+    // The last round's contacts, judged together (Demers' cycle), before this round's.
+    epidemic_.EndRound(rng_);
     const bool pulls = ec.rumor_options.variant != RumorVariant::kPush;
     if (pulls || !epidemic_.monger().empty()) {
       membership_.ChoosePeers(cluster_, ec.rumor_fanout, {}, rng_, &peers_);

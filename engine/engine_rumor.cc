@@ -27,7 +27,7 @@ void Engine::SendRumors(const Endpoint& to) {
 void Engine::AfterRumorSend(const std::vector<VersionRange>& sent) {
   if (!epidemic_.blind()) return;
   for (const VersionRange& r : sent) {
-    epidemic_.OnContact(r.node->name(), r.from, r.to, /*peer_already_knew=*/false, rng_);
+    epidemic_.OnContact(r.node->name(), r.from, r.to, /*peer_already_knew=*/false);
   }
 }
 
@@ -63,7 +63,7 @@ void Engine::ApplyFeedback(const wire::DecodedPacket& pkt) {
   if (epidemic_.blind()) return;  // blind removal counted the contact at send time
   for (const wire::RumorFeedback& f : pkt.feedback) {
     if (f.knew) ++stats_.rumor_feedback_knew;
-    epidemic_.OnContact(pkt.Name(f), f.from_version, f.max_version, f.knew != 0, rng_);
+    epidemic_.OnContact(pkt.Name(f), f.from_version, f.max_version, f.knew != 0);
   }
 }
 

@@ -405,6 +405,41 @@ TEST(EpidemicTest, RumorsSpreadWithoutAntiEntropyAndThenCool) {
   }
 }
 
+// Demers' cycle in the engine: the feedback of one round's rumor contacts (here three
+// peers that all knew, from direct mail) is one unnecessary contact, so with k = 2 the
+// rumor survives the first round and goes cold when the second round is judged. Judged
+// per contact it would have gone cold within the first round.
+TEST(EpidemicTest, OneRoundsRumorFeedbackIsOneContact) {
+  Net net;
+  EpidemicConfig ec;
+  ec.rumor = true;
+  ec.rumor_fanout = 3;
+  ec.rumor_options.k = 2;
+  ec.direct_mail_peers = 3;
+  auto all = Mesh(net, 4, ec);
+  Engine& a = *all[0];
+  ASSERT_TRUE(a.Set("k", "v", net.now).ok());
+  net.Pump();  // the mail: every peer knows it before a's first rumor round
+  for (Engine* e : all) ASSERT_EQ(Get(*e, "n1", "k"), "v");
+  const uint64_t knew = a.stats().rumor_feedback_knew;
+  auto round = [&] {
+    net.now += kUsPerSec;
+    for (Engine* e : all) e->OnTick(net.now);
+    net.Pump();
+  };
+  round();
+  EXPECT_EQ(a.stats().rumor_feedback_knew, knew + 3) << "three peers answered 'knew'";
+  EXPECT_EQ(a.epidemic_hot(), 1u);
+  round();
+  EXPECT_EQ(a.epidemic_hot(), 1u) << "one unnecessary round so far (k = 2)";
+  EXPECT_EQ(a.rumor_stats().contacts, 1u);
+  round();
+  EXPECT_EQ(a.epidemic_hot(), 0u);
+  EXPECT_EQ(a.rumor_stats().contacts, 2u);
+  EXPECT_EQ(a.rumor_stats().unnecessary, 2u);
+  EXPECT_EQ(a.rumor_stats().lost_interest, 1u);
+}
+
 TEST(EpidemicTest, PullRumorsReachTheInitiator) {
   Net net;
   EpidemicConfig ec;

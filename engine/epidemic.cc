@@ -86,7 +86,7 @@ void Epidemic::PullRanges(const Cluster& cluster, std::vector<VersionRange>* out
 }
 
 void Epidemic::OnContact(std::string_view owner, Version from, Version to,
-                         bool peer_already_knew, Rng& rng) {
+                         bool peer_already_knew) {
   auto it = ids_.find(std::string(owner));
   if (it == ids_.end()) return;
   // Every hot rumor of this owner inside the range took part in the contact.
@@ -95,7 +95,7 @@ void Epidemic::OnContact(std::string_view owner, Version from, Version to,
   if (scratch_.empty()) monger_.PullRumors(config_->rumor_options.max_hot_rumors, &scratch_);
   for (const RumorId& id : scratch_) {
     if (id.owner == it->second && id.version > from && id.version <= to) {
-      monger_.OnContactResult(id, peer_already_knew, rng);
+      monger_.NoteContact(id, peer_already_knew);
     }
   }
 }

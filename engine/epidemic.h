@@ -74,9 +74,13 @@ class Epidemic {
   void PushRanges(const Cluster& cluster, std::vector<VersionRange>* out);
   void PullRanges(const Cluster& cluster, std::vector<VersionRange>* out);
   // One contact carried `range`; the peer did (or did not) already know it. Under blind
-  // removal the engine calls this at send time with knew = false.
-  void OnContact(std::string_view owner, Version from, Version to, bool peer_already_knew,
-                 Rng& rng);
+  // removal the engine calls this at send time with knew = false. Noted only: the round's
+  // contacts are judged together by EndRound (RumorMonger::NoteContact).
+  void OnContact(std::string_view owner, Version from, Version to, bool peer_already_knew);
+  // End of a gossip round: one feedback event per rumor contacted since the last call
+  // (Demers et al. §1.4: a site's contacts in one cycle are judged together). Results that
+  // arrive after the round's end (late acks) fold into the next round.
+  void EndRound(Rng& rng) { monger_.EndCycle(rng); }
 
   // Changes the rumor mongers' k live (RumorMonger::set_k). The caller keeps
   // config->rumor_options.k in step. REQUIRES: 1 <= k <= RumorOptions::kMaxK.

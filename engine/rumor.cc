@@ -2,6 +2,7 @@
 
 #include <cassert>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -87,7 +88,7 @@ bool RumorMonger::AddHot(RumorId id) {
     ++stats_.dropped_full;
   }
   index_.emplace(id, slots_.size());
-  slots_.push_back(Slot{id, 0, true});
+  slots_.push_back(Slot{id, 0, true, 0});
   ++stats_.added;
   MaybeCompact();
   assert(index_.size() <= options_.max_hot_rumors);
@@ -167,6 +168,34 @@ bool RumorMonger::OnContactResult(RumorId id, bool peer_already_knew, Rng& rng) 
   return true;
 }
 
+void RumorMonger::NoteContact(RumorId id, bool peer_already_knew) {
+  auto it = index_.find(id);
+  if (it == index_.end()) {
+    ++stats_.stale_results;
+    return;
+  }
+  Slot& slot = slots_[it->second];
+  if (slot.cycle == 0) {
+    noted_.push_back(id);
+    slot.cycle = peer_already_knew ? 1 : 2;
+  } else if (!peer_already_knew) {
+    slot.cycle = 2;
+  }
+}
+
+void RumorMonger::EndCycle(Rng& rng) {
+  // OnContactResult may kill and compact, so each rumor is looked up again.
+  for (const RumorId& id : noted_) {
+    auto it = index_.find(id);
+    if (it == index_.end()) continue;  // went cold (evicted) since it was noted
+    Slot& slot = slots_[it->second];
+    const uint8_t cycle = std::exchange(slot.cycle, 0);
+    if (cycle == 0) continue;  // noted twice (evicted and re-added in one cycle)
+    OnContactResult(id, /*peer_already_knew=*/cycle == 1, rng);
+  }
+  noted_.clear();
+}
+
 void RumorMonger::set_k(uint32_t k) {
   assert(k >= 1 && k <= RumorOptions::kMaxK);
   options_.k = k;
@@ -174,6 +203,7 @@ void RumorMonger::set_k(uint32_t k) {
 
 void RumorMonger::Clear() {
   slots_.clear();
+  noted_.clear();
   index_.clear();
   head_ = 0;
 }

@@ -124,6 +124,20 @@ class RumorMonger {
   // stats().stale_results and ignored.
   bool OnContactResult(RumorId id, bool peer_already_knew, Rng& rng);
 
+  // Demers' convention for a site with several contacts in one cycle (a push to each of
+  // `fanout` peers, answers to every puller): they are judged together, as ONE feedback
+  // event at the end of the cycle — unnecessary iff every peer already knew (counter +1,
+  // or one coin toss), necessary if any peer learned it (the consecutive counter resets).
+  // Judged one by one instead, a hot rumor would take several counts per cycle and a
+  // reset could be undone by a later "knew" in the same cycle, which misses Table 3 by
+  // 2-10x in residue (docs/demers.md, `--judge contact`). NoteContact records one
+  // contact's outcome (a result for a rumor that is not hot is a stale result);
+  // EndCycle applies one OnContactResult per rumor noted since the last EndCycle.
+  // Memory: at most one pending entry per hot rumor (plus rumors re-added this cycle).
+  void NoteContact(RumorId id, bool peer_already_knew);
+  void EndCycle(Rng& rng);
+  size_t pending_results() const { return noted_.size(); }
+
   // Forgets every hot rumor (keeps options and capacity; stats are kept too).
   void Clear();
 
@@ -145,6 +159,8 @@ class RumorMonger {
     RumorId id;
     uint32_t counter;  // contacts counted towards k (counter decay)
     bool live;
+    // This cycle's noted contacts: 0 none, 1 every peer knew, 2 some peer learned it.
+    uint8_t cycle;
   };
   static constexpr size_t kCompactSlack = 16;
 
@@ -157,6 +173,7 @@ class RumorMonger {
   std::vector<Slot> slots_;
   size_t head_ = 0;                             // slots_[0, head_) are dead
   absl::flat_hash_map<RumorId, size_t> index_;  // live id -> position in slots_
+  std::vector<RumorId> noted_;                  // rumors with a noted contact this cycle
   RumorStats stats_;
 };
 

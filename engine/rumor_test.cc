@@ -86,6 +86,57 @@ TEST(RumorMongerTest, FeedbackCounterNeedsKUnnecessaryContactsInARow) {
   EXPECT_EQ(m.stats().lost_interest, 1u);
 }
 
+// Demers' cycle: all of a site's contacts in one cycle are one feedback event.
+TEST(RumorMongerTest, ContactsOfOneCycleAreJudgedTogether) {
+  Rng rng(1);
+  RumorMonger m(Opts(RumorRemoval::kFeedback, RumorDecay::kCounter, 2));
+  m.OnLocalUpdate(kA);
+  m.OnLocalUpdate(kB);
+  // Three peers already knew kA: one unnecessary contact, not three (k = 2 survives).
+  for (int i = 0; i < 3; ++i) m.NoteContact(kA, /*peer_already_knew=*/true);
+  // kB: one peer knew, one learned it: a necessary contact, whatever the order.
+  m.NoteContact(kB, true);
+  m.NoteContact(kB, false);
+  m.NoteContact(kB, true);
+  EXPECT_EQ(m.pending_results(), 2u);
+  EXPECT_TRUE(m.IsHot(kA)) << "nothing is judged before the cycle ends";
+  m.EndCycle(rng);
+  EXPECT_EQ(m.pending_results(), 0u);
+  EXPECT_TRUE(m.IsHot(kA));
+  EXPECT_EQ(m.stats().contacts, 2u);
+  EXPECT_EQ(m.stats().unnecessary, 1u);
+  m.NoteContact(kA, true);
+  m.NoteContact(kB, true);
+  m.EndCycle(rng);
+  EXPECT_FALSE(m.IsHot(kA)) << "second unnecessary cycle in a row";
+  EXPECT_TRUE(m.IsHot(kB)) << "its counter was reset by the necessary cycle";
+  m.EndCycle(rng);  // a cycle without contacts changes nothing
+  EXPECT_TRUE(m.IsHot(kB));
+  m.NoteContact(kA, true);  // cold: a stale result, not pending
+  EXPECT_EQ(m.pending_results(), 0u);
+  EXPECT_EQ(m.stats().stale_results, 1u);
+  m.NoteContact(kB, true);
+  m.EndCycle(rng);
+  EXPECT_FALSE(m.IsHot(kB));
+  EXPECT_EQ(m.stats().lost_interest, 2u);
+}
+
+// A rumor evicted (list full) after its contact was noted, then re-added in the same
+// cycle, is judged at most once, on its new slot's own results.
+TEST(RumorMongerTest, EvictedThenReAddedRumorIsNotJudgedOnOldResults) {
+  Rng rng(1);
+  RumorOptions o = Opts(RumorRemoval::kFeedback, RumorDecay::kCounter, 1);
+  o.max_hot_rumors = 1;
+  RumorMonger m(o);
+  m.OnLocalUpdate(kA);
+  m.NoteContact(kA, true);
+  m.OnLocalUpdate(kB);  // evicts kA
+  m.OnLocalUpdate(kA);  // evicts kB; kA is hot again with no result this cycle
+  m.EndCycle(rng);
+  EXPECT_TRUE(m.IsHot(kA));
+  EXPECT_EQ(m.stats().contacts, 0u);
+}
+
 TEST(RumorMongerTest, FeedbackCumulativeCounterNeverResets) {
   Rng rng(1);
   RumorMonger m(Opts(RumorRemoval::kFeedback, RumorDecay::kCounter, 3, RumorCounter::kCumulative));
@@ -348,15 +399,20 @@ TEST_F(EngineRumorKTest, SetRumorKChangesRemovalOfHotRumors) {
   a_.SetRumorK(2);
   EXPECT_EQ(a_.config().epidemic.rumor_options.k, 2u);
   EXPECT_EQ(a_.rumor_stats().lost_interest, 0u);
-  Round();  // third counted send: at or past the new k
+  Round();  // the second send is counted now: at the new k
   EXPECT_EQ(a_.epidemic_hot(), 0u);
   EXPECT_EQ(a_.rumor_stats().lost_interest, 1u);
-  // A fresh write under k = 2 goes cold after exactly two sends.
+  // A fresh write under k = 2 goes cold after exactly two sends: each round's send is
+  // judged when the next round starts (Demers' cycle), so at the third tick.
   ASSERT_TRUE(a_.Set("key", "again", now_).ok());
+  const uint64_t sends = a_.stats().rumor_contacts;
   Round();
-  EXPECT_EQ(a_.epidemic_hot(), 1u);
+  Round();
+  EXPECT_EQ(a_.stats().rumor_contacts, sends + 2);
+  EXPECT_EQ(a_.epidemic_hot(), 1u) << "the second send is judged at the next tick";
   Round();
   EXPECT_EQ(a_.epidemic_hot(), 0u);
+  EXPECT_EQ(a_.stats().rumor_contacts, sends + 2) << "no third send";
   EXPECT_EQ(a_.rumor_stats().lost_interest, 2u);
 }
 
