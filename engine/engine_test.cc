@@ -440,6 +440,40 @@ TEST(EpidemicTest, OneRoundsRumorFeedbackIsOneContact) {
   EXPECT_EQ(a.rumor_stats().lost_interest, 1u);
 }
 
+// push_fresh (#16 item 4): a write spreads in network delays, without a round: the
+// writer pushes to `fanout` peers and each node forwards once, on first hearing. Off, the
+// same write waits for the next round.
+TEST(EpidemicTest, PushFreshSpreadsAWriteWithoutARound) {
+  for (bool push_fresh : {false, true}) {
+    Net net;
+    EpidemicConfig ec;
+    ec.rumor = true;
+    ec.push_fresh = push_fresh;
+    auto all = Mesh(net, 10, ec);
+    for (Engine* e : all) e->mutable_config().fanout = 3;  // no tick runs below
+    std::vector<uint64_t> before;
+    for (Engine* e : all) before.push_back(e->stats().rumor_contacts);
+    ASSERT_TRUE(all[4]->Set("fresh", "now", net.now).ok());
+    net.Pump();
+    int reached = 0;
+    uint64_t sends = 0;
+    for (size_t i = 0; i < all.size(); ++i) {
+      reached += Get(*all[i], "n5", "fresh") == "now";
+      const uint64_t s = all[i]->stats().rumor_contacts - before[i];
+      EXPECT_LE(s, 3u) << "one push to fanout peers per node, on first hearing only";
+      sends += s;
+    }
+    if (!push_fresh) {
+      EXPECT_EQ(reached, 1) << "only the writer, until a round runs";
+      EXPECT_EQ(sends, 0u);
+      continue;
+    }
+    // A random out-degree-3 infection graph on 10 nodes misses e^-3 of them on average.
+    EXPECT_GE(reached, 8);
+    EXPECT_EQ(sends, 3u * static_cast<uint64_t>(reached)) << "every infected node pushed once";
+  }
+}
+
 TEST(EpidemicTest, PullRumorsReachTheInitiator) {
   Net net;
   EpidemicConfig ec;

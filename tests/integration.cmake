@@ -44,6 +44,8 @@ if(TARGET scuttled)
   scuttle_itest(bad_cluster       cluster_test.py 60  --case bad_cluster)
   scuttle_itest(hostile           hostile_test.py 120 --craft $<TARGET_FILE:scuttle_craft>)
   scuttle_itest(measure5          measure.py      90  --nodes 5 --rounds 5)
+  # One node SIGSTOPped for 5 s: it declares nobody dead when it wakes (#16 item 3).
+  scuttle_itest(sigstop           sigstop_test.py 60)
   if(TARGET scuttlectl)
     scuttle_itest(scuttlectl      scuttlectl_test.py 90 --ctl $<TARGET_FILE:scuttlectl>)
   endif()

@@ -90,6 +90,11 @@ ABSL_FLAG(int64_t, watch_log_bytes, 64 << 20, "Memory bound on the kept watch ev
 ABSL_FLAG(bool, rumor, false,
           "Rumor mongering (Demers et al.): push fresh updates to random peers each round "
           "on top of anti-entropy");
+ABSL_FLAG(bool, push_fresh, true,
+          "With --rumor (no effect without it): push a local write, and an update learned "
+          "for the first time, at once to --fanout random peers instead of at the next "
+          "round; at N=10, 300 ms rounds: write -> all median 5x faster for ~1 KB more per "
+          "node per write (bench/README.md, 'push fresh')");
 ABSL_FLAG(int32_t, rumor_k, 2,
           "Rumor mongering: a node stops spreading an update after k unnecessary contacts "
           "in a row, 1..64");
@@ -249,6 +254,7 @@ void ReadEpidemicFlags(EngineConfig* e) {
   auto mode = ParseAntiEntropyMode(ae);
   if (!mode.ok()) BadFlag("--anti_entropy=" + ae + ": want push, pull or push-pull");
   ep.anti_entropy = *mode;
+  ep.push_fresh = absl::GetFlag(FLAGS_push_fresh);  // read by the engine only under --rumor
 
   const bool mail = absl::GetFlag(FLAGS_direct_mail);
   const int32_t mail_peers = absl::GetFlag(FLAGS_direct_mail_peers);

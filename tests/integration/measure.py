@@ -139,6 +139,217 @@ def measure(c, args):
     check(rc == 0, "leaver exit code %d" % rc)
 
 
+# ---- the #16 table: one script run, default flags at 300 ms rounds ---------------------------
+
+def sent_bytes(nodes):
+    """Sum of scuttle_transport_sent_bytes_total over the nodes."""
+    total = 0.0
+    for nd in nodes:
+        st, text = nd.request("GET", "/metrics")
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        for line in text.splitlines():
+            if line.startswith("scuttle_transport_sent_bytes_total "):
+                total += float(line.split()[1])
+    return total
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+def new_cluster(args, interval_ms, **flags):
+    """A cluster with the daemon's defaults (not the harness's fast flags) but the given
+    gossip interval; flags=None removes a flag."""
+    c = h.Cluster(args.bin, args.io, keep=args.keep)
+    for k in list(h.FAST_FLAGS):
+        if k not in ("log_level",):
+            c.flags.pop(k, None)
+    c.flags["gossip_interval_ms"] = str(interval_ms)
+    c.flags["dead_node_grace"] = "10m"
+    for k, v in flags.items():
+        if v is None:
+            c.flags.pop(k, None)
+        else:
+            c.flags[k] = str(v)
+    return c
+
+
+def row(rows, name, value, baseline=""):
+    rows.append((name, value, baseline))
+    log("ROW %s: %s %s" % (name, value, baseline))
+
+
+def kill_row(rows, c, nodes, interval_s, label, rng):
+    victim = rng.choice(nodes[1:])
+    live = [nd for nd in nodes if nd is not victim]
+    victim.kill9()
+    t1 = time.monotonic()
+    seen = poll_all(live, lambda nd: nd.states().get(victim.name) == "dead", 60, t1,
+                    interval=0.02)
+    det = sorted(seen.values())
+    row(rows, "%s kill -9 -> dead on every survivor (median / last)" % label,
+        "%.2f s / %.2f s" % (statistics.median(det), det[-1]),
+        "= %.1f / %.1f intervals (target median <= 8)"
+        % (statistics.median(det) / interval_s, det[-1] / interval_s))
+
+
+def write_rows(rows, c, nodes, label, writes, rng):
+    """One write at a time -> every node; returns (per-write 'last node' latencies,
+    bytes sent by the cluster per write)."""
+    lat = []
+    b0 = sent_bytes(nodes)
+    t0 = time.monotonic()
+    for r in range(writes):
+        writer = rng.choice(nodes)
+        key, val = "t/%d" % r, "v%d" % r
+        writer.put(key, val)
+        t1 = time.monotonic()
+        seen = poll_all(nodes, lambda nd: h.entry_value(nd.get(key, node=writer.name)) ==
+                        val.encode(), 30, t1, interval=0.01)
+        lat.append(max(seen.values()))
+    dt = time.monotonic() - t0
+    b1 = sent_bytes(nodes)
+    return lat, (b1 - b0), dt
+
+
+def table(c0, args):
+    rng = random.Random(args.seed)
+    rows = []
+    load0 = os.getloadavg()
+    interval_ms = 300
+    iv = interval_ms / 1000.0
+    c0.close()
+    configs = [("defaults", {}), ("--rumor", {"rumor": "true"}),
+               ("--rumor --push_fresh", {"rumor": "true", "push_fresh": "true"})]
+    for n in args.sizes:
+        per = {}
+        for cname, flags in configs:
+            c = new_cluster(args, interval_ms, **flags)
+            try:
+                t0 = time.monotonic()
+                nodes = c.start_many(n, seeds_count=3)
+                t_started = time.monotonic() - t0
+                c.wait_members(timeout=60 + 2 * n)
+                conv = time.monotonic() - t0
+                wait_until(lambda: min(m["heartbeat"] for m in nodes[0].members().values())
+                           >= 20, 60, "20 heartbeats from every node")
+                if cname == "defaults":
+                    row(rows, "N=%d membership converged after start (last node started "
+                        "after %.1f s)" % (n, t_started), "%.2f s" % conv,
+                        "= %.1f intervals after the first start" % (conv / iv))
+                # Idle bytes for the same window length as the writes, as the baseline.
+                b0 = sent_bytes(nodes)
+                ti = time.monotonic()
+                wait_until(lambda: time.monotonic() - ti >= 5, 10, "5 s idle")
+                idle_bps = (sent_bytes(nodes) - b0) / (time.monotonic() - ti)
+                lat, bytes_w, dt = write_rows(rows, c, nodes, cname, args.writes, rng)
+                extra = bytes_w - idle_bps * dt
+                per[cname] = (lat, extra / args.writes, idle_bps / n)
+                row(rows, "N=%d one write -> all nodes, %s (%d writes)" % (n, cname, args.writes),
+                    "median %.0f ms, p99 %.0f ms" % (1e3 * statistics.median(lat),
+                                                    1e3 * pct(lat, 0.99)),
+                    "bytes above idle per write %.0f (cluster); idle %.0f B/s per node"
+                    % (extra / args.writes, idle_bps / n))
+                if cname == "defaults":
+                    if n == max(args.sizes) and args.idle_s > 0:
+                        mon = h.FlapMonitor(c, interval=1.0).__enter__()
+                        ti = time.monotonic()
+                        wait_until(lambda: time.monotonic() - ti >= args.idle_s,
+                                   args.idle_s + 60, "idle observation", interval=1.0)
+                        mon.__exit__(None, None, None)
+                        row(rows, "N=%d idle %.0f s: false deaths / false suspects" %
+                            (n, args.idle_s),
+                            "%d / %d" % (len(mon.false_states(("dead",))),
+                                         len(mon.false_states(("suspect",)))),
+                            "(%d member polls of every node)" % mon.polls)
+                    kill_row(rows, c, nodes, iv, "N=%d" % n, rng)
+            finally:
+                c.close()
+        base = per["defaults"][0]
+        for cname, (lat, extra, _) in per.items():
+            if cname != "defaults":
+                row(rows, "N=%d write -> all, %s vs defaults (same run)" % (n, cname),
+                    "median x%.2f, p99 x%.2f" % (statistics.median(lat) / statistics.median(base),
+                                                 pct(lat, 0.99) / pct(base, 0.99)),
+                    "bytes per write +%.0f vs defaults' %.0f" % (extra - per["defaults"][1],
+                                                                per["defaults"][1]))
+
+    # Young node: 3 nodes, 100 ms rounds, one killed ~1 s after it joined; the prior from
+    # the gossip interval (now the default) against the old 5 s default, same run.
+    for label, prior in (("prior = gossip interval (default)", None),
+                         ("old default --phi_initial_interval_ms=5000", 5000)):
+        c = new_cluster(args, 100, phi_initial_interval_ms=prior)
+        try:
+            nodes = c.start_many(2, seeds_count=1)
+            c.wait_members(timeout=30)
+            young = c.add("young", seeds=nodes[:1])
+            t_join = time.monotonic()
+            c.wait_members(timeout=30)
+            wait_until(lambda: time.monotonic() - t_join >= 1.0, 5, "1 s after joining")
+            young.kill9()
+            t1 = time.monotonic()
+            seen = poll_all(nodes, lambda nd: nd.states().get("young") == "dead", 120, t1,
+                            interval=0.02)
+            last = max(seen.values())
+            row(rows, "young node killed 1 s after joining, 3 nodes, 100 ms, %s" % label,
+                "%.2f s" % last, "= %.0f intervals (target <= 15)" % (last / 0.1))
+        finally:
+            c.close()
+
+    # SIGSTOP: one of 5 nodes stopped 5 s at 300 ms rounds.
+    c = new_cluster(args, interval_ms)
+    try:
+        nodes = c.start_many(5, seeds_count=1)
+        c.wait_members(timeout=30)
+        wait_until(lambda: min(m["heartbeat"] for m in nodes[0].members().values()) >= 20,
+                   30, "20 heartbeats")
+        sleeper, others = nodes[4], nodes[:4]
+        worst = {o.name: "alive" for o in others}
+        rank = {"alive": 0, "suspect": 1, "dead": 2, "left": 3}
+        first = {}
+
+        def observe():
+            for o in others:
+                s = o.states().get(sleeper.name, "alive")
+                if s not in first and s != "alive":
+                    first[s] = time.monotonic() - t0
+                if rank.get(s, 0) > rank[worst[o.name]]:
+                    worst[o.name] = s
+        sleeper.proc.send_signal(h.signal.SIGSTOP)
+        t0 = time.monotonic()
+        try:
+            wait_until(lambda: observe() or time.monotonic() - t0 >= 5.0, 15, "5 s pause",
+                       interval=0.05)
+        finally:
+            sleeper.proc.send_signal(h.signal.SIGCONT)
+        t1 = time.monotonic()
+        declared = set()
+
+        def healed():
+            st = sleeper.states()
+            declared.update(o.name for o in others if st.get(o.name) == "dead")
+            return all(o.states().get(sleeper.name) == "alive" for o in others)
+        wait_until(healed, 30, "the woken node alive everywhere", interval=0.05)
+        row(rows, "SIGSTOP 5 s (5 nodes, 300 ms): others' worst state / first suspect / "
+            "first dead", "%s / %s / %s" % (sorted(set(worst.values())),
+                                             "%.2f s" % first["suspect"] if "suspect" in first
+                                             else "-", "%.2f s" % first["dead"]
+                                             if "dead" in first else "-"),
+            "alive everywhere %.2f s after SIGCONT; the woken node declared %d peers dead"
+            % (time.monotonic() - t1, len(declared)))
+    finally:
+        c.close()
+
+    print()
+    print("=== #16 multi-process table: io=%s, 300 ms rounds unless stated, fanout 3, "
+          "load average %.2f at start, %.2f at end (2-core VM) ===" % (
+              args.io, load0[0], os.getloadavg()[0]))
+    for name, value, base in rows:
+        print("| %s | %s | %s |" % (name, value, base))
+    print(flush=True)
+
+
 def main():
     ap = h.base_args(__doc__)
     ap.add_argument("--nodes", type=int, default=5)
@@ -148,7 +359,18 @@ def main():
                     help="seconds to watch the healthy cluster for false suspects/deads")
     ap.add_argument("--opt-in", dest="opt_in", default=None,
                     help="skip (exit 77) unless this environment variable is set")
+    ap.add_argument("--table", action="store_true",
+                    help="the #16 table: kill -9, young node, SIGSTOP, convergence, write -> "
+                    "all with and without --rumor/--push_fresh, at 300 ms rounds")
+    ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
+                    default=[10, 50], help="--table cluster sizes")
+    ap.add_argument("--writes", type=int, default=20, help="--table writes per config")
+    ap.add_argument("--idle-s", dest="idle_s", type=float, default=0,
+                    help="--table: watch the largest default cluster this long for false "
+                    "deaths (600 for the 10-minute figure)")
     args = ap.parse_args()
+    if args.table:
+        return h.run(table, args)
     if args.opt_in and not os.environ.get(args.opt_in):
         print("skipped: set %s=1 to run the %d-node measurement" % (args.opt_in, args.nodes))
         return h.SKIP
