@@ -16,6 +16,7 @@ const char* EngineDropName(EngineDrop d) {
   switch (d) {
     case EngineDrop::kClusterMismatch: return "cluster_mismatch";
     case EngineDrop::kShardMismatch: return "shard_mismatch";
+    case EngineDrop::kShardCountMismatch: return "shard_count_mismatch";
     case EngineDrop::kSelfConflict: return "self_conflict";
     case EngineDrop::kNodeLimit: return "node_limit";
     case EngineDrop::kNoTxBuffer: return "no_tx_buffer";
@@ -214,9 +215,12 @@ void Engine::OnTick(TimeUs now_us) {
       removed_before) {
     summary_dirty_ = true;
   }
+  // A shard other than 0 takes liveness from shard 0 (engine/member_feed.h): nodes it
+  // learned since the last round get the published state before peers are chosen.
+  if (config_.membership.external) member_view_.Sync(cluster_, membership_, now_us, events_);
   ProbeTick(now_us);  // local health first: a stalled observer rebases before judging
   membership_.Update(cluster_, now_us, events_, config_.limits.max_nodes, probe_.health);
-  if (config_.membership.confirm) {
+  if (config_.membership.confirm && !config_.membership.external) {
     AdvanceProbes(now_us);
     StartProbes(now_us);
   }

@@ -32,6 +32,7 @@
 #include "engine/digest.h"
 #include "engine/epidemic.h"
 #include "engine/events.h"
+#include "engine/member_feed.h"
 #include "engine/membership.h"
 #include "engine/probe.h"
 #include "engine/replay.h"
@@ -178,7 +179,8 @@ inline constexpr size_t kMaxSummaryHeartbeats = 1024;
 // Counters beyond the parts' own stats, all monotonically increasing.
 enum class EngineDrop : uint8_t {
   kClusterMismatch,
-  kShardMismatch,
+  kShardMismatch,       // same shard count, another shard index: a misrouted datagram
+  kShardCountMismatch,  // another shard count: another cluster (issue #18, docs/shards.md)
   kSelfConflict,    // someone gossips our name with a newer generation
   kNodeLimit,       // digest named a new node beyond Limits::max_nodes
   kNoTxBuffer,      // the sink had no free send buffer
@@ -200,6 +202,8 @@ struct EngineStats {
   uint64_t decode_drops[wire::kDropReasonCount] = {};
   uint64_t engine_drops[kEngineDropCount] = {};
   uint64_t bad_cluster_received = 0;
+  // BadCluster answers whose sender runs another shard count (docs/shards.md).
+  uint64_t bad_shard_count_received = 0;
   uint64_t gc_runs = 0;
   uint64_t tombstones_gced = 0;
   uint64_t tombstones_gced_frontier = 0;
@@ -245,6 +249,16 @@ class Engine {
   // Gossips that this node is leaving (flag in its digest entry), so peers mark it left at
   // once instead of waiting for the failure detector.
   void Leave();
+
+  // ---- Shards (issue #18, docs/shards.md, engine/member_feed.h) ----
+  // Shard 0: appends a record for every membership change since the last call (every
+  // node with `full`, for a reader that fell behind).
+  void CollectMembership(bool full, std::vector<MemberRecord>* out) {
+    member_pub_.Collect(cluster_, full, out);
+  }
+  // A shard with config().membership.external: applies what shard 0 published, in order.
+  void ApplyMembership(std::span<const MemberRecord> records);
+  const MemberView& member_view() const { return member_view_; }
 
   // ---- Reads ----
   const Cluster& cluster() const { return cluster_; }
@@ -411,6 +425,8 @@ class Engine {
   bool prior_follows_interval_ = false;
   WelcomeState welcome_;
   ProbeState probe_;
+  MemberPublisher member_pub_;  // shard 0 of a sharded node
+  MemberView member_view_;      // the other shards (membership.external)
   // Security (DESIGN §8).
   wire::Cipher cipher_;
   uint64_t seal_sender_id_ = 0;

@@ -138,6 +138,7 @@ void Engine::Dispatch(TimeUs now_us, const Endpoint& from, std::span<const uint8
 bool Engine::Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
   if (pkt.type == wire::MessageType::kBadCluster) {
     ++stats_.bad_cluster_received;
+    if (pkt.shard_count != config_.shard_count) ++stats_.bad_shard_count_received;
     return false;
   }
   if (pkt.header.cluster_hash != cluster_hash_ || pkt.cluster_id != config_.cluster_id) {
@@ -147,7 +148,17 @@ bool Engine::Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs
     }
     return false;
   }
-  if (pkt.shard_count != config_.shard_count || pkt.header.shard != config_.shard) {
+  // The shard count is part of the cluster's identity (docs/shards.md): a Syn from a node
+  // with another count is answered like one from another cluster (the BadCluster carries
+  // our count, so the sender can say which); another shard index is only misrouted.
+  if (pkt.shard_count != config_.shard_count) {
+    Drop(EngineDrop::kShardCountMismatch);
+    if (pkt.type == wire::MessageType::kSyn) {
+      Send(from, Outgoing{.type = wire::MessageType::kBadCluster});
+    }
+    return false;
+  }
+  if (pkt.header.shard != config_.shard) {
     Drop(EngineDrop::kShardMismatch);
     return false;
   }

@@ -91,16 +91,75 @@ TEST(EngineTest, BadClusterIsolates) {
   EXPECT_EQ(a.FindNode("x"), nullptr);
 }
 
-TEST(EngineTest, ShardMismatchIsDropped) {
+// The shard count is part of the cluster's identity (docs/shards.md): refused, counted,
+// and answered with a BadCluster that tells the sender the count differs.
+TEST(EngineTest, ShardCountMismatchIsRefusedAndCounted) {
   Net net;
-  net.Add(Config("a", 1));
+  Engine& a = net.Add(Config("a", 1));
   EngineConfig c = Config("b", 2);
   c.shard_count = 2;
   Engine& b = net.Add(c);
-  net.engines[7401]->SendSyn(Ep(2));
+  a.SendSyn(Ep(2));
+  net.Pump();
+  EXPECT_EQ(b.stats().engine_drops[static_cast<size_t>(EngineDrop::kShardCountMismatch)], 1u);
+  EXPECT_EQ(b.FindNode("a"), nullptr);
+  EXPECT_EQ(a.stats().bad_cluster_received, 1u);
+  EXPECT_EQ(a.stats().bad_shard_count_received, 1u);
+  b.SendSyn(Ep(1));
+  net.Pump();
+  EXPECT_EQ(a.stats().engine_drops[static_cast<size_t>(EngineDrop::kShardCountMismatch)], 1u);
+  EXPECT_EQ(a.FindNode("b"), nullptr);
+  EXPECT_EQ(b.stats().bad_shard_count_received, 1u);
+  EXPECT_STREQ(EngineDropName(EngineDrop::kShardCountMismatch), "shard_count_mismatch");
+}
+
+// Same count, another shard index: a misrouted datagram, dropped without an answer.
+TEST(EngineTest, ShardIndexMismatchIsDroppedSilently) {
+  Net net;
+  EngineConfig ac = Config("a", 1);
+  ac.shard_count = 2;
+  Engine& a = net.Add(ac);
+  EngineConfig c = Config("b", 2);
+  c.shard_count = 2;
+  c.shard = 1;
+  Engine& b = net.Add(c);
+  a.SendSyn(Ep(2));
   net.Pump();
   EXPECT_EQ(b.stats().engine_drops[static_cast<size_t>(EngineDrop::kShardMismatch)], 1u);
+  EXPECT_EQ(b.stats().packets_out[static_cast<size_t>(wire::MessageType::kBadCluster)], 0u);
   EXPECT_EQ(b.FindNode("a"), nullptr);
+  EXPECT_EQ(a.stats().bad_cluster_received, 0u);
+}
+
+// Two shards of two nodes replicate each shard's slice independently.
+TEST(EngineTest, SameShardOfTwoNodesReplicates) {
+  Net net;
+  for (uint16_t s = 0; s < 2; ++s) {
+    for (int i = 1; i <= 2; ++i) {
+      EngineConfig c = Config(i == 1 ? "a" : "b", i + 100 * s);
+      c.shard = s;
+      c.shard_count = 2;
+      c.seeds = {Ep(1 + 100 * s)};
+      net.Add(c);
+    }
+  }
+  Engine& a0 = *net.engines[Ep(1).port];
+  Engine& a1 = *net.engines[Ep(101).port];
+  ASSERT_TRUE(a0.Set("x", "0", net.now).ok());
+  ASSERT_TRUE(a1.Set("y", "1", net.now).ok());
+  for (int r = 0; r < 4; ++r) net.Round();
+  const NodeState* in_b0 = net.engines[Ep(2).port]->FindNode("a");
+  const NodeState* in_b1 = net.engines[Ep(102).port]->FindNode("a");
+  ASSERT_NE(in_b0, nullptr);
+  ASSERT_NE(in_b1, nullptr);
+  EXPECT_NE(in_b0->Find("x"), NodeState::kNoSlot);
+  EXPECT_EQ(in_b0->Find("y"), NodeState::kNoSlot);
+  EXPECT_NE(in_b1->Find("y"), NodeState::kNoSlot);
+  EXPECT_EQ(in_b1->Find("x"), NodeState::kNoSlot);
+  for (const auto& [port, e] : net.engines) {
+    EXPECT_EQ(e->stats().engine_drops[static_cast<size_t>(EngineDrop::kShardMismatch)], 0u);
+    EXPECT_EQ(e->stats().engine_drops[static_cast<size_t>(EngineDrop::kShardCountMismatch)], 0u);
+  }
 }
 
 TEST(EngineTest, MalformedDatagramsAreCountedByReason) {

@@ -52,6 +52,7 @@ void Membership::OnHeartbeat(NodeState& node, TimeUs now_us, EventSink* events) 
     }
   }
   l.last_arrival_us = now_us;
+  if (config_->external) return;  // shard 0 decides (engine/member_feed.h)
   if (node.leaving) {
     if (l.state != MemberState::kLeft) SetState(node, MemberState::kLeft, now_us, events);
   } else if (l.state != MemberState::kAlive) {
@@ -63,6 +64,7 @@ void Membership::OnHeartbeat(NodeState& node, TimeUs now_us, EventSink* events) 
 void Membership::OnProbeAck(NodeState& node, TimeUs now_us, EventSink* events) const {
   Liveness& l = node.liveness;
   l.last_arrival_us = std::max(l.last_arrival_us, now_us);
+  if (config_->external) return;
   if (node.leaving || l.state == MemberState::kAlive || l.state == MemberState::kLeft) return;
   if (l.state == MemberState::kDead && config_->testonly_ignore_refutation) return;
   SetState(node, MemberState::kAlive, now_us, events);
@@ -70,6 +72,7 @@ void Membership::OnProbeAck(NodeState& node, TimeUs now_us, EventSink* events) c
 
 bool Membership::Declare(NodeState& node, TimeUs now_us, EventSink* events) const {
   const MemberState s = node.liveness.state;
+  if (config_->external) return false;
   if (s == MemberState::kDead || s == MemberState::kLeft) return false;
   SetState(node, MemberState::kDead, now_us, events);
   return true;
@@ -108,6 +111,7 @@ void Membership::SetState(NodeState& node, MemberState s, TimeUs now_us,
 
 size_t Membership::Update(Cluster& cluster, TimeUs now_us, EventSink* events,
                           size_t max_remembered, int health) const {
+  if (config_->external) return 0;  // shard 0 decides and forgets (engine/member_feed.h)
   const double dead_phi = config_->phi_threshold * (1.0 + std::max(health, 0));
   const double suspect_phi =
       config_->confirm ? config_->suspect_phi : config_->phi_threshold / 2;

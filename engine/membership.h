@@ -73,6 +73,10 @@ struct MembershipConfig {
   TimeUs probe_timeout_us = 0;
   int probe_relays = 3;  // k members asked to ping a suspect for us (SWIM's ping-req)
   int max_probes = 8;    // suspects confirmed at once (bounded state)
+  // Liveness is decided elsewhere (issue #18: shard 0 of this node, engine/member_feed.h):
+  // heartbeats are still recorded as arrivals, but this detector never changes a state,
+  // declares, confirms or forgets; only SetExternalState does.
+  bool external = false;
   // Test only: a planted bug. Dead stays dead whatever heartbeat or refutation arrives
   // within the generation, so the simulator's false-death check must catch it.
   bool testonly_ignore_refutation = false;
@@ -136,6 +140,10 @@ class Membership {
   // A confirmed (or gossiped) dead verdict. Returns false when the node was already dead
   // or left.
   bool Declare(NodeState& node, TimeUs now_us, EventSink* events) const;
+  // external mode: the state shard 0 published (engine/member_feed.h).
+  void SetExternalState(NodeState& node, MemberState s, TimeUs now_us, EventSink* events) const {
+    SetState(node, s, now_us, events);
+  }
   // Lifeguard local health: this observer was itself silent for `gap` (a paused process,
   // a late timer); every peer's silence clock is shifted by it, capped at now, so our own
   // stall is not read as theirs.
