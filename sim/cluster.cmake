@@ -9,7 +9,8 @@ add_library(scuttle_cluster_sim
   ${CMAKE_CURRENT_LIST_DIR}/cluster_sim.cc
   ${CMAKE_CURRENT_LIST_DIR}/cluster_sim_faults.cc
   ${CMAKE_CURRENT_LIST_DIR}/cluster_sim_report.cc
-  ${CMAKE_CURRENT_LIST_DIR}/cluster_sim_workload.cc)
+  ${CMAKE_CURRENT_LIST_DIR}/cluster_sim_workload.cc
+  ${CMAKE_CURRENT_LIST_DIR}/sharded_sim.cc)
 target_link_libraries(scuttle_cluster_sim
   PUBLIC scuttle_engine scuttle_sim_flags absl::flat_hash_map absl::status absl::statusor
   PRIVATE absl::strings absl::str_format nlohmann_json::nlohmann_json)
@@ -30,3 +31,8 @@ gtest_discover_tests(security_sim_test DISCOVERY_TIMEOUT 60)
 add_executable(compression_sim_test ${CMAKE_SOURCE_DIR}/tests/sim/compression_sim_test.cc)
 target_link_libraries(compression_sim_test PRIVATE scuttle_cluster_sim GTest::gtest_main)
 gtest_discover_tests(compression_sim_test DISCOVERY_TIMEOUT 60)
+
+# Engine shards (issue #18): several engines per simulated node, 200 nodes x 4 shards.
+add_executable(sharded_sim_test ${CMAKE_SOURCE_DIR}/tests/sim/sharded_sim_test.cc)
+target_link_libraries(sharded_sim_test PRIVATE scuttle_cluster_sim GTest::gtest_main)
+gtest_discover_tests(sharded_sim_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 120)

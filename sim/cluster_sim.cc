@@ -127,6 +127,7 @@ bool ClusterSim::up(uint32_t node) const { return nodes_[node]->engine != nullpt
 const Engine& ClusterSim::engine(uint32_t node) const { return *nodes_[node]->engine; }
 Engine& ClusterSim::mutable_engine(uint32_t node) { return *nodes_[node]->engine; }
 const std::string& ClusterSim::name(uint32_t node) const { return nodes_[node]->name; }
+Generation ClusterSim::generation(uint32_t node) const { return nodes_[node]->gen; }
 
 void ClusterSim::Hash(uint64_t x) { stats_.trace_hash = Mix(stats_.trace_hash ^ x); }
 

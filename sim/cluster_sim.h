@@ -97,6 +97,12 @@ struct ClusterSimConfig {
   // next set, which bounds tombstones whatever GC does).
   bool fresh_keys = false;
 
+  // ---- Shards (issue #18, sim/sharded_sim.h) ----
+  // This simulation is shard `shard` of nodes running `shard_count` engine shards: the
+  // workload writes only keys with ShardOf(key, shard_count) == shard.
+  uint16_t shard = 0;
+  uint16_t shard_count = 1;
+
   // ---- Engine ----
   size_t max_packet_bytes = wire::kMaxUdpPayloadBytes;
   int fanout = 3;
@@ -236,6 +242,10 @@ class ClusterSim {
   // REQUIRES: up(node). For tests that change an engine between rounds (SetKeyring).
   Engine& mutable_engine(uint32_t node);
   const std::string& name(uint32_t node) const;
+  // The node's current (or, while down, last) generation.
+  Generation generation(uint32_t node) const;
+  // Partition group per node; empty when healed.
+  const std::vector<uint32_t>& partition_groups() const { return group_; }
   const ClusterChecker& checker() const { return *checker_; }
   const ClusterSimStats& stats() const { return stats_; }
   const ClusterSimConfig& config() const { return config_; }

@@ -6,6 +6,7 @@
 #include <ostream>
 
 #include "absl/strings/str_cat.h"
+#include "engine/shard.h"
 #include "absl/strings/str_format.h"
 #include "sim/cluster_sim.h"
 #include "sim/cluster_sim_node.h"
@@ -51,6 +52,13 @@ void ClusterSim::DoWrite() {
   if (owner == UINT32_MAX) return;
   Node& on = *nodes_[owner];
   std::string key = absl::StrCat("k", rng_.Below(std::max<uint32_t>(config_.keys, 1)));
+  // A shard writes only its own keys (issue #18): draw again, a few times, when the key
+  // belongs to another shard; fresh keys skip numbers that are not ours.
+  const uint16_t shards = std::max<uint16_t>(config_.shard_count, 1);
+  for (int i = 0; i < 64 && shards > 1 && ShardOf(key, shards) != config_.shard; ++i) {
+    key = absl::StrCat("k", rng_.Below(std::max<uint32_t>(config_.keys, 1)));
+  }
+  if (shards > 1 && !config_.fresh_keys && ShardOf(key, shards) != config_.shard) return;
   Engine& e = *on.engine;
   const TimeUs local = LocalTime(on, now_us_);
   const bool del = rng_.Chance(config_.delete_ratio);
@@ -69,7 +77,9 @@ void ClusterSim::DoWrite() {
       if (e.Delete(key, local).ok()) ++stats_.deletes;
       return;
     }
-    key = absl::StrCat("f", on.next_key++);
+    do {
+      key = absl::StrCat("f", on.next_key++);
+    } while (shards > 1 && ShardOf(key, shards) != config_.shard);
   } else if (del && e.Delete(key, local).ok()) {
     ++stats_.deletes;
     return;
