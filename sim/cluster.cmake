@@ -35,4 +35,4 @@ gtest_discover_tests(compression_sim_test DISCOVERY_TIMEOUT 60)
 # Engine shards (issue #18): several engines per simulated node, 200 nodes x 4 shards.
 add_executable(sharded_sim_test ${CMAKE_SOURCE_DIR}/tests/sim/sharded_sim_test.cc)
 target_link_libraries(sharded_sim_test PRIVATE scuttle_cluster_sim GTest::gtest_main)
-gtest_discover_tests(sharded_sim_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 120)
+gtest_discover_tests(sharded_sim_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
