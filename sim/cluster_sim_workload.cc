@@ -6,8 +6,8 @@
 #include <ostream>
 
 #include "absl/strings/str_cat.h"
-#include "engine/shard.h"
 #include "absl/strings/str_format.h"
+#include "engine/shard.h"
 #include "sim/cluster_sim.h"
 #include "sim/cluster_sim_node.h"
 #include "wire/absl_compat.h"
