@@ -3,7 +3,7 @@
 SCUTTLE_PACKAGES=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libabsl-dev libflatbuffers-dev flatbuffers-compiler liburing-dev libgtest-dev
   libgmock-dev libbenchmark-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev
-  libzstd-dev libsodium-dev iproute2 nftables curl python3)
+  libzstd-dev libsodium-dev libssl-dev iproute2 nftables curl python3)
 
 # Only the test suite needs these (tools/test installs them; demo and bench do not):
 # interface checks (tests/integration/interfaces_test.py: promtool, yamllint, the OpenAPI

@@ -1,7 +1,9 @@
 #include "wire/seal.h"
 
+#include <openssl/evp.h>
 #include <sodium.h>
 
+#include <array>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -55,6 +57,95 @@ void MakeNonce(Cipher c, uint64_t sender_id, uint64_t counter, uint8_t nonce[24]
     std::memcpy(nonce, &sender_id, 8);
     std::memcpy(nonce + 8, &counter, 8);
   }
+}
+
+// OpenSSL AES-256-GCM contexts (one sealing, one opening) with the key schedule done once,
+// cached per thread and keyed by the key's bytes: engines in one thread that hold copies of
+// the same keyring share them, and no context is ever used by two threads. Bounded at
+// kMaxKeys keys per thread (round-robin replacement); freed, key bytes wiped, at thread exit.
+class EvpCache {
+ public:
+  struct Entry {
+    KeyBytes key{};
+    uint32_t id = 0;
+    EVP_CIPHER_CTX* enc = nullptr;
+    EVP_CIPHER_CTX* dec = nullptr;
+  };
+
+  ~EvpCache() {
+    for (Entry& e : entries_) Clear(&e);
+  }
+
+  // The contexts for `k`, or nullptr when OpenSSL refuses the cipher (the caller then uses
+  // libsodium).
+  const Entry* Get(const Key& k) {
+    for (Entry& e : entries_) {
+      if (e.enc != nullptr && e.id == k.id && e.key == k.bytes) return &e;
+    }
+    Entry& e = entries_[next_];
+    next_ = (next_ + 1) % entries_.size();
+    Clear(&e);
+    EVP_CIPHER_CTX* enc = EVP_CIPHER_CTX_new();
+    EVP_CIPHER_CTX* dec = EVP_CIPHER_CTX_new();
+    const EVP_CIPHER* aes = EVP_aes_256_gcm();
+    const bool ok = enc != nullptr && dec != nullptr &&
+                    EVP_EncryptInit_ex(enc, aes, nullptr, k.bytes.data(), nullptr) == 1 &&
+                    EVP_DecryptInit_ex(dec, aes, nullptr, k.bytes.data(), nullptr) == 1;
+    if (!ok) {
+      EVP_CIPHER_CTX_free(enc);
+      EVP_CIPHER_CTX_free(dec);
+      return nullptr;
+    }
+    e.key = k.bytes;
+    e.id = k.id;
+    e.enc = enc;
+    e.dec = dec;
+    return &e;
+  }
+
+ private:
+  static void Clear(Entry* e) {
+    EVP_CIPHER_CTX_free(e->enc);  // cleanses the key schedule; nullptr is a no-op
+    EVP_CIPHER_CTX_free(e->dec);
+    e->enc = e->dec = nullptr;
+    sodium_memzero(e->key.data(), e->key.size());
+  }
+
+  std::array<Entry, kMaxKeys> entries_{};
+  size_t next_ = 0;
+};
+
+const EvpCache::Entry* EvpFor(const Key& k) {
+  static thread_local EvpCache cache;
+  return cache.Get(k);
+}
+
+// AES-256-GCM through OpenSSL: the same bytes as libsodium's *_afternm calls.
+void EvpSeal(const EvpCache::Entry& e, const uint8_t* nonce, const uint8_t* ad, uint8_t* body,
+             size_t payload, uint8_t* tag) {
+  int n = 0;
+  EVP_EncryptInit_ex(e.enc, nullptr, nullptr, nullptr, nonce);
+  EVP_EncryptUpdate(e.enc, nullptr, &n, ad, static_cast<int>(kAdBytes));
+  EVP_EncryptUpdate(e.enc, body, &n, body, static_cast<int>(payload));
+  EVP_EncryptFinal_ex(e.enc, body + n, &n);
+  EVP_CIPHER_CTX_ctrl(e.enc, EVP_CTRL_GCM_GET_TAG, static_cast<int>(kSealTagBytes), tag);
+}
+
+bool EvpOpen(const EvpCache::Entry& e, const uint8_t* nonce, const uint8_t* ad,
+             const uint8_t* body, size_t payload, const uint8_t* tag, uint8_t* dst) {
+  int n = 0;
+  return EVP_DecryptInit_ex(e.dec, nullptr, nullptr, nullptr, nonce) == 1 &&
+         EVP_DecryptUpdate(e.dec, nullptr, &n, ad, static_cast<int>(kAdBytes)) == 1 &&
+         EVP_DecryptUpdate(e.dec, dst, &n, body, static_cast<int>(payload)) == 1 &&
+         EVP_CIPHER_CTX_ctrl(e.dec, EVP_CTRL_GCM_SET_TAG, static_cast<int>(kSealTagBytes),
+                             const_cast<uint8_t*>(tag)) == 1 &&
+         EVP_DecryptFinal_ex(e.dec, dst + n, &n) == 1;
+}
+
+// The OpenSSL contexts when this AES-256-GCM payload is large enough to be worth them.
+const EvpCache::Entry* UseEvp(Cipher c, size_t payload, const Key& k) {
+  if (c != Cipher::kAes256Gcm || payload < kEvpMinPayload) return nullptr;
+  return EvpFor(k);
 }
 
 }  // namespace
@@ -236,7 +327,9 @@ std::span<const uint8_t> Seal(std::span<uint8_t> buffer, size_t len, const SealP
   MakeNonce(p.cipher, p.sender_id, p.counter, nonce);
   uint8_t* body = d + kHeaderBytes;
   uint8_t* tag = trailer + kAdTrailerBytes;
-  if (p.cipher == Cipher::kAes256Gcm) {
+  if (const EvpCache::Entry* evp = UseEvp(p.cipher, payload, *p.key)) {
+    EvpSeal(*evp, nonce, ad, body, payload, tag);
+  } else if (p.cipher == Cipher::kAes256Gcm) {
     crypto_aead_aes256gcm_encrypt_detached_afternm(body, tag, nullptr, body, payload, ad, kAdBytes,
                                                    nullptr, nonce, AesState(*p.key));
   } else {
@@ -285,8 +378,10 @@ bool Open(std::span<const uint8_t> sealed, const Keyring& ring, std::span<uint8_
   const uint8_t* body = sealed.data() + kHeaderBytes;
   const uint8_t* tag = trailer + kAdTrailerBytes;
   uint8_t* dst = out.data() + kHeaderBytes;
+  const EvpCache::Entry* evp = UseEvp(cipher, payload, *key);
   const int rc =
-      cipher == Cipher::kAes256Gcm
+      evp != nullptr ? (EvpOpen(*evp, nonce, ad, body, payload, tag, dst) ? 0 : -1)
+      : cipher == Cipher::kAes256Gcm
           ? crypto_aead_aes256gcm_decrypt_detached_afternm(dst, nullptr, body, payload, tag, ad,
                                                            kAdBytes, nonce, AesState(*key))
           : crypto_aead_xchacha20poly1305_ietf_decrypt_detached(dst, nullptr, body, payload, tag,
