@@ -47,6 +47,19 @@ bool Visible(const NodeState::Slot& s, TimeUs now_us) {
   return s.status != KeyStatus::kExpiring || s.time_us > now_us;
 }
 
+// The nodes a Scan or Snapshot reads: every node, or the one named (NotFound if unknown).
+absl::StatusOr<std::vector<const NodeState*>> SelectNodes(const Engine& e, std::string_view n) {
+  std::vector<const NodeState*> nodes;
+  if (n.empty()) {
+    nodes.assign(e.cluster().nodes().begin(), e.cluster().nodes().end());
+  } else if (const NodeState* ns = e.FindNode(n); ns != nullptr) {
+    nodes.push_back(ns);
+  } else {
+    return absl::NotFoundError(absl::StrCat("unknown node '", std::string(n), "'"));
+  }
+  return nodes;
+}
+
 }  // namespace
 
 absl::StatusOr<Version> Node::Set(std::string_view key, std::string_view value) {
@@ -93,7 +106,7 @@ absl::StatusOr<KvEntry> Node::Get(std::string_view key, std::string_view node) {
                            -> absl::StatusOr<KvEntry> {
     const Engine& e = rt.engine();
     const NodeState* ns = n.empty() ? &e.self() : e.FindNode(n);
-    if (ns == nullptr) return absl::NotFoundError(absl::StrCat("unknown node '", n, "'"));
+    if (ns == nullptr) return absl::NotFoundError(absl::StrCat("unknown node '", std::string(n), "'"));
     const uint32_t idx = ns->Find(k);
     if (idx == NodeState::kNoSlot || !Visible(ns->slot(idx), io::MonotonicNowUs())) {
       return absl::NotFoundError(absl::StrCat("no key '", k, "' on node '", ns->name(), "'"));
@@ -108,14 +121,9 @@ absl::StatusOr<std::vector<KvEntry>> Node::Scan(std::string_view prefix, std::st
   return Call<Result>([p = std::string(prefix), n = std::string(node)](Runtime& rt)
                           -> absl::StatusOr<Result> {
     const Engine& e = rt.engine();
-    std::vector<const NodeState*> nodes;
-    if (n.empty()) {
-      nodes.assign(e.cluster().nodes().begin(), e.cluster().nodes().end());
-    } else if (const NodeState* ns = e.FindNode(n); ns != nullptr) {
-      nodes.push_back(ns);
-    } else {
-      return absl::NotFoundError(absl::StrCat("unknown node '", n, "'"));
-    }
+    absl::StatusOr<std::vector<const NodeState*>> selected = SelectNodes(e, n);
+    if (!selected.ok()) return selected.status();
+    const std::vector<const NodeState*>& nodes = *selected;
     const TimeUs now = io::MonotonicNowUs();
     Result out;
     for (const NodeState* ns : nodes) {
@@ -206,14 +214,9 @@ absl::StatusOr<KvSnapshot> Node::Snapshot(std::string_view prefix, std::string_v
   return Call<KvSnapshot>([this, p = std::string(prefix), n = std::string(node)](Runtime& rt)
                               -> absl::StatusOr<KvSnapshot> {
     const Engine& e = rt.engine();
-    std::vector<const NodeState*> nodes;
-    if (n.empty()) {
-      nodes.assign(e.cluster().nodes().begin(), e.cluster().nodes().end());
-    } else if (const NodeState* ns = e.FindNode(n); ns != nullptr) {
-      nodes.push_back(ns);
-    } else {
-      return absl::NotFoundError(absl::StrCat("unknown node '", n, "'"));
-    }
+    absl::StatusOr<std::vector<const NodeState*>> selected = SelectNodes(e, n);
+    if (!selected.ok()) return selected.status();
+    const std::vector<const NodeState*>& nodes = *selected;
     const TimeUs now = io::MonotonicNowUs();
     KvSnapshot out;
     // Events are appended only on this thread, so no event can slip between the two.
