@@ -12,14 +12,14 @@ add_library(scuttle_cluster_sim
   ${CMAKE_CURRENT_LIST_DIR}/cluster_sim_workload.cc
   ${CMAKE_CURRENT_LIST_DIR}/sharded_sim.cc)
 target_link_libraries(scuttle_cluster_sim
-  PUBLIC scuttle_engine scuttle_sim_flags absl::flat_hash_map absl::status absl::statusor
+  PUBLIC scuttle_engine scuttle_sim scuttle_cli_flags absl::flat_hash_map absl::status absl::statusor
   PRIVATE absl::strings absl::str_format nlohmann_json::nlohmann_json)
 
 target_link_libraries(scuttle-sim PRIVATE scuttle_cluster_sim)
 
 add_executable(cluster_sim_test ${CMAKE_SOURCE_DIR}/tests/sim/cluster_sim_test.cc)
 target_link_libraries(cluster_sim_test
-  PRIVATE scuttle_cluster_sim nlohmann_json::nlohmann_json GTest::gtest_main)
+  PRIVATE scuttle_cluster_sim absl::flags_reflection nlohmann_json::nlohmann_json GTest::gtest_main)
 gtest_discover_tests(cluster_sim_test DISCOVERY_TIMEOUT 60)
 
 # Gossip security in the simulator: key rotation on 100 lossy nodes, a wrong-key node.

@@ -8,53 +8,75 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "sim/flags.h"
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "sim/cluster_faults.h"
+#include "sim/flags.h"
 #include "wire/absl_compat.h"
+
+// `scuttle-sim cluster` flags. --seed and --json are shared by every command
+// (sim/demers_cli.cc). Probabilities are percentages; 0 for a bound means automatic.
+ABSL_DECLARE_FLAG(uint64_t, seed);
+ABSL_DECLARE_FLAG(bool, json);
+ABSL_FLAG(uint32_t, nodes, 10, "cluster size, 1..1048576");
+ABSL_FLAG(uint32_t, rounds, 100, "gossip rounds (gossip intervals of virtual time), 1..2^24");
+ABSL_FLAG(double, loss_pct, 0, "per-datagram loss, percent");
+ABSL_FLAG(double, dup_pct, 0, "per-datagram duplication, percent");
+ABSL_FLAG(bool, reorder, false, "10% of datagrams get up to 300 ms extra delay");
+ABSL_FLAG(double, delay_ms, 2, "base one-way delay");
+ABSL_FLAG(double, jitter_ms, 3, "delay jitter");
+ABSL_FLAG(bool, exp_jitter, false, "exponential instead of uniform jitter");
+ABSL_FLAG(uint32_t, partition_at_round, 0, "split the cluster at this round (0: never)");
+ABSL_FLAG(uint32_t, heal_at_round, 0,
+          "heal the partition at this round (> --partition_at_round, < --rounds)");
+ABSL_FLAG(uint32_t, partition_groups, 2, "number of partition groups, 2..1048576");
+ABSL_FLAG(double, crash_pct, 0, "per node per round crash probability, percent");
+ABSL_FLAG(double, pause_pct, 0,
+          "per node per round probability of a pause (SIGSTOP-like), percent");
+ABSL_FLAG(double, pause_ms, 5000, "length of each pause");
+ABSL_FLAG(bool, confirm, true,
+          "probes, verdicts and refutations confirm a suspicion (--noconfirm: phi only)");
+ABSL_FLAG(bool, ignore_refutation, false, "planted bug: dead stays dead within a generation");
+ABSL_FLAG(double, restart_pct, 75, "probability a crashed node restarts, percent");
+ABSL_FLAG(uint32_t, keys, 16, "keys per owner, 1..2^24");
+ABSL_FLAG(uint32_t, key_nodes, 0, "only this many evenly spaced owners write (0: every node)");
+ABSL_FLAG(bool, fresh_keys, false, "each set a new key, each delete one of the owner's live keys");
+ABSL_FLAG(double, writes_per_round, 4, "writes per round across the cluster");
+ABSL_FLAG(double, delete_pct, 20, "share of writes that delete, percent");
+ABSL_FLAG(double, ttl_pct, 0, "share of sets with a TTL, percent");
+ABSL_FLAG(uint32_t, value_max_bytes, 48, "largest value, 1..61440");
+ABSL_FLAG(uint32_t, max_packet_bytes, 65507, "engine max_packet_bytes, 256..65507");
+ABSL_FLAG(uint32_t, fanout, 3, "gossip fanout, 1..64");
+ABSL_FLAG(double, tombstone_grace_s, 3600, "tombstone GC grace");
+ABSL_FLAG(double, clock_skew_ms, 0, "max node clock offset");
+ABSL_FLAG(double, drift_ppm, 0, "max node clock drift");
+ABSL_FLAG(uint32_t, write_start_round, 0, "first round with writes");
+ABSL_FLAG(uint32_t, write_stop_round, 0,
+          "writes stop before this round (0: --rounds minus the converge bound)");
+ABSL_FLAG(bool, stop_when_converged, false,
+          "end the run once converged after the last write or fault");
+ABSL_FLAG(bool, frontier_gc, true,
+          "tombstones also go by the ack frontier (--nofrontier_gc: by grace only)");
+ABSL_FLAG(uint32_t, converge_bound_rounds, 0,
+          "rounds allowed to converge after the last fault or write (0: automatic)");
+ABSL_FLAG(uint32_t, dead_bound_rounds, 0,
+          "rounds within which a crash must be detected (0: from the detector settings)");
+ABSL_FLAG(uint32_t, max_inflight_packets, 1 << 20, "bound on in-flight datagrams, 1..2^30");
+ABSL_FLAG(bool, strict_seed_invariant, false, "literal full-history seed-000 replay");
+ABSL_FLAG(bool, stale_regression_is_violation, false, "count stale regressions as violations");
+ABSL_FLAG(bool, check_invariants, true,
+          "run the per-packet invariant checkers (--nocheck_invariants: skip them)");
+ABSL_FLAG(std::string, plant_bug, "none", "none|drop-tombstones|gap-applied|inflate-max");
+ABSL_FLAG(double, plant_bug_pct, 20, "probability a delta part is corrupted, percent");
+ABSL_FLAG(uint32_t, soak_seeds, 0,
+          "run this many consecutive seeds from --seed, each with a random fault mix "
+          "(then only --nodes, --rounds and the checker flags apply)");
 
 namespace scuttle::sim {
 namespace {
-
-constexpr int kUsageError = 2;
-
-using Flag = sim::FlagSpec;
-using sim::ParseFlags;
-
-template <typename T>
-std::function<absl::Status(std::string_view)> Int(T* out, uint64_t lo, uint64_t hi) {
-  return [=](std::string_view v) -> absl::Status {
-    uint64_t x = 0;
-    if (!absl::SimpleAtoi(AV(v), &x) || x < lo || x > hi) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("'", AV(v), "' is not an integer in [", lo, ", ", hi, "]"));
-    }
-    *out = static_cast<T>(x);
-    return absl::OkStatus();
-  };
-}
-
-std::function<absl::Status(std::string_view)> Real(double* out, double lo, double hi) {
-  return [=](std::string_view v) -> absl::Status {
-    double x = 0;
-    if (!absl::SimpleAtod(AV(v), &x) || !(x >= lo && x <= hi)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("'", AV(v), "' is not a number in [", lo, ", ", hi, "]"));
-    }
-    *out = x;
-    return absl::OkStatus();
-  };
-}
-
-std::function<absl::Status(std::string_view)> Bool(bool* out) {
-  return [=](std::string_view) {
-    *out = true;
-    return absl::OkStatus();
-  };
-}
 
 double CpuSeconds() {
   rusage u{};
@@ -71,19 +93,155 @@ double PeakRssMb() {
 
 struct CliOptions {
   ClusterSimConfig cfg;
-  bool reorder = false;
-  bool exp_jitter = false;
   bool json = false;
-  bool no_confirm = false;
-  double pause_ms = 5000;
-  bool no_check = false;
-  bool no_frontier_gc = false;
-  bool help = false;
   uint32_t soak = 0;
-  double delay_ms = 2, jitter_ms = 3, skew_ms = 0, drift_ppm = 0, grace_s = 3600;
-  std::string bug = "none";
+  PlantedBug bug = PlantedBug::kNone;
   double bug_p = 0.2;
 };
+
+double Pct(const absl::Flag<double>& flag) { return absl::GetFlag(flag) / 100.0; }
+
+absl::Status CheckPct(std::string_view name, const absl::Flag<double>& flag) {
+  return cli::InRange<double>(name, absl::GetFlag(flag), 0, 100);
+}
+
+// The flags --soak_seeds reads; each seed draws its own fault mix and workload, so any
+// other flag of the command would be ignored, and is refused.
+constexpr std::string_view kSoakFlags[] = {"nodes",
+                                           "rounds",
+                                           "seed",
+                                           "soak_seeds",
+                                           "strict_seed_invariant",
+                                           "stale_regression_is_violation"};
+
+absl::Status CheckSoakFlags() {
+  std::vector<std::string> ignored;
+  for (std::string& name : ClusterFlags()) {
+    if (std::find(std::begin(kSoakFlags), std::end(kSoakFlags), name) == std::end(kSoakFlags)) {
+      ignored.push_back(std::move(name));
+    }
+  }
+  const std::vector<std::string_view> names(ignored.begin(), ignored.end());
+  return cli::RefuseSetFlags(names, "--soak_seeds (each seed draws its own fault mix)");
+}
+
+absl::Status CheckRanges() {
+  constexpr uint32_t k24 = 1u << 24;
+  for (absl::Status s : {
+           cli::InRange<uint32_t>("nodes", absl::GetFlag(FLAGS_nodes), 1, 1u << 20),
+           cli::InRange<uint32_t>("rounds", absl::GetFlag(FLAGS_rounds), 1, k24),
+           CheckPct("loss_pct", FLAGS_loss_pct),
+           CheckPct("dup_pct", FLAGS_dup_pct),
+           cli::InRange<double>("delay_ms", absl::GetFlag(FLAGS_delay_ms), 0, 60000),
+           cli::InRange<double>("jitter_ms", absl::GetFlag(FLAGS_jitter_ms), 0, 60000),
+           cli::InRange<uint32_t>("partition_at_round", absl::GetFlag(FLAGS_partition_at_round), 0,
+                                  k24),
+           cli::InRange<uint32_t>("heal_at_round", absl::GetFlag(FLAGS_heal_at_round), 0, k24),
+           cli::InRange<uint32_t>("partition_groups", absl::GetFlag(FLAGS_partition_groups), 2,
+                                  1u << 20),
+           CheckPct("crash_pct", FLAGS_crash_pct),
+           CheckPct("pause_pct", FLAGS_pause_pct),
+           cli::InRange<double>("pause_ms", absl::GetFlag(FLAGS_pause_ms), 1, 1e7),
+           CheckPct("restart_pct", FLAGS_restart_pct),
+           cli::InRange<uint32_t>("keys", absl::GetFlag(FLAGS_keys), 1, k24),
+           cli::InRange<uint32_t>("key_nodes", absl::GetFlag(FLAGS_key_nodes), 0, 1u << 20),
+           cli::InRange<double>("writes_per_round", absl::GetFlag(FLAGS_writes_per_round), 0, 1e7),
+           CheckPct("delete_pct", FLAGS_delete_pct),
+           CheckPct("ttl_pct", FLAGS_ttl_pct),
+           cli::InRange<uint32_t>("value_max_bytes", absl::GetFlag(FLAGS_value_max_bytes), 1,
+                                  60 * 1024),
+           cli::InRange<uint32_t>("max_packet_bytes", absl::GetFlag(FLAGS_max_packet_bytes), 256,
+                                  65507),
+           cli::InRange<uint32_t>("fanout", absl::GetFlag(FLAGS_fanout), 1, 64),
+           cli::InRange<double>("tombstone_grace_s", absl::GetFlag(FLAGS_tombstone_grace_s), 0,
+                                1e9),
+           cli::InRange<double>("clock_skew_ms", absl::GetFlag(FLAGS_clock_skew_ms), 0, 1e8),
+           cli::InRange<double>("drift_ppm", absl::GetFlag(FLAGS_drift_ppm), 0, 1e5),
+           cli::InRange<uint32_t>("write_start_round", absl::GetFlag(FLAGS_write_start_round), 0,
+                                  k24),
+           cli::InRange<uint32_t>("write_stop_round", absl::GetFlag(FLAGS_write_stop_round), 0,
+                                  k24),
+           cli::InRange<uint32_t>("converge_bound_rounds",
+                                  absl::GetFlag(FLAGS_converge_bound_rounds), 0, k24),
+           cli::InRange<uint32_t>("dead_bound_rounds", absl::GetFlag(FLAGS_dead_bound_rounds), 0,
+                                  k24),
+           cli::InRange<uint32_t>("max_inflight_packets", absl::GetFlag(FLAGS_max_inflight_packets),
+                                  1, 1u << 30),
+           CheckPct("plant_bug_pct", FLAGS_plant_bug_pct),
+           cli::InRange<uint32_t>("soak_seeds", absl::GetFlag(FLAGS_soak_seeds), 0, 1u << 30),
+       }) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+// Reads and checks every flag of the command.
+absl::StatusOr<CliOptions> ClusterFromFlags() {
+  if (absl::Status s = CheckRanges(); !s.ok()) return s;
+  CliOptions o;
+  o.json = absl::GetFlag(FLAGS_json);
+  o.soak = absl::GetFlag(FLAGS_soak_seeds);
+  if (o.soak > 0) {
+    if (absl::Status s = CheckSoakFlags(); !s.ok()) return s;
+  }
+  absl::StatusOr<PlantedBug> bug = ParsePlantedBug(absl::GetFlag(FLAGS_plant_bug));
+  if (!bug.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--plant_bug: ", bug.status().message()));
+  }
+  o.bug = *bug;
+  o.bug_p = Pct(FLAGS_plant_bug_pct);
+  ClusterSimConfig& c = o.cfg;
+  c.nodes = absl::GetFlag(FLAGS_nodes);
+  c.seed = absl::GetFlag(FLAGS_seed);
+  c.rounds = absl::GetFlag(FLAGS_rounds);
+  c.link.loss = Pct(FLAGS_loss_pct);
+  c.link.dup = Pct(FLAGS_dup_pct);
+  c.link.reorder = absl::GetFlag(FLAGS_reorder) ? 0.1 : 0;
+  c.link.base_delay_us = static_cast<TimeUs>(absl::GetFlag(FLAGS_delay_ms) * kUsPerMs);
+  c.link.jitter_us = static_cast<TimeUs>(absl::GetFlag(FLAGS_jitter_ms) * kUsPerMs);
+  c.link.exponential_jitter = absl::GetFlag(FLAGS_exp_jitter);
+  c.partition_at = absl::GetFlag(FLAGS_partition_at_round);
+  c.heal_at = absl::GetFlag(FLAGS_heal_at_round);
+  c.partition_groups = absl::GetFlag(FLAGS_partition_groups);
+  c.crash_rate = Pct(FLAGS_crash_pct);
+  c.pause_rate = Pct(FLAGS_pause_pct);
+  c.pause_us = static_cast<TimeUs>(absl::GetFlag(FLAGS_pause_ms) * kUsPerMs);
+  c.membership.confirm = absl::GetFlag(FLAGS_confirm);
+  c.membership.testonly_ignore_refutation = absl::GetFlag(FLAGS_ignore_refutation);
+  c.restart_prob = Pct(FLAGS_restart_pct);
+  c.keys = absl::GetFlag(FLAGS_keys);
+  c.key_nodes = absl::GetFlag(FLAGS_key_nodes);
+  c.fresh_keys = absl::GetFlag(FLAGS_fresh_keys);
+  c.write_rate = absl::GetFlag(FLAGS_writes_per_round);
+  c.delete_ratio = Pct(FLAGS_delete_pct);
+  c.ttl_ratio = Pct(FLAGS_ttl_pct);
+  c.value_max_bytes = absl::GetFlag(FLAGS_value_max_bytes);
+  c.value_min_bytes = std::min<uint32_t>(c.value_min_bytes, c.value_max_bytes);
+  c.max_packet_bytes = absl::GetFlag(FLAGS_max_packet_bytes);
+  c.fanout = static_cast<int>(absl::GetFlag(FLAGS_fanout));
+  c.tombstone_grace_us = static_cast<TimeUs>(absl::GetFlag(FLAGS_tombstone_grace_s) * kUsPerSec);
+  c.max_clock_offset_us = static_cast<TimeUs>(absl::GetFlag(FLAGS_clock_skew_ms) * kUsPerMs);
+  c.max_drift = absl::GetFlag(FLAGS_drift_ppm) * 1e-6;
+  c.write_start_round = absl::GetFlag(FLAGS_write_start_round);
+  c.write_stop_round = absl::GetFlag(FLAGS_write_stop_round);
+  c.stop_when_converged = absl::GetFlag(FLAGS_stop_when_converged);
+  c.frontier_gc = absl::GetFlag(FLAGS_frontier_gc);
+  c.converge_bound_rounds = absl::GetFlag(FLAGS_converge_bound_rounds);
+  c.dead_bound_rounds = absl::GetFlag(FLAGS_dead_bound_rounds);
+  c.max_inflight_packets = absl::GetFlag(FLAGS_max_inflight_packets);
+  c.strict_seed_invariant = absl::GetFlag(FLAGS_strict_seed_invariant);
+  c.stale_regression_is_violation = absl::GetFlag(FLAGS_stale_regression_is_violation);
+  c.check_invariants = absl::GetFlag(FLAGS_check_invariants);
+  if ((c.partition_at > 0) != (c.heal_at > 0) ||
+      (c.partition_at > 0 && c.heal_at <= c.partition_at)) {
+    return absl::InvalidArgumentError(
+        "--partition_at_round and --heal_at_round go together, heal after partition");
+  }
+  if (c.heal_at >= c.rounds) {
+    return absl::InvalidArgumentError("--heal_at_round must be below --rounds");
+  }
+  return o;
+}
 
 nlohmann::json StatsJson(const ClusterSimStats& s, const ClusterSim& sim) {
   nlohmann::json j;
@@ -266,121 +424,24 @@ ClusterSimConfig RandomFaultMix(uint64_t seed, uint32_t nodes, uint32_t rounds) 
   return c;
 }
 
-int ClusterCommand(std::span<const std::string_view> args, std::ostream& out, std::ostream& err) {
-  CliOptions o;
-  ClusterSimConfig& c = o.cfg;
-  c.rounds = 100;
-  const Flag flags[] = {
-      {"nodes", "N", "cluster size", Int(&c.nodes, 1, 1u << 20)},
-      {"seed", "S", "master seed: one seed reproduces a run bit for bit",
-       Int(&c.seed, 0, UINT64_MAX)},
-      {"rounds", "R", "gossip rounds (gossip intervals of virtual time)",
-       Int(&c.rounds, 1, 1u << 24)},
-      {"loss", "P", "per-datagram loss probability", Real(&c.link.loss, 0, 1)},
-      {"dup", "P", "per-datagram duplication probability", Real(&c.link.dup, 0, 1)},
-      {"reorder", "", "reorder: 10% of datagrams get up to 300 ms extra delay", Bool(&o.reorder)},
-      {"delay-ms", "MS", "base one-way delay (default 2)", Real(&o.delay_ms, 0, 60000)},
-      {"jitter-ms", "MS", "delay jitter (default 3)", Real(&o.jitter_ms, 0, 60000)},
-      {"exp-jitter", "", "exponential instead of uniform jitter", Bool(&o.exp_jitter)},
-      {"partition-at", "R1", "split the cluster at round R1", Int(&c.partition_at, 1, 1u << 24)},
-      {"heal-at", "R2", "heal the partition at round R2 (> R1)", Int(&c.heal_at, 1, 1u << 24)},
-      {"partition-groups", "G", "number of partition groups (default 2)",
-       Int(&c.partition_groups, 2, 1u << 20)},
-      {"crash-rate", "P", "per node per round crash probability", Real(&c.crash_rate, 0, 1)},
-      {"pause-rate", "P", "per node per round probability of a pause (SIGSTOP-like)",
-       Real(&c.pause_rate, 0, 1)},
-      {"pause-ms", "MS", "length of each pause (default 5000)", Real(&o.pause_ms, 1, 1e7)},
-      {"no-confirm", "", "phi-only detection (no probes, verdicts or refutations)",
-       Bool(&o.no_confirm)},
-      {"ignore-refutation", "", "planted bug: dead stays dead within a generation",
-       Bool(&c.membership.testonly_ignore_refutation)},
-      {"restart-prob", "P", "probability a crashed node restarts (default 0.75)",
-       Real(&c.restart_prob, 0, 1)},
-      {"keys", "K", "keys per owner", Int(&c.keys, 1, 1u << 24)},
-      {"keys-nodes", "M", "only M evenly spaced owners write (default: every node)",
-       Int(&c.key_nodes, 1, 1u << 20)},
-      {"fresh-keys", "", "each set a new key, each delete one of the owner's live keys",
-       Bool(&c.fresh_keys)},
-      {"write-rate", "W", "writes per round across the cluster", Real(&c.write_rate, 0, 1e7)},
-      {"delete-ratio", "D", "fraction of writes that delete", Real(&c.delete_ratio, 0, 1)},
-      {"ttl-ratio", "P", "fraction of sets with a TTL", Real(&c.ttl_ratio, 0, 1)},
-      {"value-bytes", "B", "max value size (default 48)", Int(&c.value_max_bytes, 1, 60 * 1024)},
-      {"max-packet-bytes", "B", "engine max_packet_bytes (default 65507)",
-       Int(&c.max_packet_bytes, 256, 65507)},
-      {"fanout", "F", "gossip fanout (default 3)", Int(&c.fanout, 1, 64)},
-      {"tombstone-grace-s", "S", "tombstone GC grace in seconds (default 3600)",
-       Real(&o.grace_s, 0, 1e9)},
-      {"clock-skew-ms", "MS", "max node clock offset", Real(&o.skew_ms, 0, 1e8)},
-      {"drift-ppm", "PPM", "max node clock drift", Real(&o.drift_ppm, 0, 1e5)},
-      {"write-start", "R", "first round with writes (default 0)",
-       Int(&c.write_start_round, 0, 1u << 24)},
-      {"write-stop", "R", "writes stop before round R (default rounds - converge bound)",
-       Int(&c.write_stop_round, 1, 1u << 24)},
-      {"stop-when-converged", "", "end the run once converged after the last write/fault",
-       Bool(&c.stop_when_converged)},
-      {"no-frontier-gc", "", "tombstones go by grace only (EngineConfig::frontier_gc off)",
-       Bool(&o.no_frontier_gc)},
-      {"converge-bound", "R", "rounds allowed to converge after the last fault/write (default 40)",
-       Int(&c.converge_bound_rounds, 1, 1u << 24)},
-      {"dead-bound", "R", "rounds within which a crash must be detected (default from detector)",
-       Int(&c.dead_bound_rounds, 1, 1u << 24)},
-      {"max-inflight", "N", "bound on in-flight datagrams (default 1048576)",
-       Int(&c.max_inflight_packets, 1, 1u << 30)},
-      {"strict-seed-invariant", "", "literal full-history seed-000 replay",
-       Bool(&c.strict_seed_invariant)},
-      {"stale-regression-is-violation", "", "count stale regressions as violations",
-       Bool(&c.stale_regression_is_violation)},
-      {"no-check", "", "skip the per-packet invariant checkers", Bool(&o.no_check)},
-      {"plant-bug", "NAME", "none|drop-tombstones|gap-applied|inflate-max",
-       [&](std::string_view v) {
-         o.bug = std::string(v);
-         return ParsePlantedBug(v).status();
-       }},
-      {"plant-bug-p", "P", "probability a delta part is corrupted (default 0.2)",
-       Real(&o.bug_p, 0, 1)},
-      {"soak", "N", "run N consecutive seeds from --seed with random fault mixes",
-       Int(&o.soak, 1, 1u << 30)},
-      {"json", "", "print JSON", Bool(&o.json)},
-      {"help", "", "this text", Bool(&o.help)},
-  };
-  if (absl::Status s = ParseFlags(args, flags); !s.ok()) {
-    err << "scuttle-sim cluster: " << s.message() << " (see scuttle-sim cluster --help)\n";
-    return kUsageError;
+std::vector<std::string> ClusterFlags() {
+  constexpr std::string_view kFiles[] = {"sim/cluster_cli.cc"};
+  std::vector<std::string> names = cli::FlagsDefinedIn(kFiles);
+  names.insert(names.end(), {"seed", "json"});
+  return names;
+}
+
+int ClusterCommand(std::ostream& out, std::ostream& err) {
+  absl::StatusOr<CliOptions> o = ClusterFromFlags();
+  if (!o.ok()) {
+    err << "scuttle-sim cluster: " << o.status().message() << "\n";
+    return cli::kExitBadFlags;
   }
-  if (o.help) {
-    out << "usage: scuttle-sim cluster [flags]\n  many engines on a virtual clock and a faulty "
-           "simulated network, with invariant checkers\nflags:\n";
-    for (const Flag& f : flags) {
-      out << absl::StrFormat("  --%-26s %s\n", AV(absl::StrCat(AV(f.name), " ", AV(f.value))),
-                             AV(f.help));
-    }
-    return 0;
-  }
-  if ((c.partition_at > 0) != (c.heal_at > 0) ||
-      (c.partition_at > 0 && c.heal_at <= c.partition_at)) {
-    err << "scuttle-sim cluster: --partition-at and --heal-at go together, with R2 > R1\n";
-    return kUsageError;
-  }
-  if (c.heal_at >= c.rounds) {
-    err << "scuttle-sim cluster: --heal-at must be below --rounds\n";
-    return kUsageError;
-  }
-  c.link.reorder = o.reorder ? 0.1 : 0;
-  c.link.base_delay_us = static_cast<TimeUs>(o.delay_ms * kUsPerMs);
-  c.link.jitter_us = static_cast<TimeUs>(o.jitter_ms * kUsPerMs);
-  c.link.exponential_jitter = o.exp_jitter;
-  c.pause_us = static_cast<TimeUs>(o.pause_ms * kUsPerMs);
-  c.membership.confirm = !o.no_confirm;
-  c.tombstone_grace_us = static_cast<TimeUs>(o.grace_s * kUsPerSec);
-  c.max_clock_offset_us = static_cast<TimeUs>(o.skew_ms * kUsPerMs);
-  c.max_drift = o.drift_ppm * 1e-6;
-  c.check_invariants = !o.no_check;
-  c.frontier_gc = !o.no_frontier_gc;
-  c.value_min_bytes = std::min<uint32_t>(c.value_min_bytes, c.value_max_bytes);
-  if (o.soak > 0) return RunSoak(o, out, err);
-  const PlantedBug bug = *ParsePlantedBug(o.bug);
-  if (bug != PlantedBug::kNone) {
-    const double p = o.bug_p;
+  if (o->soak > 0) return RunSoak(*o, out, err);
+  ClusterSimConfig& c = o->cfg;
+  if (o->bug != PlantedBug::kNone) {
+    const PlantedBug bug = o->bug;
+    const double p = o->bug_p;
     c.tamper = [bug, p](uint32_t, uint32_t, std::vector<uint8_t>* d, Rng& rng) {
       return PlantBug(bug, p, d, rng);
     };
@@ -388,18 +449,12 @@ int ClusterCommand(std::span<const std::string_view> args, std::ostream& out, st
   ClusterSim sim(c);
   const ClusterSimStats& s = sim.Run();
   const nlohmann::json j = StatsJson(s, sim);
-  if (o.json) {
+  if (o->json) {
     out << j.dump(2) << "\n";
   } else {
     PrintText(j, out);
   }
   return s.invariant_violations > 0 ? 1 : 0;
-}
-
-int RunClusterCommand(int argc, char** argv) {
-  std::vector<std::string_view> args;
-  for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
-  return ClusterCommand(args, std::cout, std::cerr);
 }
 
 }  // namespace scuttle::sim

@@ -3,27 +3,28 @@
 // packets, wall time and peak memory, as text or JSON (--json). Bad flags: a message on
 // stderr and exit code 2. Exit code 1 when any invariant was violated.
 //
-//   scuttle-sim cluster --nodes 100 --seed 7 --rounds 120 --loss 0.1 --dup 0.05 --reorder
-//       --partition-at 20 --heal-at 40 --crash-rate 0.01 --max-packet-bytes 1400 --json
-//   scuttle-sim cluster --soak 500 ...    # 500 consecutive seeds, random fault mixes
+//   scuttle-sim cluster --nodes=100 --seed=7 --rounds=120 --loss_pct=10 --dup_pct=5 --reorder
+//       --partition_at_round=20 --heal_at_round=40 --crash_pct=1 --max_packet_bytes=1400 --json
+//   scuttle-sim cluster --soak_seeds=500 --nodes=10   # 500 consecutive seeds, random fault mixes
 #ifndef SCUTTLE_SIM_CLUSTER_CLI_H_
 #define SCUTTLE_SIM_CLUSTER_CLI_H_
 
 #include <iosfwd>
-#include <span>
-#include <string_view>
+#include <string>
+#include <vector>
 
 #include "sim/cluster_sim.h"
 
 namespace scuttle::sim {
 
-// argv[0] is the command name ("cluster"); flags follow.
-int RunClusterCommand(int argc, char** argv);
-// The scuttle-sim dispatcher's signature (tools/scuttle_sim_main.cc): flags only.
-int ClusterCommand(std::span<const std::string_view> args, std::ostream& out, std::ostream& err);
+// Reads the command's absl flags (defined in sim/cluster_cli.cc), checks them and runs.
+// Output goes to `out`, diagnostics to `err`; returns the exit code.
+int ClusterCommand(std::ostream& out, std::ostream& err);
+// The flags ClusterCommand reads, for cli::ParseFlagsOrExit.
+std::vector<std::string> ClusterFlags();
 
 // One "fault mix" drawn from a seed: loss 0-30%, duplication, reordering, a partition,
-// crashes, small packets, short tombstone grace. The sweep test and --soak use it.
+// crashes, small packets, short tombstone grace. The sweep test and --soak_seeds use it.
 ClusterSimConfig RandomFaultMix(uint64_t seed, uint32_t nodes, uint32_t rounds);
 
 }  // namespace scuttle::sim

@@ -149,11 +149,14 @@ struct AntiEntropyResult {
 };
 absl::StatusOr<AntiEntropyResult> RunAntiEntropy(const AntiEntropyParams& params);
 
-// Subcommands of scuttle-sim. `args` excludes the program and subcommand names. Output
-// goes to `out`, diagnostics to `err`. Returns the exit code: 0 ok, 2 usage error.
-int DemersCommand(std::span<const std::string_view> args, std::ostream& out, std::ostream& err);
-int AntiEntropyCommand(std::span<const std::string_view> args, std::ostream& out,
-                       std::ostream& err);
+// Subcommands of scuttle-sim (sim/demers_cli.cc). Each reads its absl flags, checks them
+// (a flag that cannot change the chosen scheme is refused) and runs. Output goes to `out`,
+// diagnostics to `err`. Returns the exit code: 0 ok, 2 a bad flag value.
+int DemersCommand(std::ostream& out, std::ostream& err);
+int AntiEntropyCommand(std::ostream& out, std::ostream& err);
+// The flags each command reads, for cli::ParseFlagsOrExit.
+std::vector<std::string> DemersFlags();
+std::vector<std::string> AntiEntropyFlags();
 
 }  // namespace scuttle::sim
 

@@ -1,47 +1,115 @@
 #include "sim/flags.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
 
-#include "absl/strings/str_cat.h"
-#include "wire/absl_compat.h"
+#include "absl/flags/commandlineflag.h"
+#include "absl/flags/internal/parse.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_format.h"
 
-namespace scuttle::sim {
+namespace scuttle::cli {
+namespace {
 
-absl::Status ParseFlags(std::span<const std::string_view> args, std::span<const FlagSpec> specs) {
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    if (arg.substr(0, 2) != "--" || arg.size() == 2) {
-      return absl::InvalidArgumentError(absl::StrCat("unexpected argument '", AV(arg), "'"));
+// absl's parser reports a malformed or unknown flag and calls std::exit(1); these mains
+// promise 2 for every bad flag, as scuttled does.
+bool g_parsing_flags = false;
+bool g_parsed = false;  // ParseCommandLine ran (tests set flags without it)
+void ExitTwoIfParsing() {
+  if (!g_parsing_flags) return;
+  std::fflush(stdout);
+  std::_Exit(kExitBadFlags);
+}
+
+// absl 20220623 (Debian 12) keeps CommandLineFlag::IsSpecifiedOnCommandLine private; this
+// is the same answer (the command line and any --flagfile), valid once parsing ran.
+bool OnCommandLine(std::string_view name) {
+  return g_parsed && absl::flags_internal::WasPresentOnCommandLine(AV(name));
+}
+
+bool IsHelp(std::string_view arg) { return arg.starts_with("--help") || arg.starts_with("-help"); }
+
+// absl's own flags (--flagfile, --undefok, --help...) are defined under absl/.
+bool IsProjectFlag(const absl::CommandLineFlag& f) {
+  return f.Filename().find("absl/") == std::string::npos;
+}
+
+void PrintHelp(std::string_view usage, std::span<const std::string> flags) {
+  std::cout << usage << "\nflags:\n";
+  for (const std::string& name : flags) {
+    const absl::CommandLineFlag* f = absl::FindCommandLineFlag(name);
+    if (f == nullptr) continue;
+    const std::string head = absl::StrCat("--", name, "=", f->DefaultValue());
+    std::cout << absl::StrFormat("  %-32s %s\n", head, f->Help());
+  }
+}
+
+}  // namespace
+
+void BadFlag(std::string_view command, std::string_view message) {
+  std::fprintf(stderr, "%.*s: %.*s\n", static_cast<int>(command.size()), command.data(),
+               static_cast<int>(message.size()), message.data());
+  std::exit(kExitBadFlags);
+}
+
+void ParseFlagsOrExit(int argc, char** argv, std::string_view command, std::string_view usage,
+                      std::span<const std::string> flags) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") break;
+    if (IsHelp(argv[i])) {
+      PrintHelp(usage, flags);
+      std::exit(0);
     }
-    arg.remove_prefix(2);
-    std::string_view value;
-    bool has_value = false;
-    if (size_t eq = arg.find('='); eq != std::string_view::npos) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-      has_value = true;
+  }
+  absl::SetProgramUsageMessage(AV(usage));
+  static const bool registered = std::atexit(ExitTwoIfParsing) == 0;
+  (void)registered;
+  g_parsing_flags = true;
+  const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  g_parsing_flags = false;
+  g_parsed = true;
+  if (rest.size() > 1) {
+    BadFlag(command,
+            absl::StrCat("unexpected argument '", rest[1], "' (flags look like --name=value)"));
+  }
+  for (const auto& [name, f] : absl::GetAllFlags()) {
+    if (!IsProjectFlag(*f) || !OnCommandLine(SV(name))) continue;
+    if (std::find(flags.begin(), flags.end(), SV(name)) == flags.end()) {
+      BadFlag(command, absl::StrCat("--", name, " does not apply to ", AV(command), " (see ",
+                                    AV(command), " --help)"));
     }
-    auto spec =
-        std::find_if(specs.begin(), specs.end(), [&](const FlagSpec& s) { return s.name == arg; });
-    if (spec == specs.end()) {
-      return absl::InvalidArgumentError(absl::StrCat("unknown flag --", AV(arg)));
+  }
+}
+
+std::vector<std::string> FlagsDefinedIn(std::span<const std::string_view> file_suffixes) {
+  std::vector<std::string> names;
+  for (const auto& [name, f] : absl::GetAllFlags()) {
+    const std::string file = f->Filename();
+    for (std::string_view suffix : file_suffixes) {
+      if (std::string_view(file).ends_with(suffix)) names.emplace_back(SV(name));
     }
-    if (spec->value.empty()) {
-      if (has_value) {
-        return absl::InvalidArgumentError(absl::StrCat("flag --", AV(arg), " takes no value"));
-      }
-    } else if (!has_value) {
-      if (i + 1 >= args.size()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("flag --", AV(arg), " needs a value ", AV(spec->value)));
-      }
-      value = args[++i];
-    }
-    if (absl::Status s = spec->set(value); !s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--", AV(arg), ": ", s.message()));
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+bool FlagSet(std::string_view name) {
+  const absl::CommandLineFlag* f = absl::FindCommandLineFlag(AV(name));
+  return f != nullptr && (OnCommandLine(name) || f->CurrentValue() != f->DefaultValue());
+}
+
+absl::Status RefuseSetFlags(std::span<const std::string_view> names, std::string_view context) {
+  for (std::string_view name : names) {
+    if (FlagSet(name)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", AV(name), " does not apply to ", AV(context)));
     }
   }
   return absl::OkStatus();
 }
 
-}  // namespace scuttle::sim
+}  // namespace scuttle::cli

@@ -1,28 +1,60 @@
-// A minimal flag parser for scuttle-sim subcommands: absl flags are process-global and do
-// not fit subcommands that each own a flag set. Accepts --name=value, --name value and
-// boolean --name.
+// absl flags for the simulator, bench and tool mains (scuttle-sim, scuttle_load, ...), with
+// the daemon's conventions (tools/scuttled_main.cc): a bad flag exits 2 with one line
+// naming it. On top, what absl's process-global flags lack for subcommands and modes:
+// --help lists just the flags of the chosen command, and a flag that was set but does not
+// apply to it is refused, never silently ignored.
+//
+// The flags themselves are ABSL_FLAGs in each binary's .cc files; this header defines none.
 #ifndef SCUTTLE_SIM_FLAGS_H_
 #define SCUTTLE_SIM_FLAGS_H_
 
-#include <functional>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "wire/absl_compat.h"
 
-namespace scuttle::sim {
+namespace scuttle::cli {
 
-struct FlagSpec {
-  std::string_view name;   // without "--"
-  std::string_view value;  // value placeholder for help; empty for a boolean flag
-  std::string_view help;
-  std::function<absl::Status(std::string_view)> set;
-};
+constexpr int kExitBadFlags = 2;
 
-// Applies every flag in args; the first unknown flag, missing or unexpected value, or
-// setter error comes back as InvalidArgument naming the flag.
-absl::Status ParseFlags(std::span<const std::string_view> args, std::span<const FlagSpec> specs);
+// Parses argv with absl::ParseCommandLine.
+// - --help (any --help* form) prints `usage`, then each flag in `flags` with its default
+//   and help text, and exits 0.
+// - An unknown or malformed flag (absl's message) or a positional argument exits 2.
+// - A flag defined by this project (not absl's own) that is given on the command line but
+//   is not in `flags` exits 2: "--X does not apply to <command>".
+// `command` names the program (and subcommand) in messages, e.g. "scuttle-sim cluster".
+void ParseFlagsOrExit(int argc, char** argv, std::string_view command, std::string_view usage,
+                      std::span<const std::string> flags);
 
-}  // namespace scuttle::sim
+// The flags defined in the files whose path ends with one of `file_suffixes`, sorted by
+// name: a binary's own flags, for ParseFlagsOrExit.
+std::vector<std::string> FlagsDefinedIn(std::span<const std::string_view> file_suffixes);
+
+// True when the flag was given on the command line or holds a value other than its
+// default (tests set flags with absl::SetFlag). False for an unknown name.
+bool FlagSet(std::string_view name);
+
+// InvalidArgument "--<name> does not apply to <context>" for the first of `names` that
+// FlagSet reports; OK when none is set. For modes within one command (a flag of the
+// load generator given in server mode).
+absl::Status RefuseSetFlags(std::span<const std::string_view> names, std::string_view context);
+
+// InvalidArgument "--<name>=<value>: want <lo>..<hi>" unless lo <= value <= hi.
+template <typename T>
+absl::Status InRange(std::string_view name, T value, T lo, T hi) {
+  if (value >= lo && value <= hi) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("--", AV(name), "=", value, ": want ", lo, "..", hi));
+}
+
+// Prints "<command>: <message>" on stderr and exits 2.
+[[noreturn]] void BadFlag(std::string_view command, std::string_view message);
+
+}  // namespace scuttle::cli
 
 #endif  // SCUTTLE_SIM_FLAGS_H_

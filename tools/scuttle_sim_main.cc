@@ -1,30 +1,33 @@
 // scuttle-sim: simulators of scuttle's epidemic protocols. `scuttle-sim <command> [flags]`;
-// each command is one function in sim/ taking its own flags.
+// each command is one function in sim/ reading its own absl flags. The flags of every
+// command live in one process, so a flag of another command is refused (sim/flags.h).
 #include <iostream>
-#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "sim/cluster_cli.h"
 #include "sim/demers.h"
+#include "sim/flags.h"
+#include "wire/absl_compat.h"
 
 namespace {
 
-using CommandFn = int (*)(std::span<const std::string_view> args, std::ostream& out,
-                          std::ostream& err);
-
 struct Command {
   std::string_view name;
-  CommandFn run;
+  int (*run)(std::ostream& out, std::ostream& err);
+  std::vector<std::string> (*flags)();
   std::string_view summary;
 };
 
-constexpr Command kCommands[] = {
-    {"demers", scuttle::sim::DemersCommand,
+const Command kCommands[] = {
+    {"demers", scuttle::sim::DemersCommand, scuttle::sim::DemersFlags,
      "rumor mongering of one update (Demers et al. 1987, Tables 1 and 2)"},
-    {"antientropy", scuttle::sim::AntiEntropyCommand,
+    {"antientropy", scuttle::sim::AntiEntropyCommand, scuttle::sim::AntiEntropyFlags,
      "anti-entropy convergence per cycle vs the pull/push laws"},
-    {"cluster", scuttle::sim::ClusterCommand, "engines on a faulty simulated network, checked"},
+    {"cluster", scuttle::sim::ClusterCommand, scuttle::sim::ClusterFlags,
+     "engines on a faulty simulated network, checked"},
 };
 
 void Usage(std::ostream& os) {
@@ -37,18 +40,25 @@ void Usage(std::ostream& os) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     Usage(std::cerr);
-    return 2;
+    return scuttle::cli::kExitBadFlags;
   }
   const std::string_view name = argv[1];
-  if (name == "help" || name == "--help" || name == "-h") {
+  if (name == "help" || name.starts_with("--help") || name == "-h") {
     Usage(std::cout);
     return 0;
   }
-  const std::vector<std::string_view> args(argv + 2, argv + argc);
   for (const Command& c : kCommands) {
-    if (c.name == name) return c.run(args, std::cout, std::cerr);
+    if (c.name != name) continue;
+    const std::string command = absl::StrCat("scuttle-sim ", scuttle::AV(c.name));
+    // The command's flags follow it: argv without the command name.
+    std::vector<char*> args = {argv[0]};
+    args.insert(args.end(), argv + 2, argv + argc);
+    scuttle::cli::ParseFlagsOrExit(
+        static_cast<int>(args.size()), args.data(), command,
+        absl::StrCat("usage: ", command, " [flags]\n  ", scuttle::AV(c.summary)), c.flags());
+    return c.run(std::cout, std::cerr);
   }
   std::cerr << "scuttle-sim: unknown command '" << name << "'\n";
   Usage(std::cerr);
-  return 2;
+  return scuttle::cli::kExitBadFlags;
 }

@@ -3,7 +3,7 @@
 // determinism, planted bugs the checkers must catch, and scenario tests for each fault.
 //
 // Every failure prints the seed and the first violations; reproduce one with
-//   scuttle-sim cluster --soak 1 --seed <seed> --nodes <n> --rounds <r>
+//   scuttle-sim cluster --soak_seeds=1 --seed=<seed> --nodes=<n> --rounds=<r>
 // (the sweep's fault mix is RandomFaultMix(seed, nodes, rounds)).
 // SCUTTLE_SOAK=1 turns on a long soak (SCUTTLE_SOAK_SEEDS seeds, default 2000).
 #include "sim/cluster_sim.h"
@@ -15,10 +15,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/reflection.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "sim/cluster_cli.h"
 #include "sim/cluster_faults.h"
+#include "tests/sim/flag_args.h"
 
 namespace scuttle::sim {
 namespace {
@@ -525,45 +527,64 @@ INSTANTIATE_TEST_SUITE_P(Churn, ClusterTombstones,
 
 // ---- CLI ---------------------------------------------------------------------------------
 
-int Cli(std::vector<std::string_view> args, std::string* out, std::string* err) {
+// Runs `scuttle-sim cluster` with `args` set as on its command line; every flag is put back.
+int Cli(std::initializer_list<std::string_view> args, std::string* out, std::string* err) {
+  absl::FlagSaver saver;
+  if (::testing::AssertionResult set = testing_flags::SetFlags(args); !set) {
+    ADD_FAILURE() << set.message();
+    return -1;
+  }
   std::ostringstream o, e;
-  const int rc = ClusterCommand(args, o, e);
+  const int rc = ClusterCommand(o, e);
   *out = o.str();
   *err = e.str();
   return rc;
 }
 
+// Values absl parses but the command refuses; malformed and unknown flags are covered on
+// the binary (tests/cli_flags_test.py).
 TEST(ClusterCli, BadFlagsExitTwo) {
-  std::string out, err;
-  EXPECT_EQ(Cli({"--nodes"}, &out, &err), 2);
-  EXPECT_EQ(Cli({"--nodes", "zero"}, &out, &err), 2);
-  EXPECT_EQ(Cli({"--loss", "1.5"}, &out, &err), 2);
-  EXPECT_EQ(Cli({"--frobnicate"}, &out, &err), 2);
-  EXPECT_EQ(Cli({"--partition-at", "10"}, &out, &err), 2);
-  EXPECT_EQ(Cli({"--partition-at", "10", "--heal-at", "5"}, &out, &err), 2);
-  EXPECT_EQ(Cli({"--plant-bug", "nope"}, &out, &err), 2);
-  EXPECT_NE(err.find("--plant-bug"), std::string::npos) << err;
-  EXPECT_EQ(Cli({"--help"}, &out, &err), 0);
-  EXPECT_NE(out.find("--write-rate"), std::string::npos);
+  struct Case {
+    std::initializer_list<std::string_view> args;
+    std::string_view message;
+  };
+  const Case cases[] = {
+      {{"--nodes=0"}, "--nodes=0: want 1.."},
+      {{"--loss_pct=150"}, "--loss_pct=150"},
+      {{"--max_packet_bytes=100"}, "--max_packet_bytes"},
+      {{"--partition_at_round=10"}, "--partition_at_round and --heal_at_round"},
+      {{"--partition_at_round=10", "--heal_at_round=5"}, "--heal_at_round"},
+      {{"--partition_at_round=10", "--heal_at_round=500"}, "below --rounds"},
+      {{"--plant_bug=nope"}, "--plant_bug"},
+      // --soak_seeds draws its own fault mix: a fault flag would be ignored, so it is refused.
+      {{"--soak_seeds=2", "--loss_pct=10"}, "--loss_pct does not apply to --soak_seeds"},
+      {{"--soak_seeds=2", "--nocheck_invariants"}, "--check_invariants does not apply"},
+  };
+  for (const Case& c : cases) {
+    std::string out, err;
+    EXPECT_EQ(Cli(c.args, &out, &err), 2) << c.message;
+    EXPECT_NE(err.find(c.message), std::string::npos) << err;
+    EXPECT_TRUE(out.empty()) << out;
+  }
+}
+
+// Every flag defined in sim/cluster_cli.cc is the command's, and the shared ones too.
+TEST(ClusterCli, FlagListHoldsItsFlags) {
+  const std::vector<std::string> names = ClusterFlags();
+  for (const char* f : {"nodes", "loss_pct", "writes_per_round", "soak_seeds", "seed", "json"}) {
+    EXPECT_NE(std::find(names.begin(), names.end(), f), names.end()) << f;
+  }
+  EXPECT_EQ(std::find(names.begin(), names.end(), "variant"), names.end());
 }
 
 TEST(ClusterCli, JsonReport) {
   std::string out, err;
-  ASSERT_EQ(Cli({"--nodes",   "8",
-                 "--seed",    "5",
-                 "--rounds",  "60",
-                 "--loss",    "0.1",
-                 "--dup",     "0.05",
-                 "--reorder", "--partition-at",
-                 "5",         "--heal-at",
-                 "15",        "--crash-rate",
-                 "0.01",      "--keys",
-                 "8",         "--write-rate",
-                 "3",         "--delete-ratio",
-                 "0.3",       "--max-packet-bytes",
-                 "1400",      "--json"},
-                &out, &err),
-            0)
+  ASSERT_EQ(
+      Cli({"--nodes=8", "--seed=5", "--rounds=60", "--loss_pct=10", "--dup_pct=5", "--reorder",
+           "--partition_at_round=5", "--heal_at_round=15", "--crash_pct=1", "--keys=8",
+           "--writes_per_round=3", "--delete_pct=30", "--max_packet_bytes=1400", "--json"},
+          &out, &err),
+      0)
       << out << err;
   const nlohmann::json j = nlohmann::json::parse(out);
   for (const char* k : {"invariant_violations", "converged", "rounds_to_converge",
@@ -572,15 +593,25 @@ TEST(ClusterCli, JsonReport) {
   }
   EXPECT_EQ(j["invariant_violations"], 0);
   EXPECT_EQ(j["converged"], true);
+  EXPECT_EQ(j["nodes"], 8);
+  EXPECT_EQ(j["seed"], 5);
+  EXPECT_GT(j["dropped"]["loss"], 0);
+  EXPECT_GT(j["dropped"]["partition"], 0);
 }
 
 TEST(ClusterCli, PlantedBugExitsOne) {
   std::string out, err;
-  EXPECT_EQ(Cli({"--nodes", "6", "--rounds", "80", "--plant-bug", "drop-tombstones",
-                 "--delete-ratio", "0.5"},
+  EXPECT_EQ(Cli({"--nodes=6", "--rounds=80", "--plant_bug=drop-tombstones", "--delete_pct=50"},
                 &out, &err),
             1)
       << out;
+}
+
+TEST(ClusterCli, SoakRunsSeeds) {
+  std::string out, err;
+  EXPECT_EQ(Cli({"--soak_seeds=2", "--nodes=8", "--rounds=160", "--seed=3"}, &out, &err), 0)
+      << out << err;
+  EXPECT_NE(out.find("soak: 2 seeds, 0 with violations"), std::string::npos) << out;
 }
 
 // ---- Failure detection: detect -> confirm -> spread (DESIGN §5, engine/probe.h) ----------
