@@ -13,7 +13,7 @@
 //   idle        gossip bytes sent per node per second (transport tx bytes, UDP payload)
 //   convergence one write on a random node -> every node has it: time and time/interval
 //               (gossip rounds), median and p99 over --writes writes, one at a time
-//   load        bytes per node per second under --write_rate writes per node per second
+//   load        bytes per node per second under --writes_per_node_per_s writes
 //   detection   stop one engine (socket closed, no more gossip): time until every other
 //               node's failure detector says dead
 // and, for the join, a separate --join_nodes cluster (interval --join_interval_ms) whose
@@ -28,8 +28,6 @@
 //
 // Output: JSON (--out=FILE).
 #define SCUTTLE_BENCH_COUNT_ALLOCS
-#include "bench/alloc_counter.h"
-
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -51,10 +49,35 @@
 #include <thread>
 #include <vector>
 
+#include "absl/flags/flag.h"
+#include "bench/alloc_counter.h"
 #include "engine/engine.h"
 #include "io/clock.h"
 #include "io/transport.h"
 #include "nlohmann/json.hpp"
+#include "sim/flags.h"
+#include "wire/absl_compat.h"
+
+ABSL_FLAG(bool, quick, false,
+          "CI size: --nodes=10 --interval_ms=100 --writes=3 --idle_s=1 --load_s=1 --join_mb=1 "
+          "--join_timeout_s=30 (each unless given)");
+ABSL_FLAG(std::vector<std::string>, nodes, std::vector<std::string>({"10", "50", "100", "250"}),
+          "cluster sizes, one run each (0: no cluster run, the join only)");
+ABSL_FLAG(int32_t, interval_ms, 300, "gossip interval of the cluster runs, 10..10000");
+ABSL_FLAG(int32_t, writes, 30, "timed writes (write-to-all), 1..10000");
+ABSL_FLAG(double, idle_s, 10, "seconds of idle traffic measured, 0.1..3600");
+ABSL_FLAG(double, load_s, 10, "seconds of traffic under writes measured, 0.1..3600");
+ABSL_FLAG(double, writes_per_node_per_s, 1.0, "write rate under load, 0..10000");
+ABSL_FLAG(int32_t, threads, 2, "worker threads driving the engines, 1..64");
+ABSL_FLAG(std::vector<std::string>, join_mb, std::vector<std::string>({"1", "10", "100"}),
+          "state sizes a joining node fetches, one run each (0: no join run)");
+ABSL_FLAG(int32_t, join_nodes, 5, "cluster size of the join runs, 2..1000");
+ABSL_FLAG(int32_t, join_interval_ms, 100, "gossip interval of the join runs, 10..10000");
+ABSL_FLAG(std::string, join_mode, "both", "anti-entropy | welcome | both");
+ABSL_FLAG(int32_t, join_reps, 1, "repetitions of each join run, 1..100");
+ABSL_FLAG(double, join_timeout_s, 300, "give up a join after this, 1..36000");
+ABSL_FLAG(std::string, io, "uring", "transport: uring | epoll");
+ABSL_FLAG(std::string, out, "", "write the JSON here (default: stdout)");
 
 namespace scuttle::bench {
 namespace {
@@ -661,72 +684,88 @@ void RunJoin(const Options& o, int mb, bool welcome, int rep, json& join) {
   join.push_back(j);
 }
 
-std::vector<int> Ints(const char* s) {
-  std::vector<int> v;
-  for (const char* p = s; *p;) {
-    v.push_back(std::atoi(p));
-    while (*p && *p != ',') ++p;
-    if (*p == ',') ++p;
+std::vector<int> ListFlag(const absl::Flag<std::vector<std::string>>& flag, std::string_view name,
+                          int64_t hi) {
+  absl::StatusOr<std::vector<int64_t>> v = cli::IntList(name, absl::GetFlag(flag), 0, hi);
+  if (!v.ok()) cli::BadFlag("scuttle_cluster", SV(v.status().message()));
+  return std::vector<int>(v->begin(), v->end());
+}
+
+// Reads and checks the flags; exits 2 on a bad one.
+Options ReadFlags() {
+  Options o;
+  const bool quick = absl::GetFlag(FLAGS_quick);
+  auto pick = [&](auto& flag, std::string_view name, auto quick_value) {
+    return quick && !cli::FlagSet(name) ? quick_value : absl::GetFlag(flag);
+  };
+  o.nodes = quick && !cli::FlagSet("nodes") ? std::vector<int>{10}
+                                            : ListFlag(FLAGS_nodes, "nodes", 100000);
+  o.interval_ms = pick(FLAGS_interval_ms, "interval_ms", 100);
+  o.writes = pick(FLAGS_writes, "writes", 3);
+  o.idle_s = pick(FLAGS_idle_s, "idle_s", 1.0);
+  o.load_s = pick(FLAGS_load_s, "load_s", 1.0);
+  o.write_rate = absl::GetFlag(FLAGS_writes_per_node_per_s);
+  o.threads = absl::GetFlag(FLAGS_threads);
+  o.join_mb = quick && !cli::FlagSet("join_mb") ? std::vector<int>{1}
+                                                : ListFlag(FLAGS_join_mb, "join_mb", 4096);
+  o.join_nodes = absl::GetFlag(FLAGS_join_nodes);
+  o.join_interval_ms = absl::GetFlag(FLAGS_join_interval_ms);
+  o.join_mode = absl::GetFlag(FLAGS_join_mode);
+  o.join_reps = absl::GetFlag(FLAGS_join_reps);
+  o.join_timeout_s = pick(FLAGS_join_timeout_s, "join_timeout_s", 30.0);
+  o.out = absl::GetFlag(FLAGS_out);
+  const std::string io = absl::GetFlag(FLAGS_io);
+  for (absl::Status st : {
+           cli::InRange("interval_ms", o.interval_ms, 10, 10000),
+           cli::InRange("writes", o.writes, 1, 10000),
+           cli::InRange("idle_s", o.idle_s, 0.1, 3600.0),
+           cli::InRange("load_s", o.load_s, 0.1, 3600.0),
+           cli::InRange("writes_per_node_per_s", o.write_rate, 0.0, 10000.0),
+           cli::InRange("threads", o.threads, 1, 64),
+           cli::InRange("join_nodes", o.join_nodes, 2, 1000),
+           cli::InRange("join_interval_ms", o.join_interval_ms, 10, 10000),
+           cli::InRange("join_reps", o.join_reps, 1, 100),
+           cli::InRange("join_timeout_s", o.join_timeout_s, 1.0, 36000.0),
+       }) {
+    if (!st.ok()) cli::BadFlag("scuttle_cluster", SV(st.message()));
   }
-  return v;
+  if (o.join_mode != "anti-entropy" && o.join_mode != "welcome" && o.join_mode != "both") {
+    cli::BadFlag("scuttle_cluster",
+                 "--join_mode=" + o.join_mode + ": want anti-entropy, welcome or both");
+  }
+  if (io != "uring" && io != "epoll")
+    cli::BadFlag("scuttle_cluster", "--io=" + io + ": want uring or epoll");
+  o.io = io == "epoll" ? io::IoKind::kEpoll : io::IoKind::kUring;
+  // A flag of a run that does not happen would be silently ignored: refuse it.
+  const bool cluster_runs =
+      std::any_of(o.nodes.begin(), o.nodes.end(), [](int n) { return n > 0; });
+  const bool join_runs =
+      std::any_of(o.join_mb.begin(), o.join_mb.end(), [](int m) { return m > 0; });
+  constexpr std::string_view kClusterOnly[] = {"interval_ms", "writes", "idle_s", "load_s",
+                                               "writes_per_node_per_s"};
+  constexpr std::string_view kJoinOnly[] = {"join_nodes", "join_interval_ms", "join_mode",
+                                            "join_reps", "join_timeout_s"};
+  if (absl::Status st = cluster_runs
+                            ? absl::OkStatus()
+                            : cli::RefuseSetFlags(kClusterOnly, "--nodes=0 (no cluster run)");
+      !st.ok()) {
+    cli::BadFlag("scuttle_cluster", SV(st.message()));
+  }
+  if (absl::Status st = join_runs ? absl::OkStatus()
+                                  : cli::RefuseSetFlags(kJoinOnly, "--join_mb=0 (no join run)");
+      !st.ok()) {
+    cli::BadFlag("scuttle_cluster", SV(st.message()));
+  }
+  return o;
 }
 
 int Main(int argc, char** argv) {
-  Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto val = [&](const char* name) -> const char* {
-      const size_t n = std::strlen(name);
-      return a.compare(0, n, name) == 0 ? a.c_str() + n : nullptr;
-    };
-    if (a == "--quick") {
-      o.nodes = {10};
-      o.interval_ms = 100;
-      o.writes = 3;
-      o.idle_s = 1;
-      o.load_s = 1;
-      o.join_mb = {1};
-      o.join_timeout_s = 30;
-    } else if (const char* v = val("--nodes=")) {
-      o.nodes = Ints(v);
-    } else if (const char* v = val("--interval_ms=")) {
-      o.interval_ms = std::atoi(v);
-    } else if (const char* v = val("--writes=")) {
-      o.writes = std::atoi(v);
-    } else if (const char* v = val("--idle_s=")) {
-      o.idle_s = std::atof(v);
-    } else if (const char* v = val("--load_s=")) {
-      o.load_s = std::atof(v);
-    } else if (const char* v = val("--write_rate=")) {
-      o.write_rate = std::atof(v);
-    } else if (const char* v = val("--threads=")) {
-      o.threads = std::atoi(v);
-    } else if (const char* v = val("--join_mb=")) {
-      o.join_mb = Ints(v);
-    } else if (const char* v = val("--join_nodes=")) {
-      o.join_nodes = std::atoi(v);
-    } else if (const char* v = val("--join_interval_ms=")) {
-      o.join_interval_ms = std::atoi(v);
-    } else if (const char* v = val("--join_mode=")) {
-      o.join_mode = v;
-    } else if (const char* v = val("--join_reps=")) {
-      o.join_reps = std::max(1, std::atoi(v));
-    } else if (const char* v = val("--join_timeout_s=")) {
-      o.join_timeout_s = std::atof(v);
-    } else if (const char* v = val("--io=")) {
-      o.io = std::string(v) == "epoll" ? io::IoKind::kEpoll : io::IoKind::kUring;
-    } else if (const char* v = val("--out=")) {
-      o.out = v;
-    } else {
-      std::fprintf(stderr,
-                   "usage: scuttle_cluster [--quick] [--nodes=10,50,100,250] [--interval_ms=300] "
-                   "[--writes=30] [--idle_s=10] [--load_s=10] [--write_rate=1] [--threads=2] "
-                   "[--join_mb=1,10,100] [--join_nodes=5] [--join_interval_ms=100] "
-                   "[--join_mode=anti-entropy|welcome|both] [--join_reps=1] [--join_timeout_s=300] "
-                   "[--io=uring|epoll] [--out=FILE]\n");
-      return 2;
-    }
-  }
+  constexpr std::string_view kFiles[] = {"bench/scuttle_cluster.cc"};
+  cli::ParseFlagsOrExit(argc, argv, "scuttle_cluster",
+                        "usage: scuttle_cluster [flags]\n  N engines on real loopback sockets: "
+                        "write-to-all rounds, bytes per node per second, detection, join",
+                        cli::FlagsDefinedIn(kFiles));
+  const Options o = ReadFlags();
   json conv = json::array(), traffic = json::array(), detect = json::array(), join = json::array();
   for (int n : o.nodes)
     if (n > 0) RunCluster(o, n, conv, traffic, detect);

@@ -42,9 +42,26 @@
 #include <thread>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "io/clock.h"
 #include "io/transport.h"
 #include "nlohmann/json.hpp"
+#include "sim/flags.h"
+#include "wire/absl_compat.h"
+
+// Loopback (no command): every row on this machine.
+ABSL_FLAG(bool, quick, false, "CI size: --reps=1 --duration_ms=50 (each unless given)");
+ABSL_FLAG(int32_t, reps, 5, "repetitions, interleaved, 1..100");
+ABSL_FLAG(int32_t, duration_ms, 400, "measured time per row, 1..600000");
+ABSL_FLAG(std::string, out, "", "write the JSON here (default: stdout)");
+// serve
+ABSL_FLAG(std::string, listen, "0.0.0.0:7417", "serve: address to serve on");
+ABSL_FLAG(std::string, io, "uring", "serve: transport, uring | epoll");
+// client
+ABSL_FLAG(std::string, to, "", "client: the server's IP:PORT");
+ABSL_FLAG(std::string, shape, "mtu", "client: reply shape, one | mtu");
+ABSL_FLAG(uint64_t, exchanges, 1000, "client: exchanges to run, 1..10^9");
+ABSL_FLAG(bool, stop, false, "client: stop the server afterwards");
 
 namespace scuttle::bench {
 namespace {
@@ -367,23 +384,20 @@ nlohmann::json RunRow(const Row& row, bool two_cores, int64_t duration_us) {
   return j;
 }
 
-std::string Flag(int argc, char** argv, const std::string& name, const std::string& def) {
-  const std::string p = "--" + name + "=";
-  for (int i = 1; i < argc; ++i) {
-    if (std::string(argv[i]).rfind(p, 0) == 0) return std::string(argv[i]).substr(p.size());
-  }
-  return def;
-}
-
 double Median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   return v.empty() ? 0 : v[v.size() / 2];
 }
 
-int Loopback(int argc, char** argv) {
-  const bool quick = Flag(argc, argv, "quick", "0") == "1";
-  const int reps = std::stoi(Flag(argc, argv, "reps", quick ? "1" : "5"));
-  const int64_t duration_us = std::stoll(Flag(argc, argv, "ms", quick ? "50" : "400")) * 1000;
+[[noreturn]] void Bad(absl::Status st) { cli::BadFlag("scuttle_gso", SV(st.message())); }
+
+int Loopback() {
+  const bool quick = absl::GetFlag(FLAGS_quick);
+  const int reps = quick && !cli::FlagSet("reps") ? 1 : absl::GetFlag(FLAGS_reps);
+  const int ms = quick && !cli::FlagSet("duration_ms") ? 50 : absl::GetFlag(FLAGS_duration_ms);
+  if (absl::Status st = cli::InRange("reps", reps, 1, 100); !st.ok()) Bad(st);
+  if (absl::Status st = cli::InRange("duration_ms", ms, 1, 600000); !st.ok()) Bad(st);
+  const int64_t duration_us = int64_t{ms} * 1000;
   const std::vector<Row> rows = {
       {"raw_mmsg_one", "raw_mmsg", kShapeOne, false},
       {"raw_mmsg_mtu", "raw_mmsg", kShapeMtu, false},
@@ -435,7 +449,7 @@ int Loopback(int argc, char** argv) {
   }
   nlohmann::json out = {{"suite", "gso"}, {"reply_bytes", kReplyBytes}, {"segment_bytes", kSeg},
                         {"reps", reps}, {"runs", runs}, {"summary", summary}};
-  const std::string path = Flag(argc, argv, "out", "");
+  const std::string path = absl::GetFlag(FLAGS_out);
   if (path.empty()) {
     std::cout << out.dump(1) << "\n";
   } else {
@@ -458,10 +472,12 @@ int Loopback(int argc, char** argv) {
 }
 
 // `serve --listen=IP:PORT [--io=uring|epoll]`: a Transport server until a stop request.
-int Serve(int argc, char** argv) {
-  auto ep = Endpoint::Parse(Flag(argc, argv, "listen", "0.0.0.0:7417"));
-  if (!ep.ok()) Die("bad --listen");
-  auto t = OpenTransport(Flag(argc, argv, "io", "uring"), true, *ep);
+int Serve() {
+  auto ep = Endpoint::Parse(absl::GetFlag(FLAGS_listen));
+  if (!ep.ok()) Bad(absl::InvalidArgumentError("--listen: want IP:PORT"));
+  const std::string io = absl::GetFlag(FLAGS_io);
+  if (io != "uring" && io != "epoll") Bad(absl::InvalidArgumentError("--io: want uring or epoll"));
+  auto t = OpenTransport(io, true, *ep);
   if (t == nullptr) return 1;
   std::fprintf(stderr, "serving on %s (%s, gso=%d)\n", t->local_endpoint().ToString().c_str(),
                t->name(), t->stats().gso);
@@ -470,14 +486,19 @@ int Serve(int argc, char** argv) {
 }
 
 // `client --to=IP:PORT --shape=one|mtu --exchanges=N [--stop=1]`: one JSON line.
-int Client(int argc, char** argv) {
-  auto to = Endpoint::Parse(Flag(argc, argv, "to", ""));
-  if (!to.ok()) Die("bad --to");
-  const uint8_t shape = Flag(argc, argv, "shape", "mtu") == "one" ? kShapeOne : kShapeMtu;
-  const uint64_t n = std::stoull(Flag(argc, argv, "exchanges", "1000"));
+int Client() {
+  auto to = Endpoint::Parse(absl::GetFlag(FLAGS_to));
+  if (!to.ok()) Bad(absl::InvalidArgumentError("--to: want IP:PORT"));
+  const std::string shape_name = absl::GetFlag(FLAGS_shape);
+  if (shape_name != "one" && shape_name != "mtu") {
+    Bad(absl::InvalidArgumentError("--shape: want one or mtu"));
+  }
+  const uint8_t shape = shape_name == "one" ? kShapeOne : kShapeMtu;
+  const uint64_t n = absl::GetFlag(FLAGS_exchanges);
+  if (absl::Status st = cli::InRange<uint64_t>("exchanges", n, 1, 1000000000); !st.ok()) Bad(st);
   const int fd = OpenSocket(*Endpoint::Parse("0.0.0.0:0"));
   const ClientResult r = RunClient(fd, *to, shape, n, INT64_MAX / 2);
-  if (Flag(argc, argv, "stop", "0") == "1") {
+  if (absl::GetFlag(FLAGS_stop)) {
     uint8_t stop[kReqBytes] = {kShapeStop};
     const sockaddr_in dst = ToSin(*to);
     ::sendto(fd, stop, sizeof(stop), 0, reinterpret_cast<const sockaddr*>(&dst), sizeof(dst));
@@ -496,9 +517,26 @@ int Client(int argc, char** argv) {
 }  // namespace
 }  // namespace scuttle::bench
 
+// `scuttle_gso [flags]` runs every row on loopback; `scuttle_gso serve|client [flags]` is
+// one end of a real link. Each mode takes only its own flags.
 int main(int argc, char** argv) {
-  const std::string cmd = argc > 1 ? argv[1] : "";
-  if (cmd == "serve") return scuttle::bench::Serve(argc, argv);
-  if (cmd == "client") return scuttle::bench::Client(argc, argv);
-  return scuttle::bench::Loopback(argc, argv);
+  using scuttle::bench::Loopback;
+  const std::string_view cmd = argc > 1 ? argv[1] : "";
+  const bool sub = cmd == "serve" || cmd == "client";
+  const std::vector<std::string> flags =
+      cmd == "serve"    ? std::vector<std::string>{"listen", "io"}
+      : cmd == "client" ? std::vector<std::string>{"to", "shape", "exchanges", "stop"}
+                        : std::vector<std::string>{"quick", "reps", "duration_ms", "out"};
+  const std::string name = sub ? "scuttle_gso " + std::string(cmd) : "scuttle_gso";
+  std::vector<char*> args(argv, argv + argc);
+  if (sub) args.erase(args.begin() + 1);
+  scuttle::cli::ParseFlagsOrExit(
+      static_cast<int>(args.size()), args.data(), name,
+      "usage: " + name +
+          " [flags]\n  UDP GSO (45 x 1,400 B) vs one 63,000 B datagram; modes: (none) every "
+          "row on loopback, serve, client (bench/gso_veth)",
+      flags);
+  if (cmd == "serve") return scuttle::bench::Serve();
+  if (cmd == "client") return scuttle::bench::Client();
+  return Loopback();
 }

@@ -42,11 +42,27 @@
 //
 // Output: JSON (--out=FILE, default stdout) with one row per run; bench/run summarizes.
 #define SCUTTLE_BENCH_COUNT_ALLOCS
+#include "absl/flags/flag.h"
 #include "bench/alloc_counter.h"
-
 #include "bench/load_common.h"
 #include "bench/load_generator.h"
 #include "bench/load_servers.h"
+#include "sim/flags.h"
+
+ABSL_FLAG(bool, quick, false,
+          "CI size: --warmup_s=0.05 --duration_s=0.1 --reps=1 (each unless given)");
+ABSL_FLAG(double, warmup_s, 0.3, "unmeasured seconds before each run, 0..60");
+ABSL_FLAG(double, duration_s, 1.0, "measured seconds per run, 0.01..600");
+ABSL_FLAG(int32_t, reps, 3, "repetitions of every run, interleaved, 1..100");
+ABSL_FLAG(std::string, out, "", "write the JSON here (default: stdout)");
+ABSL_FLAG(std::string, server, "",
+          "only servers whose name contains this (the raw_* baselines always run)");
+ABSL_FLAG(std::string, size, "", "only this size label: 64, 1400, 65507, small");
+ABSL_FLAG(std::string, kind, "", "only this kind: echo | handshake");
+ABSL_FLAG(int32_t, window_small, 64, "generator window (exchanges in flight), small sizes");
+ABSL_FLAG(int32_t, window_large, 16, "generator window, replies over 8 KiB");
+ABSL_FLAG(int64_t, zerocopy_min_bytes, 0,
+          "> 0: also the engine_*_zc rows, MSG_ZEROCOPY from this reply size");
 
 namespace scuttle::bench {
 namespace {
@@ -150,45 +166,41 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
 }
 
 int Main(int argc, char** argv) {
+  constexpr std::string_view kFiles[] = {"bench/scuttle_load.cc"};
+  cli::ParseFlagsOrExit(argc, argv, "scuttle_load",
+                        "usage: scuttle_load [flags]\n  packet rate: engine and transports vs "
+                        "raw recvmmsg/sendmmsg and io_uring loops, same run",
+                        cli::FlagsDefinedIn(kFiles));
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto val = [&](const char* name) -> const char* {
-      const size_t n = std::strlen(name);
-      return a.compare(0, n, name) == 0 ? a.c_str() + n : nullptr;
-    };
-    if (a == "--quick") {
-      o.warmup_s = 0.05;
-      o.duration_s = 0.1;
-      o.reps = 1;
-    } else if (const char* v = val("--warmup=")) {
-      o.warmup_s = std::atof(v);
-    } else if (const char* v = val("--duration=")) {
-      o.duration_s = std::atof(v);
-    } else if (const char* v = val("--reps=")) {
-      o.reps = std::atoi(v);
-    } else if (const char* v = val("--out=")) {
-      o.out = v;
-    } else if (const char* v = val("--server=")) {
-      o.only_server = v;
-    } else if (const char* v = val("--size=")) {
-      o.only_size = v;
-    } else if (const char* v = val("--kind=")) {
-      o.only_kind = v;
-    } else if (const char* v = val("--window_small=")) {
-      o.window_small = std::atoi(v);
-    } else if (const char* v = val("--window_large=")) {
-      o.window_large = std::atoi(v);
-    } else if (const char* v = val("--zerocopy_min_bytes=")) {
-      o.zerocopy_min = static_cast<size_t>(std::atoll(v));
-    } else {
-      std::fprintf(stderr,
-                   "usage: scuttle_load [--quick] [--warmup=S] [--duration=S] [--reps=N] "
-                   "[--out=FILE] [--server=SUBSTR] [--size=LABEL] [--kind=echo|handshake] "
-                   "[--window_small=N] [--window_large=N] [--zerocopy_min_bytes=N]\n");
-      return 2;
-    }
+  const bool quick = absl::GetFlag(FLAGS_quick);
+  o.warmup_s = quick && !cli::FlagSet("warmup_s") ? 0.05 : absl::GetFlag(FLAGS_warmup_s);
+  o.duration_s = quick && !cli::FlagSet("duration_s") ? 0.1 : absl::GetFlag(FLAGS_duration_s);
+  o.reps = quick && !cli::FlagSet("reps") ? 1 : absl::GetFlag(FLAGS_reps);
+  o.out = absl::GetFlag(FLAGS_out);
+  o.only_server = absl::GetFlag(FLAGS_server);
+  o.only_size = absl::GetFlag(FLAGS_size);
+  o.only_kind = absl::GetFlag(FLAGS_kind);
+  o.window_small = absl::GetFlag(FLAGS_window_small);
+  o.window_large = absl::GetFlag(FLAGS_window_large);
+  const int64_t zc = absl::GetFlag(FLAGS_zerocopy_min_bytes);
+  for (absl::Status st : {
+           cli::InRange("warmup_s", o.warmup_s, 0.0, 60.0),
+           cli::InRange("duration_s", o.duration_s, 0.01, 600.0),
+           cli::InRange("reps", o.reps, 1, 100),
+           cli::InRange("window_small", o.window_small, 1, 4096),
+           cli::InRange("window_large", o.window_large, 1, 4096),
+           cli::InRange<int64_t>("zerocopy_min_bytes", zc, 0, 65507),
+       }) {
+    if (!st.ok()) cli::BadFlag("scuttle_load", SV(st.message()));
   }
+  if (!o.only_kind.empty() && o.only_kind != "echo" && o.only_kind != "handshake") {
+    cli::BadFlag("scuttle_load", "--kind=" + o.only_kind + ": want echo or handshake");
+  }
+  if (!o.only_size.empty() && o.only_size != "64" && o.only_size != "1400" &&
+      o.only_size != "65507" && o.only_size != "small") {
+    cli::BadFlag("scuttle_load", "--size=" + o.only_size + ": want 64, 1400, 65507 or small");
+  }
+  o.zerocopy_min = static_cast<size_t>(zc);
   cpu_set_t avail;
   CPU_ZERO(&avail);
   sched_getaffinity(0, sizeof(avail), &avail);

@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "bench/delta_fixture.h"
 #include "engine/cluster.h"
 #include "engine/delta_applier.h"
@@ -39,10 +40,28 @@
 #include "engine/digest.h"
 #include "engine/node_state.h"
 #include "nlohmann/json.hpp"
+#include "sim/flags.h"
+#include "wire/absl_compat.h"
 #include "wire/packet.h"
 #ifdef SCUTTLE_BENCH_HAVE_SIM
 #include "sim/cluster_sim.h"
 #endif
+
+ABSL_FLAG(bool, quick, false,
+          "CI size: --keys=1000,10000 --owners=10,100 --sim_nodes=10,50 --reps=2 "
+          "--sim_budget_s=5 and 5 ms batches (each unless given)");
+ABSL_FLAG(std::vector<std::string>, keys,
+          std::vector<std::string>({"1000", "10000", "100000", "1000000", "10000000"}),
+          "keys per node of the vs-keys rows");
+ABSL_FLAG(std::vector<std::string>, owners,
+          std::vector<std::string>({"10", "100", "1000", "10000"}),
+          "owners (100 keys each) of the vs-nodes rows");
+ABSL_FLAG(std::vector<std::string>, sim_nodes,
+          std::vector<std::string>({"10", "100", "1000", "3000"}),
+          "cluster sizes of the simulator rows (rounds until --sim_budget_s)");
+ABSL_FLAG(int32_t, reps, 5, "timed batches per row, 1..100");
+ABSL_FLAG(double, sim_budget_s, 90, "wall-clock budget of each simulator row, 0.1..36000");
+ABSL_FLAG(std::string, out, "", "write the JSON here (default: stdout)");
 
 namespace scuttle::bench {
 namespace {
@@ -298,48 +317,32 @@ json Sim(const Options& o, size_t n) {
 }
 #endif
 
-std::vector<size_t> Sizes(const char* s) {
-  std::vector<size_t> v;
-  for (const char* p = s; *p;) {
-    v.push_back(std::strtoull(p, nullptr, 10));
-    while (*p && *p != ',') ++p;
-    if (*p == ',') ++p;
-  }
-  return v;
+std::vector<size_t> ListFlag(const absl::Flag<std::vector<std::string>>& flag,
+                             std::string_view name, std::vector<size_t> quick_value) {
+  if (absl::GetFlag(FLAGS_quick) && !cli::FlagSet(name)) return quick_value;
+  absl::StatusOr<std::vector<int64_t>> v = cli::IntList(name, absl::GetFlag(flag), 1, 100000000);
+  if (!v.ok()) cli::BadFlag("scuttle_state", SV(v.status().message()));
+  return std::vector<size_t>(v->begin(), v->end());
 }
 
 int Main(int argc, char** argv) {
+  constexpr std::string_view kFiles[] = {"bench/scuttle_state.cc"};
+  cli::ParseFlagsOrExit(argc, argv, "scuttle_state",
+                        "usage: scuttle_state [flags]\n  delta build/apply/GC cost vs keys per "
+                        "node and vs nodes (+ the simulator)",
+                        cli::FlagsDefinedIn(kFiles));
   Options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto val = [&](const char* name) -> const char* {
-      const size_t n = std::strlen(name);
-      return a.compare(0, n, name) == 0 ? a.c_str() + n : nullptr;
-    };
-    if (a == "--quick") {
-      o.keys = {1000, 10000};
-      o.owners = {10, 100};
-      o.sim_nodes = {10, 50};
-      o.reps = 2;
-      o.batch_s = 0.005;
-      o.sim_budget_s = 5;
-    } else if (const char* v = val("--keys=")) {
-      o.keys = Sizes(v);
-    } else if (const char* v = val("--owners=")) {
-      o.owners = Sizes(v);
-    } else if (const char* v = val("--sim_nodes=")) {
-      o.sim_nodes = Sizes(v);
-    } else if (const char* v = val("--reps=")) {
-      o.reps = std::atoi(v);
-    } else if (const char* v = val("--sim_budget_s=")) {
-      o.sim_budget_s = std::atof(v);
-    } else if (const char* v = val("--out=")) {
-      o.out = v;
-    } else {
-      std::fprintf(stderr, "usage: scuttle_state [--quick] [--keys=LIST] [--owners=LIST] "
-                           "[--sim_nodes=LIST] [--reps=N] [--sim_budget_s=S] [--out=FILE]\n");
-      return 2;
-    }
+  const bool quick = absl::GetFlag(FLAGS_quick);
+  o.keys = ListFlag(FLAGS_keys, "keys", {1000, 10000});
+  o.owners = ListFlag(FLAGS_owners, "owners", {10, 100});
+  o.sim_nodes = ListFlag(FLAGS_sim_nodes, "sim_nodes", {10, 50});
+  o.reps = quick && !cli::FlagSet("reps") ? 2 : absl::GetFlag(FLAGS_reps);
+  if (quick) o.batch_s = 0.005;
+  o.sim_budget_s = quick && !cli::FlagSet("sim_budget_s") ? 5.0 : absl::GetFlag(FLAGS_sim_budget_s);
+  o.out = absl::GetFlag(FLAGS_out);
+  for (absl::Status st : {cli::InRange("reps", o.reps, 1, 100),
+                          cli::InRange("sim_budget_s", o.sim_budget_s, 0.1, 36000.0)}) {
+    if (!st.ok()) cli::BadFlag("scuttle_state", SV(st.message()));
   }
   json vk = json::array(), vn = json::array();
   for (size_t k : o.keys) vk.push_back(VsKeys(o, k));

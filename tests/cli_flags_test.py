@@ -55,6 +55,71 @@ BINARIES = [
         "old": ["--loss=0.1", "--partition-at=5", "--write-rate=3", "--no-check"],
         "ok": [["--nodes=4", "--rounds=20", "--loss_pct=5", "--nocheck_invariants"]],
     },
+    {
+        "bin": "bench/scuttle_load", "prefix": [],
+        "help": ["--duration_s=1", "--warmup_s=0.3", "--zerocopy_min_bytes=0"],
+        "refused": [
+            (["--kind=bulk"], "--kind=bulk: want echo or handshake"),
+            (["--reps=0"], "--reps=0: want 1..100"),
+            (["--size=9000"], "--size=9000"),
+            (["x"], "unexpected argument 'x'"),
+        ],
+        "old": ["--duration=1", "--warmup=0.1"],
+        "ok": [],
+    },
+    {
+        "bin": "bench/scuttle_cluster", "prefix": [],
+        "help": ["--interval_ms=300", "--writes_per_node_per_s=1", "--join_mb=1,10,100"],
+        "refused": [
+            (["--nodes=0", "--writes=5"], "--writes does not apply to --nodes=0"),
+            (["--join_mb=0", "--join_reps=2"], "--join_reps does not apply to --join_mb=0"),
+            (["--nodes=ten"], "--nodes: 'ten' is not an integer"),
+            (["--io=dpdk"], "--io=dpdk: want uring or epoll"),
+            (["--join_mode=fast"], "--join_mode=fast"),
+        ],
+        "old": ["--write_rate=2"],
+        "ok": [],
+    },
+    {
+        "bin": "bench/scuttle_state", "prefix": [],
+        "help": ["--keys=1000,10000", "--sim_budget_s=90"],
+        "refused": [
+            (["--keys=0"], "--keys: '0' is not an integer in 1.."),
+            (["--reps=1000"], "--reps=1000: want 1..100"),
+        ],
+        "old": [],
+        "ok": [],
+    },
+    {
+        "bin": "bench/scuttle_gso", "prefix": [],
+        "help": ["--duration_ms=400", "--reps=5"],
+        "refused": [
+            (["--to=10.0.0.1:7417"], "--to does not apply to scuttle_gso"),
+            (["--reps=0"], "--reps=0"),
+        ],
+        "old": ["--ms=50"],
+        "ok": [],
+    },
+    {
+        "bin": "bench/scuttle_gso", "prefix": ["serve"],
+        "help": ["--listen=0.0.0.0:7417", "--io=uring"],
+        "refused": [
+            (["--reps=2"], "--reps does not apply to scuttle_gso serve"),
+            (["--io=dpdk"], "--io: want uring or epoll"),
+        ],
+        "old": [],
+        "ok": [],
+    },
+    {
+        "bin": "bench/scuttle_gso", "prefix": ["client"],
+        "help": ["--shape=mtu", "--exchanges=1000"],
+        "refused": [
+            (["--listen=0.0.0.0:1"], "--listen does not apply to scuttle_gso client"),
+            (["--to=10.0.0.1:7417", "--shape=square"], "--shape: want one or mtu"),
+        ],
+        "old": [],
+        "ok": [],
+    },
 ]
 
 
