@@ -10,6 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 
 namespace scuttle::cli {
@@ -110,6 +111,22 @@ absl::Status RefuseSetFlags(std::span<const std::string_view> names, std::string
     }
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<int64_t>> IntList(std::string_view name,
+                                             const std::vector<std::string>& values, int64_t lo,
+                                             int64_t hi) {
+  std::vector<int64_t> out;
+  for (const std::string& v : values) {
+    int64_t x = 0;
+    if (!absl::SimpleAtoi(v, &x) || x < lo || x > hi) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", AV(name), ": '", v, "' is not an integer in ", lo, "..", hi));
+    }
+    out.push_back(x);
+  }
+  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("--", AV(name), ": empty list"));
+  return out;
 }
 
 }  // namespace scuttle::cli

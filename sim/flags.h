@@ -8,12 +8,14 @@
 #ifndef SCUTTLE_SIM_FLAGS_H_
 #define SCUTTLE_SIM_FLAGS_H_
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "wire/absl_compat.h"
 
@@ -51,6 +53,12 @@ absl::Status InRange(std::string_view name, T value, T lo, T hi) {
   return absl::InvalidArgumentError(
       absl::StrCat("--", AV(name), "=", value, ": want ", lo, "..", hi));
 }
+
+// The integers of a list flag (absl's std::vector<std::string>, "--nodes=10,50,100"), each
+// in lo..hi; InvalidArgument naming the flag otherwise.
+absl::StatusOr<std::vector<int64_t>> IntList(std::string_view name,
+                                             const std::vector<std::string>& values, int64_t lo,
+                                             int64_t hi);
 
 // Prints "<command>: <message>" on stderr and exits 2.
 [[noreturn]] void BadFlag(std::string_view command, std::string_view message);
