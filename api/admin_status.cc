@@ -174,9 +174,38 @@ void AdminServer::RouteStats() {
   Node* node = node_;
   s.Get("/v1/debug/stats", [node](const Request& req, Response& res) {
     if (!CheckParams(ParseQuery(req), res, {})) return;
-    auto st = node->Stats();
-    if (!st.ok()) return Error(res, st.status());
-    Reply(res, 200, StatsJson(*st));
+    if (node->shard_count() == 1) {
+      auto st = node->Stats();
+      if (!st.ok()) return Error(res, st.status());
+      return Reply(res, 200, StatsJson(*st));
+    }
+    // Several engine shards: shard 0's counters at the top (membership is decided there),
+    // and every shard's, shard 0 included, under "shards" (docs/shards.md).
+    auto each = node->ShardStats();
+    if (!each.ok()) return Error(res, each.status());
+    json body = StatsJson((*each)[0]);
+    json shards = json::array();
+    for (size_t i = 0; i < each->size(); ++i) {
+      const NodeStats& st = (*each)[i];
+      json j = StatsJson(st);
+      j["shard"] = i;
+      // The shard's own view: its members' states (shard 0's decisions, applied) and how
+      // much of the key space it holds.
+      json states = json::object();
+      for (size_t m = 0; m < 4; ++m) {
+        states[MemberStateName(static_cast<MemberState>(m))] = st.members_by_state[m];
+      }
+      j["node"]["members_by_state"] = std::move(states);
+      j["node"]["keys_local"] = st.keys_local;
+      j["node"]["keys_replicated"] = st.keys_replicated;
+      j["node"]["tombstones_local"] = st.tombstones_local;
+      j["node"]["tombstones_replicated"] = st.tombstones_replicated;
+      j["port"] = node->gossip_endpoint().port + i;
+      shards.push_back(std::move(j));
+    }
+    body["shards"] = std::move(shards);
+    body["shard_count"] = node->shard_count();
+    Reply(res, 200, body);
   });
 
   s.Get("/metrics", [this, node](const Request& req, Response& res) {

@@ -4,6 +4,8 @@
 #include "node/node.h"
 
 #include <netdb.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -24,6 +26,7 @@
 #include "absl/time/time.h"
 #include "engine/node_state.h"
 #include "engine/rng.h"
+#include "engine/shard.h"
 #include "io/clock.h"
 #include "node/keyring_file.h"
 #include "io/socket.h"
@@ -42,6 +45,41 @@ uint64_t Fnv1a(std::string_view s) {
 }
 
 }  // namespace
+
+std::vector<Endpoint> node_internal::ShiftPorts(const std::vector<Endpoint>& eps, size_t by) {
+  std::vector<Endpoint> out;
+  out.reserve(eps.size());
+  for (Endpoint ep : eps) {
+    if (static_cast<uint32_t>(ep.port) + by > 65535) continue;  // no such shard port
+    ep.port = static_cast<uint16_t>(ep.port + by);
+    out.push_back(ep);
+  }
+  return out;
+}
+
+std::vector<int> AllowedCpus() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (::sched_getaffinity(0, sizeof(set), &set) != 0) return cpus;
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  }
+  return cpus;
+}
+
+void node_internal::PinThisThread(size_t shard, int cpu) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  const int rc = ::pthread_setaffinity_np(::pthread_self(), sizeof(set), &set);
+  if (rc != 0) {
+    spdlog::warn("node: shard {}: cannot pin its thread to CPU {}: {} (it runs unpinned)",
+                 shard, cpu, std::strerror(rc));
+  } else {
+    spdlog::debug("node: shard {} pinned to CPU {}", shard, cpu);
+  }
+}
 
 // ---- Start / stop -------------------------------------------------------------------------
 
@@ -123,6 +161,12 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
     std::memcpy(sec.cookie_secret.data(), r.data() + 8, 16);
   }
 
+  if (o.shards < 1 || o.shards > kMaxShards) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("node: shards must be in [1, ", kMaxShards, "], not ", o.shards));
+  }
+  const size_t shards = static_cast<size_t>(o.shards);
+
   io::TransportOptions to;
   to.kind = o.io;
   to.bind = o.listen;
@@ -132,15 +176,38 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   to.tx_slot_bytes = ec.max_packet_bytes + 1024;
   to.rx_buffer_count = o.rx_buffer_count;
   to.tx_slot_count = o.tx_slot_count;
-  auto transport = OpenTransportWaitingForPort(to);
-  if (!transport.ok()) return transport.status();
+  // Shard s on port + s (docs/shards.md "Addressing"); shard 0 first, so a port 0 listen
+  // address fixes the base port for the others.
+  std::vector<std::unique_ptr<io::Transport>> transports;
+  for (size_t s = 0; s < shards; ++s) {
+    io::TransportOptions ts = to;
+    if (s > 0) {
+      const uint32_t port = transports[0]->local_endpoint().port + s;
+      if (port > 65535) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "node: shard ", s, " would listen on port ", port, " (base port + shard) > 65535"));
+      }
+      ts.bind.port = static_cast<uint16_t>(port);
+    }
+    auto transport = OpenTransportWaitingForPort(ts);
+    if (!transport.ok()) {
+      if (shards == 1) return transport.status();
+      return absl::Status(transport.status().code(),
+                          absl::StrCat("node: shard ", s, ": ", transport.status().message()));
+    }
+    transports.push_back(std::move(*transport));
+  }
 
   std::unique_ptr<Node> node(new Node());
   node->name_ = ec.node_name;
-  node->transport_name_ = (*transport)->name();
-  node->bound_ = (*transport)->local_endpoint();
+  node->transport_name_ = transports[0]->name();
+  node->bound_ = transports[0]->local_endpoint();
   if (!ec.advertise.valid()) ec.advertise = node->bound_;
   if (ec.advertise.port == 0) ec.advertise.port = node->bound_.port;
+  if (static_cast<uint32_t>(ec.advertise.port) + shards - 1 > 65535) {
+    return absl::InvalidArgumentError(absl::StrCat("node: advertised port ", ec.advertise.port,
+                                                   " + ", shards - 1, " shards > 65535"));
+  }
   node->advertise_ = ec.advertise;
   ec.generation = o.generation != 0 ? o.generation
                                      : static_cast<Generation>(absl::ToUnixMicros(absl::Now()));
@@ -153,44 +220,98 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   node->keyring_file_ = o.keyring_file;
 
   uint64_t failures = 0;
-  ec.seeds = node_internal::ResolveSeeds(o.seeds, node->bound_.family, node->advertise_,
-                                         node->bound_, &failures);
+  const std::vector<Endpoint> seeds0 = node_internal::ResolveSeeds(
+      o.seeds, node->bound_.family, node->advertise_, node->bound_, &failures);
+  ec.shard_count = static_cast<uint16_t>(shards);
+  if (shards > 1) {
+    // Room for a full publication of every node twice over, so a resync fits the ring.
+    size_t cap = 1024;
+    while (cap < 2 * ec.limits.max_nodes && cap < (size_t{1} << 16)) cap *= 2;
+    node->member_ring_ = std::make_unique<BroadcastRing<MemberRecord>>(cap);
+  }
 
   io::EventLoopOptions lo;
   lo.command_queue_capacity = o.command_queue_capacity;
-  node->loop_ = std::make_unique<io::EventLoop>(std::move(*transport), lo);
-  node->events_ = std::make_shared<EventLog>(o.events);
-  node->dispatcher_ =
-      std::make_shared<EventDispatcher>(node->events_, o.subscription_queue_events);
-  node->rt_ = std::make_unique<Runtime>(node->loop_.get(), std::move(ec), seed + 1, node->events_);
-  Runtime* rt = node->rt_.get();
-  rt->counters().seed_resolutions = 1;
-  rt->counters().seed_resolve_failures = failures;
-  if (!rt->engine().config().security.keyring.empty()) {
-    const auto& r = rt->engine().config().security.keyring;
-    absl::Status s = rt->engine().Set(kKeyringKey, r.primary().fingerprint, io::MonotonicNowUs());
-    if (!s.ok()) return s;
-    spdlog::info("node: gossip sealed with {} (primary key {}, {} installed; verify incoming {}, outgoing {})",
-                 wire::CipherName(rt->engine().cipher()), r.primary().fingerprint, r.size(),
-                 rt->engine().config().security.verify_incoming,
-                 rt->engine().config().security.verify_outgoing);
-  }
-  if (!o.locality.empty()) {
-    // Before the first round, so the first digest already carries it. The loop is not
-    // running yet: this thread may touch the engine.
-    absl::Status s = rt->engine().Set(kLocalityKey, o.locality, io::MonotonicNowUs());
-    if (!s.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("node: locality: ", s.message()));
+  for (size_t s = 0; s < shards; ++s) {
+    EngineConfig c = ec;
+    c.shard = static_cast<uint16_t>(s);
+    c.seeds = node_internal::ShiftPorts(seeds0, s);
+    c.advertise.port = static_cast<uint16_t>(ec.advertise.port + s);
+    c.rng_seed = ec.rng_seed + s * 0x9e3779b97f4a7c15ull;
+    if (s > 0) c.membership.external = true;
+    node->loops_.push_back(std::make_unique<io::EventLoop>(std::move(transports[s]), lo));
+    node->events_.push_back(std::make_shared<EventLog>(o.events));
+    node->rts_.push_back(std::make_unique<Runtime>(node->loops_[s].get(), std::move(c),
+                                                   seed + 1 + s, node->events_[s]));
+    if (shards > 1) {
+      if (s == 0) {
+        node->rts_[s]->PublishMembershipTo(node->member_ring_.get());
+      } else {
+        node->rts_[s]->ReadMembershipFrom(node->member_ring_.get());
+      }
     }
   }
-  node->loop_->set_on_datagram([rt](const io::RxDatagram& d) { rt->OnDatagram(d); });
-  // The first round right away: a joining node reaches its seeds without waiting.
-  rt->ScheduleTick(io::MonotonicNowUs(), 0);
-  node->loop_->Start();
+  std::shared_ptr<Doorbell> bell;
+  if (shards > 1) {
+    bell = std::make_shared<Doorbell>();
+    for (auto& log : node->events_) log->AttachDoorbell(bell);
+  }
+  node->doorbell_ = bell;
+  node->dispatcher_ =
+      std::make_shared<EventDispatcher>(node->events_, bell, o.subscription_queue_events);
+  node->rts_[0]->counters().seed_resolutions = 1;
+  node->rts_[0]->counters().seed_resolve_failures = failures;
+  for (auto& rt_ptr : node->rts_) {
+    Runtime* rt = rt_ptr.get();
+    // Node metadata goes to every shard (each shard's peer choice reads its own replica).
+    // The loops are not running yet: this thread may touch the engines.
+    if (!rt->engine().config().security.keyring.empty()) {
+      const auto& r = rt->engine().config().security.keyring;
+      absl::Status s = rt->engine().Set(kKeyringKey, r.primary().fingerprint, io::MonotonicNowUs());
+      if (!s.ok()) return s;
+      if (rt->shard() == 0) {
+        spdlog::info("node: gossip sealed with {} (primary key {}, {} installed; verify incoming {}, outgoing {})",
+                     wire::CipherName(rt->engine().cipher()), r.primary().fingerprint, r.size(),
+                     rt->engine().config().security.verify_incoming,
+                     rt->engine().config().security.verify_outgoing);
+      }
+    }
+    if (!o.locality.empty()) {
+      // Before the first round, so the first digest already carries it.
+      absl::Status s = rt->engine().Set(kLocalityKey, o.locality, io::MonotonicNowUs());
+      if (!s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("node: locality: ", s.message()));
+      }
+    }
+  }
+  std::vector<int> cpus;
+  if (shards > 1 && o.pin_threads) cpus = AllowedCpus();
+  for (size_t s = 0; s < shards; ++s) {
+    Runtime* rt = node->rts_[s].get();
+    io::EventLoop* loop = node->loops_[s].get();
+    loop->set_on_datagram([rt](const io::RxDatagram& d) { rt->OnDatagram(d); });
+    // The first round right away: a joining node reaches its seeds without waiting.
+    rt->ScheduleTick(io::MonotonicNowUs(), 0);
+    if (!cpus.empty()) {
+      const int cpu = cpus[s % cpus.size()];
+      absl::Status posted = loop->Post([s, cpu] { node_internal::PinThisThread(s, cpu); });
+      if (!posted.ok()) spdlog::warn("node: shard {}: not pinned: {}", s, SV(posted.message()));
+    }
+    loop->Start();
+  }
   node->StartResolver(std::move(o.seeds), o.seed_resolve_interval);
-  spdlog::info("node: {} generation {} gossiping on {} (advertised {}) over {}", node->name_,
-               node->generation_, node->bound_.ToString(), node->advertise_.ToString(),
-               node->transport_name_);
+  if (shards == 1) {
+    spdlog::info("node: {} generation {} gossiping on {} (advertised {}) over {}", node->name_,
+                 node->generation_, node->bound_.ToString(), node->advertise_.ToString(),
+                 node->transport_name_);
+  } else {
+    spdlog::info(
+        "node: {} generation {} gossiping with {} shards on {} .. port {} (advertised {} + "
+        "shard) over {}{}",
+        node->name_, node->generation_, shards, node->bound_.ToString(),
+        node->bound_.port + shards - 1, node->advertise_.ToString(), node->transport_name_,
+        cpus.empty() ? ", threads not pinned" : "");
+  }
   return node;
 }
 
@@ -200,55 +321,71 @@ absl::Status Node::Stop() {
   struct Done {
     std::mutex mu;
     std::condition_variable cv;
-    bool done = false;
+    size_t done = 0;
   };
   auto done = std::make_shared<Done>();
-  Runtime* rt = rt_.get();
   const int intervals = leave_intervals_;
-  absl::Status posted = loop_->Post([rt, done, intervals] {
-    rt->BeginLeave(intervals, [done] {
-      std::lock_guard<std::mutex> lock(done->mu);
-      done->done = true;
-      done->cv.notify_all();
+  size_t posted_count = 0;
+  for (size_t s = 0; s < loops_.size(); ++s) {
+    Runtime* rt = rts_[s].get();
+    absl::Status posted = loops_[s]->Post([rt, done, intervals] {
+      rt->BeginLeave(intervals, [done] {
+        std::lock_guard<std::mutex> lock(done->mu);
+        ++done->done;
+        done->cv.notify_all();
+      });
     });
-  });
-  if (posted.ok()) {
-    // The loop enforces the leave deadline; this wait only guards against a wedged loop.
+    if (posted.ok()) {
+      ++posted_count;
+    } else {
+      spdlog::warn("node: cannot post the leave to shard {} ({}); it stops without it", s,
+                   SV(posted.message()));
+    }
+  }
+  if (posted_count > 0) {
+    // The loops enforce the leave deadline; this wait only guards against a wedged loop.
     const auto limit =
         absl::ToChronoMicroseconds(absl::Microseconds(gossip_interval_us_.load()) * (intervals + 1) +
                                    call_timeout_);
     std::unique_lock<std::mutex> lock(done->mu);
-    if (!done->cv.wait_for(lock, limit, [&] { return done->done; })) {
+    if (!done->cv.wait_for(lock, limit, [&] { return done->done == posted_count; })) {
       spdlog::warn("node: graceful leave did not finish in time; stopping anyway");
     }
-  } else {
-    spdlog::warn("node: cannot post the leave ({}); stopping without it", SV(posted.message()));
   }
-  loop_->Stop();
-  absl::Status s = loop_->Join();
-  events_->Close();
+  absl::Status status;
+  for (auto& loop : loops_) loop->Stop();
+  for (auto& loop : loops_) {
+    absl::Status s = loop->Join();
+    if (status.ok()) status = s;
+  }
+  for (auto& log : events_) log->Close();
   dispatcher_->Stop();
   stopped_ = true;
   spdlog::info("node: {} stopped", name_);
-  return s;
+  return status;
 }
 
 void Node::Abort() {
   if (stopped_) return;
   StopResolver();
-  loop_->Stop();
-  (void)loop_->Join();
-  events_->Close();
-  dispatcher_->Stop();
+  for (auto& loop : loops_) loop->Stop();
+  for (auto& loop : loops_) (void)loop->Join();
+  for (auto& log : events_) log->Close();
+  if (dispatcher_ != nullptr) dispatcher_->Stop();
   stopped_ = true;
 }
 
 Node::~Node() {
   Abort();
-  // Order: the loop (and its transport) go first, after its thread exited; the runtime's
-  // engine is referenced only by that loop.
-  loop_.reset();
-  rt_.reset();
+  // Order: the loops (and their transports) go first, after their threads exited; a
+  // runtime's engine is referenced only by its loop.
+  loops_.clear();
+  rts_.clear();
+}
+
+size_t Node::ShardFor(std::string_view key) const {
+  if (loops_.size() <= 1 || IsReplicatedToAllShards(key)) return 0;
+  return ShardOf(key, static_cast<uint16_t>(loops_.size()));
 }
 
 }  // namespace scuttle

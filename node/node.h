@@ -70,7 +70,9 @@
 #include "engine/delta_applier.h"
 #include "engine/delta_builder.h"
 #include "engine/engine.h"
+#include "engine/member_feed.h"
 #include "engine/membership.h"
+#include "io/broadcast_ring.h"
 #include "io/event_loop.h"
 #include "node/node_events.h"
 #include "node/node_histogram.h"
@@ -112,6 +114,15 @@ struct NodeOptions {
   // engine.security.keyring; UpdateKeyring writes every change back to it atomically.
   // Empty = engine.security.keyring as given, changes kept in memory only.
   std::string keyring_file;
+  // Engine shards (docs/shards.md), 1..kMaxShards: one engine, transport, event loop and
+  // thread per shard, key k on shard ShardOf(k, shards). Shard s binds listen.port + s and
+  // advertises advertise.port + s; seeds name shard 0's port (shard s dials seed port + s).
+  // engine.shard / engine.shard_count are set from this. With listen.port 0, shard 0 picks
+  // a free port P and the others bind P + s.
+  int shards = 1;
+  // With shards > 1, pin shard s's thread to the s-th CPU the process may run on (modulo
+  // their number); a pinning failure is a warning. A single shard is never pinned.
+  bool pin_threads = true;
 };
 
 // Each node gossips its primary key's fingerprint under this reserved key, so any node can
@@ -228,7 +239,9 @@ struct NodeStats {
 // events after `seq` are the changes since.
 struct KvSnapshot {
   std::vector<KvEntry> entries;
-  uint64_t seq = 0;
+  uint64_t seq = 0;  // shard 0's (= seqs[0])
+  // Per shard: the sequence number of that shard's event log (event_logs()[s]).
+  std::vector<uint64_t> seqs;
 };
 
 // Unsubscribes when destroyed (see Node::Subscribe). May outlive the Node.
@@ -279,6 +292,8 @@ class Node {
   const Endpoint& gossip_endpoint() const { return bound_; }
   // The address gossiped to peers.
   const Endpoint& advertise_endpoint() const { return advertise_; }
+  // Engine shards (NodeOptions::shards); shard s is on gossip_endpoint().port + s.
+  int shard_count() const { return static_cast<int>(loops_.size()); }
 
   // ---- Writes to this node's own map; each returns the version it took ----
   // Keys under kReservedKeyPrefix ("__scuttle/") belong to scuttle: InvalidArgument.
@@ -298,7 +313,10 @@ class Node {
   absl::StatusOr<std::vector<KvEntry>> Scan(std::string_view prefix, std::string_view node = {});
   // Every known member, self included, sorted by name.
   absl::StatusOr<std::vector<MemberInfo>> Members();
+  // Shard 0's counters (with one shard: the node's). ShardStats() has every shard's.
   absl::StatusOr<NodeStats> Stats();
+  // One NodeStats per shard, index = shard.
+  absl::StatusOr<std::vector<NodeStats>> ShardStats();
   // Scan plus the watch sequence number it is consistent with (one loop-thread step).
   absl::StatusOr<KvSnapshot> Snapshot(std::string_view prefix, std::string_view node = {});
 
@@ -317,8 +335,13 @@ class Node {
     return Subscribe(WatchFilter{std::move(prefix), {}}, std::move(callback));
   }
   // The event log behind Subscribe, for cursor readers (the admin API's /v1/watch).
-  // Thread-safe; valid as long as the Node (and shared with readers beyond it).
-  const std::shared_ptr<EventLog>& event_log() const { return events_; }
+  // Thread-safe; valid as long as the Node (and shared with readers beyond it). Each shard
+  // has its own log with its own sequence numbers (its thread is the only writer); member
+  // events are in shard 0's. event_log() is shard 0's.
+  const std::shared_ptr<EventLog>& event_log() const { return events_[0]; }
+  const std::vector<std::shared_ptr<EventLog>>& event_logs() const { return events_; }
+  // Rung by every shard's log (nullptr with one shard): wait for any of them.
+  const std::shared_ptr<Doorbell>& event_doorbell() const { return doorbell_; }
 
   // ---- Gossip keyring (Serf's model: install everywhere, use everywhere, remove old) ----
   absl::StatusOr<KeyringInfo> Keyring();
@@ -337,9 +360,22 @@ class Node {
   class Runtime;  // loop-thread state: engine, sink, timers (node.cc)
 
   Node() = default;
-  // Runs fn on the loop thread and waits for its result (see the header comment).
+  // Runs fn on shard `shard`'s loop thread and waits for its result (see the header
+  // comment).
   template <typename T, typename Fn>
-  absl::StatusOr<T> Call(Fn fn);
+  absl::StatusOr<T> Call(size_t shard, Fn fn);
+  // Runs fn on every shard's loop thread at once and waits for all: one result per shard,
+  // or the first shard's error.
+  template <typename T, typename Fn>
+  absl::StatusOr<std::vector<T>> CallEach(Fn fn);
+  // The shard that holds `key` (metadata keys under kReservedKeyPrefix: shard 0's copy).
+  size_t ShardFor(std::string_view key) const;
+  // One shard's counters (on its loop thread).
+  static absl::StatusOr<NodeStats> StatsOf(Runtime& rt);
+  // Scan and Snapshot: every shard's slice at once, merged and sorted; `seqs` per shard.
+  // with_ttl fills KvEntry::expires_in_us for this node's expiring keys.
+  absl::StatusOr<KvSnapshot> ScanShards(std::string_view prefix, std::string_view node,
+                                        bool with_ttl);
   void StartResolver(std::vector<std::string> seeds, absl::Duration interval);
   void StopResolver();
 
@@ -351,17 +387,26 @@ class Node {
   absl::Duration call_timeout_;
   std::atomic<int64_t> gossip_interval_us_{0};  // changes live (UpdateLiveConfig)
   int leave_intervals_ = 2;
-  std::shared_ptr<EventLog> events_;
+  std::vector<std::shared_ptr<EventLog>> events_;  // one per shard
+  std::shared_ptr<Doorbell> doorbell_;  // shards > 1
   std::shared_ptr<EventDispatcher> dispatcher_;
 
-  std::unique_ptr<io::EventLoop> loop_;
-  std::unique_ptr<Runtime> rt_;  // used only on the loop thread once Start returns
+  // One per shard, index = shard. A runtime is used only on its loop thread once Start
+  // returns.
+  std::vector<std::unique_ptr<io::EventLoop>> loops_;
+  std::vector<std::unique_ptr<Runtime>> rts_;
+  // Shard 0 -> the other shards: membership records (shards > 1 only).
+  std::unique_ptr<BroadcastRing<MemberRecord>> member_ring_;
   struct Resolver;
   std::unique_ptr<Resolver> resolver_;
   bool stopped_ = false;
   std::string keyring_file_;
   std::mutex keyring_mu_;  // serializes UpdateKeyring (file write + apply)
 };
+
+// The CPUs this process may run on (sched_getaffinity), ascending; empty on error. What
+// `--shards auto` counts and shard threads are pinned to.
+std::vector<int> AllowedCpus();
 
 // Parses "host:port" / "[v6]:port" into host and port without resolving. For flag checks.
 absl::Status ParseHostPort(std::string_view text, std::string* host, uint16_t* port);

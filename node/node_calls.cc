@@ -8,6 +8,7 @@
 #include <cassert>
 #include <condition_variable>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -22,6 +23,7 @@
 #include "absl/time/time.h"
 #include "engine/node_state.h"
 #include "engine/rng.h"
+#include "engine/shard.h"
 #include "io/clock.h"
 #include "node/keyring_file.h"
 #include "io/socket.h"
@@ -64,7 +66,7 @@ absl::StatusOr<std::vector<const NodeState*>> SelectNodes(const Engine& e, std::
 
 absl::StatusOr<Version> Node::Set(std::string_view key, std::string_view value) {
   if (absl::Status s = CheckUserKey(key); !s.ok()) return s;
-  return Call<Version>([k = std::string(key), v = std::string(value)](Runtime& rt)
+  return Call<Version>(ShardFor(key), [k = std::string(key), v = std::string(value)](Runtime& rt)
                            -> absl::StatusOr<Version> {
     Engine& e = rt.engine();
     if (absl::Status s = e.Set(k, v, io::MonotonicNowUs()); !s.ok()) return s;
@@ -76,7 +78,7 @@ absl::StatusOr<Version> Node::SetWithTtl(std::string_view key, std::string_view 
                                          absl::Duration ttl) {
   if (absl::Status s = CheckUserKey(key); !s.ok()) return s;
   const TimeUs ttl_us = absl::ToInt64Microseconds(ttl);
-  return Call<Version>([k = std::string(key), v = std::string(value), ttl_us](Runtime& rt)
+  return Call<Version>(ShardFor(key), [k = std::string(key), v = std::string(value), ttl_us](Runtime& rt)
                            -> absl::StatusOr<Version> {
     Engine& e = rt.engine();
     if (absl::Status s = e.SetWithTtl(k, v, ttl_us, io::MonotonicNowUs()); !s.ok()) return s;
@@ -86,7 +88,7 @@ absl::StatusOr<Version> Node::SetWithTtl(std::string_view key, std::string_view 
 
 absl::StatusOr<Version> Node::Delete(std::string_view key) {
   if (absl::Status s = CheckUserKey(key); !s.ok()) return s;
-  return Call<Version>([k = std::string(key)](Runtime& rt) -> absl::StatusOr<Version> {
+  return Call<Version>(ShardFor(key), [k = std::string(key)](Runtime& rt) -> absl::StatusOr<Version> {
     Engine& e = rt.engine();
     if (absl::Status s = e.Delete(k, io::MonotonicNowUs()); !s.ok()) return s;
     return e.self().max_version();
@@ -94,7 +96,7 @@ absl::StatusOr<Version> Node::Delete(std::string_view key) {
 }
 
 absl::Status Node::Leave() {
-  return Call<bool>([](Runtime& rt) -> absl::StatusOr<bool> {
+  return CallEach<bool>([](Runtime& rt) -> absl::StatusOr<bool> {
            rt.engine().Leave();
            return true;
          })
@@ -102,7 +104,7 @@ absl::Status Node::Leave() {
 }
 
 absl::StatusOr<KvEntry> Node::Get(std::string_view key, std::string_view node) {
-  return Call<KvEntry>([k = std::string(key), n = std::string(node)](Runtime& rt)
+  return Call<KvEntry>(ShardFor(key), [k = std::string(key), n = std::string(node)](Runtime& rt)
                            -> absl::StatusOr<KvEntry> {
     const Engine& e = rt.engine();
     const NodeState* ns = n.empty() ? &e.self() : e.FindNode(n);
@@ -117,34 +119,68 @@ absl::StatusOr<KvEntry> Node::Get(std::string_view key, std::string_view node) {
 }
 
 absl::StatusOr<std::vector<KvEntry>> Node::Scan(std::string_view prefix, std::string_view node) {
-  using Result = std::vector<KvEntry>;
-  return Call<Result>([p = std::string(prefix), n = std::string(node)](Runtime& rt)
-                          -> absl::StatusOr<Result> {
+  absl::StatusOr<KvSnapshot> snap = ScanShards(prefix, node, /*with_ttl=*/true);
+  if (!snap.ok()) return snap.status();
+  return std::move(snap->entries);
+}
+
+absl::StatusOr<KvSnapshot> Node::ScanShards(std::string_view prefix, std::string_view node,
+                                            bool with_ttl) {
+  struct Part {
+    std::vector<KvEntry> entries;
+    uint64_t seq = 0;
+  };
+  // Each shard scans its slice on its own thread, at once; the slices are disjoint
+  // (metadata keys are read from shard 0 only), so merging is concatenation and a sort.
+  auto parts = CallEach<Part>([p = std::string(prefix), n = std::string(node), with_ttl](
+                                  Runtime& rt) -> absl::StatusOr<Part> {
     const Engine& e = rt.engine();
     absl::StatusOr<std::vector<const NodeState*>> selected = SelectNodes(e, n);
     if (!selected.ok()) return selected.status();
     const std::vector<const NodeState*>& nodes = *selected;
     const TimeUs now = io::MonotonicNowUs();
-    Result out;
+    const bool skip_metadata = rt.shard() != 0;
+    Part out;
+    // Events are appended only on this thread, so no event can slip between the two.
+    out.seq = rt.events().last_seq();
     for (const NodeState* ns : nodes) {
       ns->Scan(p, [&](const NodeState::Slot& s) {
         if (!Visible(s, now)) return;
-        const int64_t left =
-            s.status == KeyStatus::kExpiring && ns == &e.cluster().self() ? s.time_us - now : 0;
-        out.push_back(KvEntry{ns->name(), std::string(ns->KeyOf(s)),
-                              std::string(ns->ValueOf(s)), s.version, left});
+        const std::string_view key = ns->KeyOf(s);
+        if (skip_metadata && IsReplicatedToAllShards(key)) return;
+        const int64_t left = with_ttl && s.status == KeyStatus::kExpiring &&
+                                     ns == &e.cluster().self()
+                                 ? s.time_us - now
+                                 : 0;
+        out.entries.push_back(KvEntry{ns->name(), std::string(key),
+                                      std::string(ns->ValueOf(s)), s.version, left});
       });
     }
-    std::sort(out.begin(), out.end(), [](const KvEntry& a, const KvEntry& b) {
-      return a.node != b.node ? a.node < b.node : a.key < b.key;
-    });
     return out;
   });
+  if (!parts.ok()) return parts.status();
+  KvSnapshot out;
+  if (parts->size() == 1) {
+    out.entries = std::move((*parts)[0].entries);
+  } else {
+    size_t total = 0;
+    for (const Part& part : *parts) total += part.entries.size();
+    out.entries.reserve(total);
+    for (Part& part : *parts) {
+      std::move(part.entries.begin(), part.entries.end(), std::back_inserter(out.entries));
+    }
+  }
+  for (const Part& part : *parts) out.seqs.push_back(part.seq);
+  out.seq = out.seqs[0];
+  std::sort(out.entries.begin(), out.entries.end(), [](const KvEntry& a, const KvEntry& b) {
+    return a.node != b.node ? a.node < b.node : a.key < b.key;
+  });
+  return out;
 }
 
 absl::StatusOr<std::vector<MemberInfo>> Node::Members() {
   using Result = std::vector<MemberInfo>;
-  return Call<Result>([](Runtime& rt) -> absl::StatusOr<Result> {
+  auto members_of = [](Runtime& rt) -> absl::StatusOr<Result> {
     const Engine& e = rt.engine();
     const TimeUs now = io::MonotonicNowUs();
     Result out;
@@ -175,11 +211,40 @@ absl::StatusOr<std::vector<MemberInfo>> Node::Members() {
     std::sort(out.begin(), out.end(),
               [](const MemberInfo& a, const MemberInfo& b) { return a.name < b.name; });
     return out;
-  });
+  };
+  if (loops_.size() == 1) return Call<Result>(0, members_of);
+  // States, addresses and phi are shard 0's (it alone decides liveness); keys, tombstones
+  // and max_version (the owner's writes) are summed over the shards' slices.
+  auto each = CallEach<Result>(members_of);
+  if (!each.ok()) return each.status();
+  Result out = std::move((*each)[0]);
+  absl::flat_hash_map<std::string_view, MemberInfo*> by_name;
+  for (MemberInfo& m : out) by_name[m.name] = &m;
+  for (size_t s = 1; s < each->size(); ++s) {
+    for (const MemberInfo& m : (*each)[s]) {
+      auto it = by_name.find(m.name);
+      if (it == by_name.end()) continue;  // not (yet, or any more) known to shard 0
+      it->second->keys += m.keys;
+      it->second->tombstones += m.tombstones;
+      it->second->max_version += m.max_version;
+    }
+  }
+  return out;
 }
 
 absl::StatusOr<NodeStats> Node::Stats() {
-  absl::StatusOr<NodeStats> result = Call<NodeStats>([](Runtime& rt) -> absl::StatusOr<NodeStats> {
+  absl::StatusOr<NodeStats> result = Call<NodeStats>(0, &Node::StatsOf);
+  if (result.ok()) result->subscription_overflows = dispatcher_->overflows();
+  return result;
+}
+
+absl::StatusOr<std::vector<NodeStats>> Node::ShardStats() {
+  absl::StatusOr<std::vector<NodeStats>> result = CallEach<NodeStats>(&Node::StatsOf);
+  if (result.ok()) (*result)[0].subscription_overflows = dispatcher_->overflows();
+  return result;
+}
+
+absl::StatusOr<NodeStats> Node::StatsOf(Runtime& rt) {
     NodeStats s = rt.counters();
     const io::Transport& t = rt.loop().transport();
     s.transport_name = t.name();
@@ -205,34 +270,10 @@ absl::StatusOr<NodeStats> Node::Stats() {
     }
     s.watch = rt.events().stats();
     return s;
-  });
-  if (result.ok()) result->subscription_overflows = dispatcher_->overflows();
-  return result;
 }
 
 absl::StatusOr<KvSnapshot> Node::Snapshot(std::string_view prefix, std::string_view node) {
-  return Call<KvSnapshot>([this, p = std::string(prefix), n = std::string(node)](Runtime& rt)
-                              -> absl::StatusOr<KvSnapshot> {
-    const Engine& e = rt.engine();
-    absl::StatusOr<std::vector<const NodeState*>> selected = SelectNodes(e, n);
-    if (!selected.ok()) return selected.status();
-    const std::vector<const NodeState*>& nodes = *selected;
-    const TimeUs now = io::MonotonicNowUs();
-    KvSnapshot out;
-    // Events are appended only on this thread, so no event can slip between the two.
-    out.seq = events_->last_seq();
-    for (const NodeState* ns : nodes) {
-      ns->Scan(p, [&](const NodeState::Slot& s) {
-        if (!Visible(s, now)) return;
-        out.entries.push_back(KvEntry{ns->name(), std::string(ns->KeyOf(s)),
-                                      std::string(ns->ValueOf(s)), s.version, 0});
-      });
-    }
-    std::sort(out.entries.begin(), out.entries.end(), [](const KvEntry& a, const KvEntry& b) {
-      return a.node != b.node ? a.node < b.node : a.key < b.key;
-    });
-    return out;
-  });
+  return ScanShards(prefix, node, /*with_ttl=*/false);
 }
 
 std::unique_ptr<Subscription> Node::Subscribe(WatchFilter filter,

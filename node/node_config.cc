@@ -153,14 +153,14 @@ KeyringInfo KeyringOf(const Engine& e, const std::string& file) {
 }  // namespace
 
 absl::StatusOr<KeyringInfo> Node::Keyring() {
-  return Call<KeyringInfo>([file = keyring_file_](Runtime& rt) -> absl::StatusOr<KeyringInfo> {
+  return Call<KeyringInfo>(0, [file = keyring_file_](Runtime& rt) -> absl::StatusOr<KeyringInfo> {
     return KeyringOf(rt.engine(), file);
   });
 }
 
 absl::StatusOr<KeyringInfo> Node::UpdateKeyring(KeyringOp op, std::string_view key) {
   std::lock_guard<std::mutex> lock(keyring_mu_);
-  absl::StatusOr<wire::Keyring> current = Call<wire::Keyring>(
+  absl::StatusOr<wire::Keyring> current = Call<wire::Keyring>(0,
       [](Runtime& rt) -> absl::StatusOr<wire::Keyring> {
         return rt.engine().config().security.keyring;
       });
@@ -182,31 +182,35 @@ absl::StatusOr<KeyringInfo> Node::UpdateKeyring(KeyringOp op, std::string_view k
       return absl::InternalError(absl::StrCat("keyring file not written, nothing changed: ", w.message()));
     }
   }
-  return Call<KeyringInfo>([next = std::move(next), file = keyring_file_](
+  // Every shard seals with the same keyring and gossips its fingerprint.
+  auto each = CallEach<KeyringInfo>([next = std::move(next), file = keyring_file_](
                                Runtime& rt) mutable -> absl::StatusOr<KeyringInfo> {
     Engine& e = rt.engine();
     const std::string fp = next.empty() ? std::string() : next.primary().fingerprint;
-    spdlog::info("keyring: {} key(s), primary {}", next.size(), fp);
+    if (rt.shard() == 0) spdlog::info("keyring: {} key(s), primary {}", next.size(), fp);
     e.SetKeyring(std::move(next));
     if (!fp.empty()) {
       if (absl::Status s = e.Set(kKeyringKey, fp, io::MonotonicNowUs()); !s.ok()) return s;
     }
     return KeyringOf(e, file);
   });
+  if (!each.ok()) return each.status();
+  return std::move((*each)[0]);
 }
 
 absl::StatusOr<LiveConfig> Node::GetLiveConfig() {
-  return Call<LiveConfig>(
+  return Call<LiveConfig>(0,
       [](Runtime& rt) -> absl::StatusOr<LiveConfig> { return CurrentConfig(rt.engine()); });
 }
 
 absl::StatusOr<LiveConfig> Node::UpdateLiveConfig(const LiveConfigPatch& patch) {
   if (absl::Status s = ValidateLiveConfigPatch(patch); !s.ok()) return s;
-  auto result = Call<LiveConfig>([patch](Runtime& rt) -> absl::StatusOr<LiveConfig> {
+  // Every shard takes the change (each validates nothing more: done above).
+  auto each = CallEach<LiveConfig>([patch](Runtime& rt) -> absl::StatusOr<LiveConfig> {
     EngineConfig& c = rt.engine().mutable_config();
     const LiveConfig before = CurrentConfig(rt.engine());
     auto changed = [&](const char* field, const std::string& from, const std::string& to) {
-      spdlog::info("config: {} {} -> {}", field, from, to);
+      if (rt.shard() == 0) spdlog::info("config: {} {} -> {}", field, from, to);
       ++rt.counters().config_changes[field];
     };
     if (patch.gossip_interval_ms.has_value()) {
@@ -239,10 +243,12 @@ absl::StatusOr<LiveConfig> Node::UpdateLiveConfig(const LiveConfigPatch& patch) 
     }
     if (patch.log_level.has_value()) {
       changed("log_level", before.log_level, *patch.log_level);  // logged at the old level
-      spdlog::set_level(*ParseLogLevel(*patch.log_level));
+      if (rt.shard() == 0) spdlog::set_level(*ParseLogLevel(*patch.log_level));
     }
     return CurrentConfig(rt.engine());
   });
+  absl::StatusOr<LiveConfig> result =
+      each.ok() ? absl::StatusOr<LiveConfig>(std::move((*each)[0])) : each.status();
   if (result.ok()) gossip_interval_us_ = result->gossip_interval_ms * kUsPerMs;
   return result;
 }

@@ -27,6 +27,28 @@ bool WatchFilter::Matches(const WatchEvent& e) const {
   return e.kind == WatchEvent::Kind::kKey && e.key.starts_with(prefix);
 }
 
+// ---- Doorbell ------------------------------------------------------------------------------
+
+void Doorbell::Ring() {
+  rings_.fetch_add(1);  // seq_cst with the waiter's increment: one of the two sees the other
+  if (waiters_.load() > 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    cv_.notify_all();
+  }
+}
+
+bool Doorbell::Wait(uint64_t seen, int64_t timeout_us) {
+  waiters_.fetch_add(1);
+  bool rang;
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    rang = cv_.wait_for(lock, std::chrono::microseconds(std::max<int64_t>(timeout_us, 0)),
+                        [&] { return rings_.load() != seen; });
+  }
+  waiters_.fetch_sub(1);
+  return rang;
+}
+
 // ---- EventLog ------------------------------------------------------------------------------
 
 EventLog::EventLog(EventLogOptions options) : options_(options) {}
@@ -55,6 +77,7 @@ uint64_t EventLog::Append(WatchEvent event) {
     }
   }
   cv_.notify_all();
+  if (doorbell_ != nullptr) doorbell_->Ring();
   return seq;
 }
 
@@ -100,6 +123,7 @@ void EventLog::Close() {
     closed_ = true;
   }
   cv_.notify_all();
+  if (doorbell_ != nullptr) doorbell_->Ring();
 }
 
 bool EventLog::closed() const {
@@ -128,15 +152,23 @@ constexpr int64_t kDispatcherPollUs = 100'000;  // how soon Stop() is noticed
 constexpr size_t kDispatchBatch = 256;
 }  // namespace
 
-EventDispatcher::EventDispatcher(std::shared_ptr<EventLog> log, size_t queue_events)
-    : log_(std::move(log)), queue_events_(std::max<size_t>(queue_events, 1)) {}
+EventDispatcher::EventDispatcher(std::vector<std::shared_ptr<EventLog>> logs,
+                                 std::shared_ptr<Doorbell> bell, size_t queue_events)
+    : logs_(std::move(logs)),
+      bell_(std::move(bell)),
+      queue_events_(std::max<size_t>(queue_events, 1)) {
+  assert(!logs_.empty() && (logs_.size() == 1 || bell_ != nullptr));
+}
 
 EventDispatcher::~EventDispatcher() { Stop(); }
 
 uint64_t EventDispatcher::Add(WatchFilter filter, Callback callback) {
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t id = next_id_++;
-  subs_.push_back(Sub{id, std::move(filter), std::move(callback), log_->last_seq()});
+  std::vector<uint64_t> after;
+  after.reserve(logs_.size());
+  for (const auto& log : logs_) after.push_back(log->last_seq());
+  subs_.push_back(Sub{id, std::move(filter), std::move(callback), std::move(after)});
   if (!thread_.joinable() && !stop_) {
     thread_ = std::thread([this] { Run(); });
     thread_id_ = thread_.get_id();
@@ -178,23 +210,26 @@ bool EventDispatcher::Pass(std::unique_lock<std::mutex>& lock) {
       it = subs_.erase(it);
       continue;
     }
-    EventLog::Batch b = log_->Read(it->after, it->filter, queue_events_, kDispatchBatch);
-    it->after = b.next_after;
-    if (b.overflow) {
-      ++overflows_;
-      auto e = std::make_shared<WatchEvent>();
-      e->kind = WatchEvent::Kind::kOverflow;
-      e->seq = b.next_after;
-      b.events.push_back(std::move(e));
-    }
     running_id_ = it->id;
-    for (const auto& e : b.events) {
-      if (it->callback == nullptr || stop_) break;
-      Callback cb = it->callback;  // a copy: Remove() from the callback clears the original
-      lock.unlock();
-      cb(*e);
-      lock.lock();
-      delivered = true;
+    for (size_t l = 0; l < logs_.size() && it->callback != nullptr && !stop_; ++l) {
+      EventLog::Batch b = logs_[l]->Read(it->after[l], it->filter, queue_events_, kDispatchBatch);
+      it->after[l] = b.next_after;
+      if (b.overflow) {
+        ++overflows_;
+        auto e = std::make_shared<WatchEvent>();
+        e->kind = WatchEvent::Kind::kOverflow;
+        e->seq = b.next_after;
+        e->shard = static_cast<uint16_t>(l);
+        b.events.push_back(std::move(e));
+      }
+      for (const auto& e : b.events) {
+        if (it->callback == nullptr || stop_) break;
+        Callback cb = it->callback;  // a copy: Remove() from the callback clears the original
+        lock.unlock();
+        cb(*e);
+        lock.lock();
+        delivered = true;
+      }
     }
     running_id_ = 0;
     done_cv_.notify_all();
@@ -205,16 +240,21 @@ bool EventDispatcher::Pass(std::unique_lock<std::mutex>& lock) {
 
 void EventDispatcher::Run() {
   std::unique_lock<std::mutex> lock(mu_);
+  std::vector<uint64_t> seen(logs_.size());
   while (!stop_) {
-    const uint64_t seen = log_->last_seq();
+    const uint64_t rung = bell_ != nullptr ? bell_->rings() : 0;
+    for (size_t l = 0; l < logs_.size(); ++l) seen[l] = logs_[l]->last_seq();
     if (Pass(lock)) continue;
     bool behind = false;
-    for (const Sub& s : subs_) behind = behind || s.after < seen;
-    if (behind) continue;  // a pass scans at most a batch per subscription
+    for (const Sub& s : subs_) {
+      for (size_t l = 0; l < logs_.size(); ++l) behind = behind || s.after[l] < seen[l];
+    }
+    if (behind) continue;  // a pass scans at most a batch per subscription and log
     lock.unlock();
-    const bool more = log_->Wait(seen, kDispatcherPollUs);
+    const bool more = logs_.size() == 1 ? logs_[0]->Wait(seen[0], kDispatcherPollUs)
+                                        : bell_->Wait(rung, kDispatcherPollUs);
     lock.lock();
-    if (!more && log_->closed()) break;  // the node stopped: nothing will come
+    if (!more && logs_[0]->closed()) break;  // the node stopped: nothing will come
   }
 }
 

@@ -12,6 +12,7 @@
 #ifndef SCUTTLE_NODE_NODE_EVENTS_H_
 #define SCUTTLE_NODE_NODE_EVENTS_H_
 
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -45,6 +46,8 @@ struct WatchEvent {
   std::string key;    // kKey only
   std::string value;  // kKey set only (deleted/expired carry no value)
   Version version = 0;
+  // The engine shard whose log holds the event (docs/shards.md); seq counts in that log.
+  uint16_t shard = 0;
 
   // "set" | "deleted" | "expired" | "joined" | ... | "reset" | "overflow".
   const char* name() const;
@@ -72,9 +75,28 @@ struct EventLogStats {
   size_t bytes = 0;   // retained now (approximate: strings + struct)
 };
 
+// Wakes a reader of several event logs (one per engine shard) when any of them gets an
+// event or closes. Ring() costs one atomic add, plus a lock and a notify only while a
+// reader waits, so the logs' writers (shard threads) share no lock through it.
+class Doorbell {
+ public:
+  uint64_t rings() const { return rings_.load(); }
+  void Ring();
+  // Blocks until rings() != seen or timeout_us passed; true when it rang.
+  bool Wait(uint64_t seen, int64_t timeout_us);
+
+ private:
+  std::atomic<uint64_t> rings_{0};
+  std::atomic<int> waiters_{0};
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
 class EventLog {
  public:
   explicit EventLog(EventLogOptions options = {});
+  // Rings `bell` after every Append and on Close. Call before the log is used.
+  void AttachDoorbell(std::shared_ptr<Doorbell> bell) { doorbell_ = std::move(bell); }
 
   // Single writer (the loop thread). Assigns and returns the next sequence number (the
   // first is 1), evicts past either bound and wakes every waiting reader.
@@ -112,15 +134,23 @@ class EventLog {
   size_t bytes_ = 0;                                      // guarded by mu_
   uint64_t evicted_ = 0;                                  // guarded by mu_
   bool closed_ = false;                                   // guarded by mu_
+  std::shared_ptr<Doorbell> doorbell_;                    // set before use
 };
 
 // Runs subscription callbacks on one thread of its own, each subscription with its own
 // cursor and a bound of queue_events pending events (beyond it: one kOverflow event).
+// With several logs (one per engine shard) each subscription has a cursor per log; events
+// of one log arrive in its order (every key lives in one shard, so per key in order), the
+// logs are interleaved batch by batch. Several logs need a shared Doorbell.
 class EventDispatcher {
  public:
   using Callback = std::function<void(const WatchEvent&)>;
 
-  EventDispatcher(std::shared_ptr<EventLog> log, size_t queue_events);
+  EventDispatcher(std::shared_ptr<EventLog> log, size_t queue_events)
+      : EventDispatcher(std::vector<std::shared_ptr<EventLog>>{std::move(log)}, nullptr,
+                        queue_events) {}
+  EventDispatcher(std::vector<std::shared_ptr<EventLog>> logs, std::shared_ptr<Doorbell> bell,
+                  size_t queue_events);
   ~EventDispatcher();
   EventDispatcher(const EventDispatcher&) = delete;
   EventDispatcher& operator=(const EventDispatcher&) = delete;
@@ -139,13 +169,14 @@ class EventDispatcher {
     uint64_t id;
     WatchFilter filter;
     Callback callback;
-    uint64_t after;
+    std::vector<uint64_t> after;  // per log
   };
   void Run();
   // One pass over the subscriptions; returns true when it delivered anything.
   bool Pass(std::unique_lock<std::mutex>& lock);
 
-  std::shared_ptr<EventLog> log_;
+  std::vector<std::shared_ptr<EventLog>> logs_;
+  std::shared_ptr<Doorbell> bell_;
   const size_t queue_events_;
   mutable std::mutex mu_;
   std::condition_variable done_cv_;  // a callback finished (Remove waits on it)

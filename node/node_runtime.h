@@ -45,6 +45,12 @@ std::vector<Endpoint> ResolveSeeds(const std::vector<std::string>& seeds, int fa
                                    const Endpoint& self_a, const Endpoint& self_b,
                                    uint64_t* failures);
 
+// The same endpoints with port + by (shard `by`'s address of each; docs/shards.md).
+// Endpoints whose shifted port would pass 65535 are left out.
+std::vector<Endpoint> ShiftPorts(const std::vector<Endpoint>& eps, size_t by);
+// Pins the calling thread to `cpu`; a failure is logged as a warning.
+void PinThisThread(size_t shard, int cpu);
+
 }  // namespace node_internal
 
 // The seed re-resolution thread (node_seeds.cc).
@@ -66,6 +72,15 @@ class Node::Runtime final : public PacketSink, public EventSink {
         jitter_(jitter_seed),
         events_(std::move(events)),
         engine_(std::move(config), this, this) {}
+
+  // Membership once (docs/shards.md): shard 0 publishes what it decides into `ring` after
+  // each round; every other shard applies what it reads before its round.
+  void PublishMembershipTo(BroadcastRing<MemberRecord>* ring) { member_out_ = ring; }
+  void ReadMembershipFrom(BroadcastRing<MemberRecord>* ring) {
+    member_in_.emplace(ring);
+    member_in_ring_ = ring;
+  }
+  uint16_t shard() const { return engine_.config().shard; }
 
   Engine& engine() { return engine_; }
   io::EventLoop& loop() { return *loop_; }
@@ -100,11 +115,14 @@ class Node::Runtime final : public PacketSink, public EventSink {
     e.key = key;
     if (event == KeyEvent::kSet) e.value = value;
     e.version = version;
+    e.shard = shard();
     events_->Append(std::move(e));
   }
   void OnMember(const NodeState& node, MemberEvent event) override {
     ++counters_.member_events;
     ++counters_.member_events_by_type[static_cast<size_t>(event)];
+    // Member events are shard 0's: the others only mirror its decisions (docs/shards.md).
+    if (shard() != 0) return;
     spdlog::info("member {} (generation {}) {}", node.name(), node.generation(),
                  MemberEventName(event));
     WatchEvent e;
@@ -113,6 +131,7 @@ class Node::Runtime final : public PacketSink, public EventSink {
     e.node = node.name();
     e.generation = node.generation();
     e.version = node.max_version();
+    e.shard = shard();
     events_->Append(std::move(e));
   }
   void OnReset(const NodeState& node) override {
@@ -121,15 +140,25 @@ class Node::Runtime final : public PacketSink, public EventSink {
     e.kind = WatchEvent::Kind::kReset;
     e.node = node.name();
     e.generation = node.generation();
+    e.shard = shard();
     events_->Append(std::move(e));
   }
 
   void OnDatagram(const io::RxDatagram& d) {
     constexpr size_t kSynAck = static_cast<size_t>(wire::MessageType::kSynAck);
-    const uint64_t before = engine_.stats().packets_in[kSynAck];
+    const EngineStats& st = engine_.stats();
+    const uint64_t before = st.packets_in[kSynAck];
+    const uint64_t refused_before =
+        st.engine_drops[static_cast<size_t>(EngineDrop::kShardCountMismatch)] +
+        st.bad_shard_count_received;
     const TimeUs now = io::MonotonicNowUs();
     engine_.OnPacket(now, d.from, d.data);
-    if (engine_.stats().packets_in[kSynAck] == before) return;
+    if (st.engine_drops[static_cast<size_t>(EngineDrop::kShardCountMismatch)] +
+            st.bad_shard_count_received !=
+        refused_before) {
+      LogShardCountRefusal(now, d);
+    }
+    if (st.packets_in[kSynAck] == before) return;
     // A SynAck accepted: the handshake latency is the time since our Syn to that address.
     if (auto it = syn_sent_us_.find(d.from); it != syn_sent_us_.end()) {
       counters_.handshake_seconds.Observe(static_cast<double>(now - it->second) * 1e-6);
@@ -200,10 +229,53 @@ class Node::Runtime final : public PacketSink, public EventSink {
   }
 
  private:
+  // A peer runs another shard count: the engine refused and counted it; say so in the log,
+  // at most once per kRefusalLogUs (a misconfigured peer sends every round).
+  void LogShardCountRefusal(TimeUs now, const io::RxDatagram& d) {
+    ++refusals_since_log_;
+    if (last_refusal_log_us_ != 0 && now - last_refusal_log_us_ < kRefusalLogUs) return;
+    spdlog::warn(
+        "node: shard {}: {} runs another shard count than this node's {}: refused ({} such "
+        "datagram(s) since the last line like this); every node of a cluster needs the "
+        "same --shards (docs/shards.md: change it by a rolling restart into a new "
+        "--cluster_id)",
+        shard(), d.from.ToString(), engine_.config().shard_count, refusals_since_log_);
+    last_refusal_log_us_ = now;
+    refusals_since_log_ = 0;
+  }
+
+  void ReadMembership() {
+    if (!member_in_.has_value()) return;
+    member_batch_.clear();
+    MemberRecord r;
+    for (;;) {
+      const auto got = member_in_->Next(&r);
+      if (got == BroadcastRing<MemberRecord>::Read::kEmpty) break;
+      if (got == BroadcastRing<MemberRecord>::Read::kOverrun) {
+        // Skipped records are repaired by shard 0's full publication (states, not deltas).
+        member_in_->Resync(member_in_ring_);
+        spdlog::debug("node: shard {} fell behind shard 0's membership; resync asked",
+                      shard());
+        break;
+      }
+      member_batch_.push_back(r);
+    }
+    if (!member_batch_.empty()) engine_.ApplyMembership(member_batch_);
+  }
+
+  void PublishMembership() {
+    if (member_out_ == nullptr) return;
+    member_batch_.clear();
+    engine_.CollectMembership(member_out_->TakeResyncRequest(), &member_batch_);
+    for (const MemberRecord& r : member_batch_) member_out_->Publish(r);
+  }
+
   void Tick() {
     tick_timer_ = 0;
     const TimeUs now = io::MonotonicNowUs();
+    ReadMembership();
     engine_.OnTick(now);
+    PublishMembership();
     ++counters_.gossip_rounds;
     counters_.round_seconds.Observe(static_cast<double>(io::MonotonicNowUs() - now) * 1e-6);
     if (leaving_) {
@@ -252,6 +324,7 @@ class Node::Runtime final : public PacketSink, public EventSink {
   }
 
   static constexpr size_t kMaxPendingSyns = 4096;
+  static constexpr TimeUs kRefusalLogUs = 10 * kUsPerSec;
 
   io::EventLoop* loop_;
   TimeUs interval_us_;
@@ -267,18 +340,24 @@ class Node::Runtime final : public PacketSink, public EventSink {
   TimeUs leave_deadline_us_ = 0;
   absl::flat_hash_set<Endpoint> leave_pending_;
   std::vector<std::function<void()>> leave_done_;
+  BroadcastRing<MemberRecord>* member_out_ = nullptr;  // shard 0 of several
+  std::optional<BroadcastRing<MemberRecord>::Reader> member_in_;  // the other shards
+  BroadcastRing<MemberRecord>* member_in_ring_ = nullptr;
+  std::vector<MemberRecord> member_batch_;
+  TimeUs last_refusal_log_us_ = 0;
+  uint64_t refusals_since_log_ = 0;
 };
 
 template <typename T, typename Fn>
-absl::StatusOr<T> Node::Call(Fn fn) {
+absl::StatusOr<T> Node::Call(size_t shard, Fn fn) {
   struct Reply {
     std::mutex mu;
     std::condition_variable cv;
     std::optional<absl::StatusOr<T>> value;  // guarded by mu
   };
   auto reply = std::make_shared<Reply>();
-  Runtime* rt = rt_.get();
-  absl::Status posted = loop_->Post([reply, rt, fn = std::move(fn)]() mutable {
+  Runtime* rt = rts_[shard].get();
+  absl::Status posted = loops_[shard]->Post([reply, rt, fn = std::move(fn)]() mutable {
     absl::StatusOr<T> r = fn(*rt);
     std::lock_guard<std::mutex> lock(reply->mu);
     reply->value = std::move(r);
@@ -295,6 +374,52 @@ absl::StatusOr<T> Node::Call(Fn fn) {
         absl::StrCat("node: no answer from the engine within ", absl::FormatDuration(call_timeout_)));
   }
   return std::move(*reply->value);
+}
+
+template <typename T, typename Fn>
+absl::StatusOr<std::vector<T>> Node::CallEach(Fn fn) {
+  struct Reply {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::vector<std::optional<absl::StatusOr<T>>> values;  // guarded by mu
+    size_t answered = 0;                                   // guarded by mu
+  };
+  const size_t n = loops_.size();
+  auto reply = std::make_shared<Reply>();
+  reply->values.resize(n);
+  size_t posted_count = 0;
+  absl::Status post_error;
+  for (size_t s = 0; s < n; ++s) {
+    Runtime* rt = rts_[s].get();
+    absl::Status posted = loops_[s]->Post([reply, rt, s, fn]() mutable {
+      absl::StatusOr<T> r = fn(*rt);
+      std::lock_guard<std::mutex> lock(reply->mu);
+      reply->values[s] = std::move(r);
+      ++reply->answered;
+      reply->cv.notify_all();
+    });
+    if (!posted.ok()) {
+      post_error = absl::IsResourceExhausted(posted)
+                       ? absl::UnavailableError("node: engine command queue is full")
+                       : absl::UnavailableError("node: stopped");
+      break;
+    }
+    ++posted_count;
+  }
+  std::unique_lock<std::mutex> lock(reply->mu);
+  if (!reply->cv.wait_for(lock, absl::ToChronoMicroseconds(call_timeout_),
+                          [&] { return reply->answered == posted_count; })) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("node: no answer from the engine within ", absl::FormatDuration(call_timeout_)));
+  }
+  if (!post_error.ok()) return post_error;
+  std::vector<T> out;
+  out.reserve(n);
+  for (auto& v : reply->values) {
+    if (!v->ok()) return v->status();
+    out.push_back(std::move(**v));
+  }
+  return out;
 }
 
 }  // namespace scuttle

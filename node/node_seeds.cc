@@ -125,12 +125,19 @@ void Node::StartResolver(std::vector<std::string> seeds, absl::Duration interval
       }
       uint64_t failures = 0;
       std::vector<Endpoint> eps = node_internal::ResolveSeeds(seeds, family, a, b, &failures);
-      absl::Status s = loop_->Post([this, eps = std::move(eps), failures]() mutable {
-        ++rt_->counters().seed_resolutions;
-        rt_->counters().seed_resolve_failures += failures;
-        // Keep the last good list when every seed failed to resolve this time.
-        if (!eps.empty()) rt_->engine().SetSeeds(std::move(eps));
-      });
+      absl::Status s;
+      for (size_t shard = 0; shard < loops_.size() && s.ok(); ++shard) {
+        Runtime* rt = rts_[shard].get();
+        std::vector<Endpoint> shifted = node_internal::ShiftPorts(eps, shard);
+        s = loops_[shard]->Post([rt, shard, eps = std::move(shifted), failures]() mutable {
+          if (shard == 0) {
+            ++rt->counters().seed_resolutions;
+            rt->counters().seed_resolve_failures += failures;
+          }
+          // Keep the last good list when every seed failed to resolve this time.
+          if (!eps.empty()) rt->engine().SetSeeds(std::move(eps));
+        });
+      }
       if (!s.ok()) spdlog::debug("node: seed update not posted: {}", SV(s.message()));
     }
   });

@@ -2,6 +2,8 @@
 // wait polls a condition with a deadline (STYLE, Tests).
 #include "node/node.h"
 
+#include <algorithm>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -9,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/shard.h"
 #include "gtest/gtest.h"
 #include "io/clock.h"
 
@@ -258,6 +261,77 @@ TEST_P(NodeTest, BusyPortIsAnError) {
   auto b = Node::Start(o);
   ASSERT_FALSE(b.ok());
   EXPECT_NE(b.status().message().find("in use"), absl::string_view::npos) << b.status();
+}
+
+// --shards 2 (docs/shards.md): keys go to ShardOf's shard on both nodes, reads route,
+// Scan merges, Subscribe sees events of both shards, the snapshot has one position per
+// shard, and a crash seen by shard 0 reaches shard 1 only through its records.
+TEST_P(NodeTest, TwoShardsRouteMergeAndShareMembership) {
+  NodeOptions oa = Options("a");
+  oa.shards = 2;
+  oa.pin_threads = false;  // a shared test machine
+  START_OR_SKIP(a, oa);
+  ASSERT_EQ(a->shard_count(), 2);
+  NodeOptions ob = Options("b", {Seed(*a)});
+  ob.shards = 2;
+  ob.pin_threads = false;
+  START_OR_SKIP(b, ob);
+  ASSERT_TRUE(Eventually([&] { return SeesAs(*a, "b", MemberState::kAlive); }));
+
+  std::vector<std::string> keys;
+  std::vector<int> per_shard(2, 0);
+  for (int i = 0; i < 40; ++i) {
+    keys.push_back("k/" + std::to_string(i));
+    ++per_shard[ShardOf(keys.back(), 2)];
+  }
+  ASSERT_GT(per_shard[0], 0);
+  ASSERT_GT(per_shard[1], 0);
+  std::atomic<int> seen_shard[2] = {0, 0};
+  auto sub = b->Subscribe("k/", [&](const WatchEvent& e) {
+    if (e.kind == WatchEvent::Kind::kKey && e.node == "a") ++seen_shard[e.shard];
+  });
+  for (const std::string& k : keys) ASSERT_TRUE(a->Set(k, "v" + k).ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto s = b->Scan("k/", "a");
+    return s.ok() && s->size() == keys.size();
+  }));
+  for (const std::string& k : keys) {
+    auto e = b->Get(k, "a");
+    ASSERT_TRUE(e.ok()) << k << ": " << e.status();
+    EXPECT_EQ(e->value, "v" + k);
+  }
+  auto scan = b->Scan("k/", "a");
+  ASSERT_TRUE(scan.ok());
+  EXPECT_TRUE(std::is_sorted(scan->begin(), scan->end(), [](const KvEntry& x, const KvEntry& y) {
+    return x.key < y.key;
+  }));
+  ASSERT_TRUE(Eventually([&] {
+    return seen_shard[0] == per_shard[0] && seen_shard[1] == per_shard[1];
+  })) << seen_shard[0] << " " << seen_shard[1];
+  // Each shard holds only its slice of a's keys.
+  auto st = b->ShardStats();
+  ASSERT_TRUE(st.ok());
+  ASSERT_EQ(st->size(), 2u);
+  EXPECT_EQ((*st)[0].keys_replicated, static_cast<size_t>(per_shard[0]));
+  EXPECT_EQ((*st)[1].keys_replicated, static_cast<size_t>(per_shard[1]));
+  auto snap = b->Snapshot("k/");
+  ASSERT_TRUE(snap.ok());
+  EXPECT_EQ(snap->seqs.size(), 2u);
+  EXPECT_EQ(snap->entries.size(), keys.size());
+  // Deletes route too.
+  ASSERT_TRUE(a->Delete(keys[0]).ok());
+  ASSERT_TRUE(a->Delete(keys[1]).ok());
+  ASSERT_TRUE(Eventually([&] {
+    auto s = b->Scan("k/", "a");
+    return s.ok() && s->size() == keys.size() - 2;
+  }));
+  // A crash: shard 0 of b decides, shard 1 follows its records.
+  a->Abort();
+  ASSERT_TRUE(Eventually([&] {
+    auto s = b->ShardStats();
+    return s.ok() && SeesAs(*b, "a", MemberState::kDead) &&
+           (*s)[1].members_by_state[static_cast<size_t>(MemberState::kDead)] == 1;
+  }, 4 * kDeadlineUs));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, NodeTest,

@@ -46,6 +46,9 @@ if(TARGET scuttled)
   scuttle_itest(measure5          measure.py      90  --nodes 5 --rounds 5)
   # One node SIGSTOPped for 5 s: it declares nobody dead when it wakes (#16 item 3).
   scuttle_itest(sigstop           sigstop_test.py 60)
+  # 5 nodes x --shards 2: both shards replicate, delete, expire; kill -9 seen on both
+  # shards; garbage on every shard port; another shard count refused (#18).
+  scuttle_itest(shards            shards_test.py  90)
   if(TARGET scuttlectl)
     scuttle_itest(scuttlectl      scuttlectl_test.py 90 --ctl $<TARGET_FILE:scuttlectl>)
   endif()

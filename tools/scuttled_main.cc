@@ -23,9 +23,11 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
+#include "engine/shard.h"
 #include "node/keyring_file.h"
 #include "node/node.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
@@ -72,7 +74,10 @@ ABSL_FLAG(absl::Duration, tombstone_grace, absl::Hours(1), "Deleted keys are GC'
 ABSL_FLAG(std::string, admin_addr, "127.0.0.1:7480",
           "Admin HTTP API address, ip:port (empty: no admin API)");
 ABSL_FLAG(std::string, io, "auto", "Transport: auto (io_uring, else epoll) | uring | epoll");
-ABSL_FLAG(int32_t, shards, 1, "Engine shards (only 1 is supported for now)");
+ABSL_FLAG(std::string, shards, "1",
+          "Engine shards: N threads, one engine each, shard s on gossip port + s "
+          "(docs/shards.md); 'auto' = the CPUs this process may run on. Every node of a "
+          "cluster needs the same count");
 ABSL_FLAG(int64_t, max_key_bytes, 1024, "Largest key");
 ABSL_FLAG(int64_t, max_value_bytes, 61440, "Largest value");
 ABSL_FLAG(int64_t, max_keys_per_node, 4 * 1024 * 1024, "Most keys (incl. tombstones) per node");
@@ -418,10 +423,26 @@ Config ReadFlags() {
   }
   e.membership.spatial_exponent = spatial;
 
-  const int32_t shards = absl::GetFlag(FLAGS_shards);
-  if (shards < 1) BadFlag(absl::StrCat("--shards=", shards, " must be >= 1"));
-  if (shards != 1) {
-    BadFlag(absl::StrCat("--shards=", shards, " is not supported yet (only 1)"));
+  {
+    // Bounds: the engine's header names at most kMaxShards; more threads than 4 per CPU
+    // only adds context switches (and ports).
+    const std::string text = absl::GetFlag(FLAGS_shards);
+    const std::vector<int> cpus = AllowedCpus();
+    const int64_t ncpu = std::max<int64_t>(1, static_cast<int64_t>(cpus.size()));
+    int64_t shards = 0;
+    if (text == "auto") {
+      shards = std::min<int64_t>(ncpu, kMaxShards);
+    } else if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos ||
+               !absl::SimpleAtoi(text, &shards)) {
+      BadFlag(absl::StrCat("--shards='", text, "': want a number of shards or 'auto'"));
+    }
+    const int64_t limit = std::min<int64_t>(kMaxShards, 4 * ncpu);
+    if (shards < 1 || shards > limit) {
+      BadFlag(absl::StrCat("--shards=", text, " is out of range [1, ", limit, "] (at most ",
+                           kMaxShards, ", and at most 4 per CPU this process may use: ", ncpu,
+                           ")"));
+    }
+    c.node.shards = static_cast<int>(shards);
   }
 
   e.limits.max_key_bytes = static_cast<size_t>(

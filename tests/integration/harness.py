@@ -443,8 +443,11 @@ class Cluster:
         f = dict(self.flags)
         f["seeds"] = self.seeds_of(seeds) if seeds else None
         f.update({k: (None if v is None else str(v)) for k, v in flags.items()})
+        # --shards N: shard s listens on gossip port + s (docs/shards.md), so a node needs
+        # N consecutive free ports.
+        span = int(f.get("shards") or 1)
         for attempt in range(5):
-            node = Node(self, name, self.ports.take(), f)
+            node = Node(self, name, self.ports.take() if span == 1 else self.ports.take_range(span), f)
             node.host = host or self.host
             node.listen_host = listen_host
             self.nodes.append(node)
