@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -167,12 +168,20 @@ TEST(EventDispatcherTest, SlowCallbackGetsOneOverflowAndCatchesUp) {
   std::mutex gate;
   std::unique_lock<std::mutex> hold(gate);  // the callback blocks until released
   Collector c;
+  std::atomic<bool> entered{false};
   d.Add({}, [&](const WatchEvent& e) {
+    entered = true;
     std::lock_guard<std::mutex> g(gate);
     c.Add(e);
   });
   log->Append(Key("a", "first"));  // the callback takes it and blocks on the gate
-  // Enough for lag > 8 whichever moment the dispatcher took the first one.
+  // Only once it holds the first one: appending earlier could make the dispatcher's first
+  // read overflow already, and the next one again (two overflows, a race of the test).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!entered && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));  // poll period, not a wait
+  }
+  ASSERT_TRUE(entered);
   for (int i = 0; i < 50; ++i) log->Append(Key("a", "k"));
   hold.unlock();
   auto has_overflow = [&] {
