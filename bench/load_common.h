@@ -152,6 +152,18 @@ inline int64_t ThreadCpuNs(std::thread& t) {
   return static_cast<int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+// Context switches (voluntary + involuntary) of thread `tid` of this process so far.
+inline uint64_t ThreadSwitches(pid_t tid) {
+  std::ifstream f("/proc/self/task/" + std::to_string(tid) + "/status");
+  uint64_t total = 0;
+  for (std::string line; std::getline(f, line);) {
+    if (line.find("ctxt_switches:") != std::string::npos) {
+      total += std::strtoull(line.c_str() + line.find(':') + 1, nullptr, 10);
+    }
+  }
+  return total;
+}
+
 }  // namespace scuttle::bench
 
 #endif  // SCUTTLE_BENCH_LOAD_COMMON_H_

@@ -158,7 +158,7 @@ void Generate(int fd, const Exchange& ex, uint32_t window, const std::atomic<boo
     send_all(window);
   };
   refill();
-  uint64_t replies = 0;
+  uint64_t replies = 0, batches = 0;
   while (!stop.load(std::memory_order_relaxed)) {
     const int n = ::recvmmsg(fd, rx.data(), window, MSG_DONTWAIT, nullptr);
     if (n < 0) {
@@ -180,6 +180,7 @@ void Generate(int fd, const Exchange& ex, uint32_t window, const std::atomic<boo
     }
     replies += static_cast<uint64_t>(n);
     c.replies.store(replies, std::memory_order_relaxed);
+    c.batches.store(++batches, std::memory_order_relaxed);
     send_all(q);
   }
 }

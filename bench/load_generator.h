@@ -34,6 +34,7 @@ Exchange Synthetic(size_t request, size_t reply, size_t ack, bool sealed);
 struct GenCounters {
   std::atomic<uint64_t> replies{0};
   std::atomic<uint64_t> stalls{0};
+  std::atomic<uint64_t> batches{0};  // recvmmsg calls that returned replies
   size_t reply_min = SIZE_MAX;
   size_t reply_max = 0;
 };

@@ -56,11 +56,13 @@ ABSL_FLAG(double, duration_s, 1.0, "measured seconds per run, 0.01..600");
 ABSL_FLAG(int32_t, reps, 3, "repetitions of every run, interleaved, 1..100");
 ABSL_FLAG(std::string, out, "", "write the JSON here (default: stdout)");
 ABSL_FLAG(std::string, server, "",
-          "only servers whose name contains this (the raw_* baselines always run)");
+          "only servers whose name contains this, or one of a comma-separated list (the raw_* "
+          "baselines always run)");
 ABSL_FLAG(std::string, size, "", "only this size label: 64, 1400, 65507, small");
 ABSL_FLAG(std::string, kind, "", "only this kind: echo | handshake");
 ABSL_FLAG(int32_t, window_small, 64, "generator window (exchanges in flight), small sizes");
 ABSL_FLAG(int32_t, window_large, 16, "generator window, replies over 8 KiB");
+ABSL_FLAG(int32_t, cores, 0, "only runs on this many cores: 1 or 2 (0: both)");
 ABSL_FLAG(int64_t, zerocopy_min_bytes, 0,
           "> 0: also the engine_*_zc rows, MSG_ZEROCOPY from this reply size");
 
@@ -81,6 +83,7 @@ struct Options {
   std::string only_size;    // exact size label filter
   std::string only_kind;    // echo | handshake
   size_t zerocopy_min = 0;  // > 0: also engine_{uring,epoll}_zc rows with this threshold
+  int only_cores = 0;       // 1 or 2: only runs on that many cores
 };
 
 nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
@@ -90,8 +93,12 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
   ServerCounters sc;
   std::promise<uint16_t> ready;
   auto ready_f = ready.get_future();
+  std::atomic<pid_t> server_tid{0}, gen_tid{0};
   std::thread server_thread([&] {
+    server_tid = ::gettid();
     PinSelf(server_cpu);
+    // Thread names let `perf report --comm` separate the servers of one run (15 chars).
+    pthread_setname_np(pthread_self(), spec.server.substr(0, 15).c_str());
     std::unique_ptr<Server> server = MakeServer(spec, o.zerocopy_min);
     ready.set_value(server->port());
     server->Run(stop_server, sc);
@@ -110,7 +117,9 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
   const uint32_t window = static_cast<uint32_t>(ex.reply_bytes > 8192 ? o.window_large : o.window_small);
   GenCounters gc;
   std::thread gen_thread([&] {
+    gen_tid = ::gettid();
     PinSelf(gen_cpu);
+    pthread_setname_np(pthread_self(), "load-gen");
     Generate(gen_fd, ex, window, stop_gen, gc);
   });
 
@@ -118,14 +127,16 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
   sleep_s(o.warmup_s);
   const auto t0 = Clock::now();
   const uint64_t r0 = gc.replies.load();
+  const uint64_t ssw0 = ThreadSwitches(server_tid), gsw0 = ThreadSwitches(gen_tid);  // allocates
   const uint64_t a0 = AllocCount(), b0 = AllocBytes();
-  const uint64_t st0 = gc.stalls.load();
+  const uint64_t st0 = gc.stalls.load(), gb0 = gc.batches.load();
   const int64_t scpu0 = ThreadCpuNs(server_thread), gcpu0 = ThreadCpuNs(gen_thread);
   sleep_s(o.duration_s);
   const int64_t scpu1 = ThreadCpuNs(server_thread), gcpu1 = ThreadCpuNs(gen_thread);
   const uint64_t a1 = AllocCount(), b1 = AllocBytes();
+  const uint64_t ssw1 = ThreadSwitches(server_tid), gsw1 = ThreadSwitches(gen_tid);
   const uint64_t r1 = gc.replies.load();
-  const uint64_t st1 = gc.stalls.load();
+  const uint64_t st1 = gc.stalls.load(), gb1 = gc.batches.load();
   const auto t1 = Clock::now();
   stop_gen = true;
   gen_thread.join();
@@ -159,6 +170,12 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
   j["alloc_bytes_per_packet"] = exchanges > 0 ? static_cast<double>(b1 - b0) / (exchanges * per_ex) : 0;
   j["allocs_in_window"] = a1 - a0;
   j["stalls"] = st1 - st0;
+  // How the two threads interleave: context switches per exchange, and replies per
+  // generator recvmmsg (on one core, a slower server answers larger batches, and the
+  // generator then copies more reply bytes per batch through the shared L2).
+  j["server_switches_per_exchange"] = exchanges > 0 ? static_cast<double>(ssw1 - ssw0) / exchanges : 0;
+  j["gen_switches_per_exchange"] = exchanges > 0 ? static_cast<double>(gsw1 - gsw0) / exchanges : 0;
+  j["replies_per_gen_batch"] = gb1 > gb0 ? exchanges / static_cast<double>(gb1 - gb0) : 0;
   j["server_drops"] = sc.drops.load();
   j["reply_min"] = gc.reply_min == SIZE_MAX ? 0 : gc.reply_min;
   j["reply_max"] = gc.reply_max;
@@ -182,6 +199,7 @@ int Main(int argc, char** argv) {
   o.only_kind = absl::GetFlag(FLAGS_kind);
   o.window_small = absl::GetFlag(FLAGS_window_small);
   o.window_large = absl::GetFlag(FLAGS_window_large);
+  o.only_cores = absl::GetFlag(FLAGS_cores);
   const int64_t zc = absl::GetFlag(FLAGS_zerocopy_min_bytes);
   for (absl::Status st : {
            cli::InRange("warmup_s", o.warmup_s, 0.0, 60.0),
@@ -190,6 +208,7 @@ int Main(int argc, char** argv) {
            cli::InRange("window_small", o.window_small, 1, 4096),
            cli::InRange("window_large", o.window_large, 1, 4096),
            cli::InRange<int64_t>("zerocopy_min_bytes", zc, 0, 65507),
+           cli::InRange("cores", o.only_cores, 0, 2),
        }) {
     if (!st.ok()) cli::BadFlag("scuttle_load", SV(st.message()));
   }
@@ -282,20 +301,29 @@ int Main(int argc, char** argv) {
   }
   nlohmann::json runs = nlohmann::json::array();
   for (const RunSpec& s : specs) {
-    if (!o.only_server.empty() && s.server.find(o.only_server) == std::string::npos &&
-        s.server.rfind("raw_", 0) != 0) {
-      continue;
+    if (!o.only_server.empty() && s.server.rfind("raw_", 0) != 0) {
+      // A comma-separated list of substrings; raw baselines always run.
+      bool match = false;
+      for (size_t b = 0; b <= o.only_server.size();) {
+        size_t e = o.only_server.find(',', b);
+        if (e == std::string::npos) e = o.only_server.size();
+        if (e > b && s.server.find(o.only_server.substr(b, e - b)) != std::string::npos) match = true;
+        b = e + 1;
+      }
+      if (!match) continue;
     }
     if ((!o.only_size.empty() && s.size_label != o.only_size) ||
-        (!o.only_kind.empty() && s.kind != o.only_kind)) {
+        (!o.only_kind.empty() && s.kind != o.only_kind) || (o.only_cores != 0 && s.cores != o.only_cores)) {
       continue;
     }
     nlohmann::json j = RunOne(s, o);
-    std::fprintf(stderr, "%-9s %-16s %-6s cores=%d rep=%d  %10.0f exch/s  %7.2f us/exch(server cpu)  allocs/pkt=%.4f stalls=%llu\n",
+    std::fprintf(stderr, "%-9s %-16s %-6s cores=%d rep=%d  %10.0f exch/s  %7.2f us/exch(server cpu)  allocs/pkt=%.4f stalls=%llu batch=%.1f gen=%.2fus sw=%.3f\n",
                  s.kind.c_str(), s.server.c_str(), s.size_label.c_str(), s.cores, s.rep,
                  j["exchanges_per_s"].get<double>(), j["server_cpu_us_per_exchange"].get<double>(),
                  j["allocs_per_packet"].get<double>(),
-                 static_cast<unsigned long long>(j["stalls"].get<uint64_t>()));
+                 static_cast<unsigned long long>(j["stalls"].get<uint64_t>()),
+                 j["replies_per_gen_batch"].get<double>(), j["gen_cpu_us_per_exchange"].get<double>(),
+                 j["server_switches_per_exchange"].get<double>() + j["gen_switches_per_exchange"].get<double>());
     runs.push_back(std::move(j));
   }
   nlohmann::json doc;
