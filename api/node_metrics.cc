@@ -183,6 +183,9 @@ void EpidemicMetrics(MetricsWriter& w, const NodeStats& s) {
   w.Sample(s.engine.continuation_datagrams);
   w.Family("scuttle_rumor_contacts_total", kCounter, "Rumor packets sent to peers.");
   w.Sample(s.engine.rumor_contacts);
+  w.Family("scuttle_rumor_cycles_total", kCounter,
+           "Rumor cycles run on their own clock (--rumor_interval_ms) while rumors were hot.");
+  w.Sample(s.engine.rumor_cycles);
   w.Family("scuttle_rumor_feedback_total", kCounter,
            "Rumor feedback received: the peer already knew the rumor, or it was new.");
   w.Sample(s.engine.rumor_feedback_knew, {{"peer", "knew"}});

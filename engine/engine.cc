@@ -229,7 +229,10 @@ void Engine::OnTick(TimeUs now_us) {
   const std::vector<Endpoint> peers = peers_;
   for (const Endpoint& to : peers) SendSyn(to);
   const EpidemicConfig& ec = config_.epidemic;
-  if (ec.rumor) {
+  // With decoupled rumor cycles, hot rumors have their own clock (OnRumorCycle); the round
+  // only carries a pulling node's requests while it has nothing hot.
+  const bool own_cycles = ec.rumor_interval_us > 0 && !epidemic_.monger().empty();
+  if (ec.rumor && !own_cycles) {
     // The last round's contacts, judged together (Demers' cycle), before this round's.
     epidemic_.EndRound(rng_);
     const bool pulls = ec.rumor_options.variant != RumorVariant::kPush;
@@ -239,6 +242,34 @@ void Engine::OnTick(TimeUs now_us) {
       for (const Endpoint& to : rumor_peers) SendRumors(to);
     }
   }
+}
+
+TimeUs Engine::RumorCycleDueUs(TimeUs now_us) {
+  const EpidemicConfig& ec = config_.epidemic;
+  if (!ec.rumor || ec.rumor_interval_us <= 0 || epidemic_.monger().empty()) {
+    rumor_cycle_due_us_ = 0;
+    return 0;
+  }
+  if (rumor_cycle_due_us_ == 0) rumor_cycle_due_us_ = now_us + ec.rumor_interval_us;
+  return rumor_cycle_due_us_;
+}
+
+// One rumor cycle (Demers et al. §1.4) on its own clock: the previous cycle's contacts are
+// judged together (feedback + counter: k cycles in a row where every peer already knew),
+// then what is still hot goes to rumor_fanout random peers. The cycles stop by themselves
+// when every rumor has lost interest, so the traffic per update is bounded by k, not by
+// time.
+void Engine::OnRumorCycle(TimeUs now_us) {
+  last_now_us_ = std::max(last_now_us_, now_us);
+  rumor_cycle_due_us_ = 0;
+  const EpidemicConfig& ec = config_.epidemic;
+  if (!ec.rumor || ec.rumor_interval_us <= 0) return;
+  epidemic_.EndRound(rng_);
+  if (epidemic_.monger().empty()) return;
+  ++stats_.rumor_cycles;
+  membership_.ChoosePeers(cluster_, ec.rumor_fanout, {}, rng_, &peers_);
+  const std::vector<Endpoint> rumor_peers = peers_;
+  for (const Endpoint& to : rumor_peers) SendRumors(to);
 }
 
 void Engine::ExpireTtl(TimeUs now_us) {

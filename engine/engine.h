@@ -212,6 +212,7 @@ struct EngineStats {
   uint64_t direct_mails = 0;
   uint64_t continuation_datagrams = 0;  // extra delta datagrams (max_datagrams_per_reply)
   uint64_t rumor_contacts = 0;
+  uint64_t rumor_cycles = 0;    // rumor cycles run on their own clock (rumor_interval_us)
   uint64_t rumor_feedback_knew = 0;
   uint64_t rumor_feedback_new = 0;
   WelcomeStats welcome;  // seed 002 bulk join (engine/welcome.h)
@@ -229,6 +230,13 @@ class Engine {
   // ---- Driver entry points ----
   void OnPacket(TimeUs now_us, const Endpoint& from, std::span<const uint8_t> datagram);
   void OnTick(TimeUs now_us);
+  // Rumor cycles decoupled from the gossip round (EpidemicConfig::rumor_interval_us > 0):
+  // RumorCycleDueUs is when the driver must call OnRumorCycle next, or 0 while no rumor is
+  // hot (nothing to do; the clock restarts one interval after a rumor becomes hot, so the
+  // first cycle judges the contacts of the immediate push). Call it after OnPacket, OnTick,
+  // OnRumorCycle and local writes; it is cheap.
+  TimeUs RumorCycleDueUs(TimeUs now_us);
+  void OnRumorCycle(TimeUs now_us);
   // Starts a handshake with one peer (OnTick calls it for each chosen peer).
   void SendSyn(const Endpoint& to);
   // Welcome (seed 002 bulk join, engine/welcome.cc): asks `peer` for a snapshot streamed
@@ -420,6 +428,7 @@ class Engine {
   uint32_t cluster_hash_;
   EngineStats stats_;
   TimeUs last_now_us_ = 0;
+  TimeUs rumor_cycle_due_us_ = 0;  // 0: no rumor cycle armed (RumorCycleDueUs)
   // The young-node prior was left at 0 (the gossip interval): it follows live changes of
   // the interval (mutable_config) at every tick.
   bool prior_follows_interval_ = false;

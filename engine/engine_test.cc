@@ -533,6 +533,76 @@ TEST(EpidemicTest, PushFreshSpreadsAWriteWithoutARound) {
   }
 }
 
+// Rumor cycles on their own clock (EpidemicConfig::rumor_interval_us, #16 item 4): after
+// the immediate push (which misses ~e^-3 of the nodes), hot rumors keep going to
+// rumor_fanout peers every rumor interval, judged per cycle (feedback + counter k = 2),
+// with no gossip round at all; the cycles stop by themselves once every node lost
+// interest, so the traffic per write is bounded by k, not by time.
+TEST(EpidemicTest, RumorCyclesReachEveryNodeBetweenRounds) {
+  constexpr TimeUs kCycleUs = 20'000;
+  Net net;
+  EpidemicConfig ec;
+  ec.rumor = true;
+  ec.push_fresh = true;
+  ec.rumor_fanout = 3;
+  ec.rumor_options.k = 2;
+  ec.rumor_interval_us = kCycleUs;
+  constexpr int kNodes = 50;
+  auto all = Mesh(net, kNodes, ec);
+  for (Engine* e : all) e->mutable_config().fanout = 3;  // the immediate push; no tick runs
+  for (Engine* e : all) ASSERT_EQ(e->RumorCycleDueUs(net.now), TimeUs{0}) << "nothing hot: no cycle";
+  std::vector<uint64_t> before;
+  for (Engine* e : all) before.push_back(e->stats().rumor_contacts);
+  ASSERT_TRUE(all[9]->Set("cycled", "yes", net.now).ok());
+  int steps = 0;
+  for (; steps < 100; ++steps) {
+    net.Pump();
+    bool armed = false;
+    for (Engine* e : all) {
+      const TimeUs due = e->RumorCycleDueUs(net.now);
+      if (due == 0) continue;
+      armed = true;
+      EXPECT_LE(due, net.now + kCycleUs);
+      if (due <= net.now) e->OnRumorCycle(net.now);
+    }
+    if (!armed) break;
+    net.now += kCycleUs / 2;
+  }
+  EXPECT_LT(steps, 100) << "cycles must stop once interest is lost";
+  int reached = 0;
+  uint64_t sends = 0, cycles = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    reached += Get(*all[i], "n10", "cycled") == "yes";
+    sends += all[i]->stats().rumor_contacts - before[i];
+    cycles += all[i]->stats().rumor_cycles;
+    EXPECT_EQ(all[i]->epidemic_hot(), 0u);
+    EXPECT_EQ(all[i]->stats().rounds, 10u) << "only Mesh's rounds ran";
+  }
+  // Paper model (docs/demers.md): push + immediate push, k = 2, fanout 3 leaves ~0.01 of
+  // 50 nodes out on average; the immediate push alone ~2.6.
+  EXPECT_GE(reached, kNodes - 1);
+  EXPECT_GT(cycles, 0u);
+  // Per node: 3 immediate sends + 3 per cycle, k = 2 cycles after the last useful one.
+  EXPECT_LE(sends, 12u * kNodes) << "sends " << sends << " in " << cycles << " cycles";
+  EXPECT_LE(steps, 30) << "a handful of 20 ms cycles, not rounds";
+}
+
+// The default (rumor_interval_us = 0): rumors ride the gossip round, as in the simulator's
+// reproductions of Demers' tables; no separate cycle is ever due.
+TEST(EpidemicTest, RumorsRideTheRoundByDefault) {
+  Net net;
+  EpidemicConfig ec;
+  ec.rumor = true;
+  ASSERT_EQ(ec.rumor_interval_us, TimeUs{0});
+  auto all = Mesh(net, 4, ec);
+  ASSERT_TRUE(all[0]->Set("k", "v", net.now).ok());
+  EXPECT_EQ(all[0]->epidemic_hot(), 1u);
+  EXPECT_EQ(all[0]->RumorCycleDueUs(net.now), TimeUs{0});
+  all[0]->OnRumorCycle(net.now);  // a stray call does nothing
+  EXPECT_EQ(all[0]->stats().rumor_cycles, 0u);
+  EXPECT_EQ(all[0]->stats().rumor_contacts, 0u);
+}
+
 TEST(EpidemicTest, PullRumorsReachTheInitiator) {
   Net net;
   EpidemicConfig ec;

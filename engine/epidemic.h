@@ -42,7 +42,17 @@ struct EpidemicConfig {
   Version direct_mail_window = 16;
   bool rumor = false;
   RumorOptions rumor_options;
-  int rumor_fanout = 1;  // peers contacted per round for rumors
+  int rumor_fanout = 1;  // peers contacted per round (or rumor cycle) for rumors
+  // Rumor cycles decoupled from anti-entropy (#16 item 4): 0 = a rumor cycle is the gossip
+  // round (Demers' model as the simulator's Table 1-3 reproductions run it). > 0: while
+  // this node has hot rumors it runs a rumor cycle every rumor_interval_us (judge the last
+  // cycle's contacts together, then push to rumor_fanout peers), much shorter than the
+  // gossip interval; with nothing hot there is no cycle and no traffic. Demers et al. §1.4
+  // analyse residue and traffic per cycle, not per unit of time, so a shorter cycle keeps
+  // the residue s = e^{-(k+1)(1-s)} bound and the traffic (counter k, feedback) and only
+  // moves t_last from rounds to rumor cycles. The cycle should exceed a round trip so
+  // feedback arrives before it is judged (late feedback folds into the next cycle).
+  TimeUs rumor_interval_us = 0;
   // #16 item 4, "push what is fresh": with rumor on, a local write, and an update a node
   // learns for the first time, are pushed at once to `fanout` random peers instead of
   // waiting for the next round (Demers' rumor mongering started at the moment of infection;

@@ -67,6 +67,35 @@ TEST(ProbeTest, CrashIsConfirmedAndTheVerdictReachesEverySurvivor) {
   EXPECT_LE(net.max_bytes[static_cast<size_t>(wire::MessageType::kProbe)], 256u);
 }
 
+// #16 item 4 for verdicts: a confirmed death is pushed at once (fanout peers, each
+// forwarding once), so in the very round a prober declares it, most survivors learn it by
+// network delays rather than at their own later rounds or their own phi.
+TEST(ProbeTest, ADeadVerdictIsPushedAtOnce) {
+  constexpr int kNodes = 20;
+  Net net;
+  Build(net, kNodes);
+  const std::string victim = "n" + std::to_string(kNodes);
+  net.crashed.insert(Ep(kNodes).port);
+  auto sum = [&](auto field) {
+    uint64_t t = 0;
+    for (int i = 1; i < kNodes; ++i) t += field(net.engines.at(Ep(i).port)->probe_stats());
+    return t;
+  };
+  int rounds = 0;
+  while (sum([](const ProbeStats& s) { return s.confirmed_dead; }) == 0 && rounds < 40) {
+    net.Round();
+    ++rounds;
+  }
+  ASSERT_GT(sum([](const ProbeStats& s) { return s.confirmed_dead; }), 0u);
+  // The round that confirmed it is over: count who already has it dead.
+  int dead = 0;
+  for (int i = 1; i < kNodes; ++i) dead += StateAt(net, i, victim) == MemberState::kDead;
+  const uint64_t applied = sum([](const ProbeStats& s) { return s.verdicts_applied; });
+  EXPECT_GE(applied, 10u) << "the verdict is forwarded by the nodes it reached";
+  // Infect-and-forward-once with fanout 3 misses ~e^-3 of 19 survivors on average.
+  EXPECT_GE(dead, kNodes - 1 - 4) << "after " << rounds << " rounds";
+}
+
 // A node that cannot be heard for a while is declared dead; once it hears the verdict it
 // refutes with a higher heartbeat, and the refutation wins everywhere.
 void SilenceThenHeal(Net& net) {

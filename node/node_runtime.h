@@ -200,6 +200,27 @@ class Node::Runtime final : public PacketSink, public EventSink {
     return std::max<TimeUs>(1, static_cast<TimeUs>(static_cast<double>(interval_us_) * f));
   }
 
+  // Rumor cycles on their own clock (EpidemicConfig::rumor_interval_us): after every loop
+  // iteration, arm (or move earlier) one timer at the engine's next rumor cycle. Nothing
+  // is armed while no rumor is hot.
+  void ArmRumorCycle() {
+    const TimeUs now = io::MonotonicNowUs();
+    const TimeUs due = engine_.RumorCycleDueUs(now);
+    if (due == 0 || (rumor_timer_ != 0 && rumor_deadline_us_ <= due)) return;
+    if (rumor_timer_ != 0 && !loop_->CancelTimer(rumor_timer_)) return;  // firing now
+    auto id = loop_->AddTimer(due, [this] {
+      rumor_timer_ = 0;
+      engine_.OnRumorCycle(io::MonotonicNowUs());
+    });
+    if (!id.ok()) {
+      rumor_timer_ = 0;
+      spdlog::warn("node: cannot arm the rumor timer: {}", SV(id.status().message()));
+      return;
+    }
+    rumor_timer_ = *id;
+    rumor_deadline_us_ = due;
+  }
+
   // Graceful leave (DESIGN §5): the leaving flag rides in our digest entry. One extra round
   // right away bumps our heartbeat, so the flagged entry is newer than any unflagged copy
   // a third node may still gossip; then every live peer gets a Syn directly.
@@ -332,6 +353,8 @@ class Node::Runtime final : public PacketSink, public EventSink {
   std::shared_ptr<EventLog> events_;
   io::EventLoop::TimerId tick_timer_ = 0;
   TimeUs tick_deadline_us_ = 0;
+  io::EventLoop::TimerId rumor_timer_ = 0;
+  TimeUs rumor_deadline_us_ = 0;
   uint64_t sent_seen_[kMessageTypeCount] = {};
   absl::flat_hash_map<Endpoint, TimeUs> syn_sent_us_;
   Engine engine_;

@@ -14,6 +14,9 @@ Registered in ctest as integration.measure5.* (default) and integration.measure5
 
 import os
 import random
+import re
+import selectors
+import socket
 import statistics
 import sys
 import threading
@@ -141,8 +144,9 @@ def measure(c, args):
 
 # ---- the #16 table: one script run, default flags at 300 ms rounds ---------------------------
 
-def sent_bytes(nodes):
-    """Sum of scuttle_transport_sent_bytes_total over the nodes."""
+def sent_bytes(nodes, by_type=None):
+    """Sum of scuttle_transport_sent_bytes_total over the nodes; with a dict, also adds the
+    engine's scuttle_sent_bytes_total by message type into it."""
     total = 0.0
     for nd in nodes:
         st, text = nd.request("GET", "/metrics")
@@ -150,6 +154,12 @@ def sent_bytes(nodes):
         for line in text.splitlines():
             if line.startswith("scuttle_transport_sent_bytes_total "):
                 total += float(line.split()[1])
+            elif by_type is not None and line.startswith('scuttle_sent_bytes_total{type="'):
+                t = line.split('"')[1]
+                by_type[t] = by_type.get(t, 0.0) + float(line.split()[-1])
+            elif by_type is not None and line.startswith('scuttle_sent_packets_total{type="'):
+                t = "#" + line.split('"')[1]
+                by_type[t] = by_type.get(t, 0.0) + float(line.split()[-1])
     return total
 
 
@@ -194,23 +204,129 @@ def kill_row(rows, c, nodes, interval_s, label, rng):
         % (statistics.median(det) / interval_s, det[-1] / interval_s))
 
 
-def write_rows(rows, c, nodes, label, writes, rng):
+class Watches:
+    """One GET /v1/watch?prefix=... stream per node, read by a single selector thread, so
+    a write's arrival on each node is seen when the node emits the event (no polling):
+    first(key) -> {node name: monotonic time the event was read}. The tool's own delay is
+    what the writer's own event takes to arrive after the PUT's reply (self_delay)."""
+
+    def __init__(self, nodes, prefix):
+        self.sel = selectors.DefaultSelector()
+        self.seen = {}  # key -> {name: t}
+        self.lock = threading.Lock()
+        self.stop = False
+        self.socks = []
+        for nd in nodes:
+            host, port = nd.admin_addr.rsplit(":", 1)
+            s = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+            auth = ("Authorization: Bearer %s\r\n" % nd.token) if nd.token else ""
+            s.sendall(("GET /v1/watch?prefix=%s HTTP/1.1\r\nHost: x\r\n%s\r\n"
+                       % (prefix, auth)).encode())
+            s.setblocking(False)
+            self.sel.register(s, selectors.EVENT_READ, [nd.name, b""])
+            self.socks.append(s)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        pat = re.compile(rb'"key":"([^"]*)"')
+        while not self.stop:
+            for k, _ in self.sel.select(0.05):
+                now = time.monotonic()
+                try:
+                    data = k.fileobj.recv(65536)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    self.sel.unregister(k.fileobj)
+                    continue
+                name, tail = k.data
+                buf = tail + data
+                with self.lock:
+                    for m in pat.finditer(buf):
+                        self.seen.setdefault(m.group(1).decode(), {}).setdefault(name, now)
+                k.data[1] = buf[-256:]
+
+    def wait(self, key, names, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                got = dict(self.seen.get(key, {}))
+            if len(got) >= len(names):
+                return got
+            time.sleep(0.002)
+        raise h.WaitTimeout("%s reached %d of %d nodes in %.0f s"
+                            % (key, len(got), len(names), timeout))
+
+    def close(self):
+        self.stop = True
+        self.thread.join()
+        for s in self.socks:
+            s.close()
+
+
+def rumor_counters(nodes):
+    """Cluster totals of the rumor metrics (name -> value)."""
+    tot = {}
+    for nd in nodes:
+        st, text = nd.request("GET", "/metrics")
+        text = text.decode() if isinstance(text, bytes) else str(text)
+        for line in text.splitlines():
+            if line.startswith("scuttle_rumor") or line.startswith("scuttle_packets_sent_total"):
+                name, _, v = line.rpartition(" ")
+                try:
+                    tot[name] = tot.get(name, 0.0) + float(v)
+                except ValueError:
+                    pass
+    return tot
+
+
+def write_rows(rows, c, nodes, label, writes, rng, detect="watch", gap_s=0.0):
     """One write at a time -> every node; returns (per-write 'last node' latencies,
-    bytes sent by the cluster per write)."""
+    bytes sent by the cluster per write, elapsed seconds, extra stats)."""
     lat = []
-    b0 = sent_bytes(nodes)
-    t0 = time.monotonic()
-    for r in range(writes):
-        writer = rng.choice(nodes)
-        key, val = "t/%d" % r, "v%d" % r
-        writer.put(key, val)
-        t1 = time.monotonic()
-        seen = poll_all(nodes, lambda nd: h.entry_value(nd.get(key, node=writer.name)) ==
-                        val.encode(), 30, t1, interval=0.01)
-        lat.append(max(seen.values()))
-    dt = time.monotonic() - t0
-    b1 = sent_bytes(nodes)
-    return lat, (b1 - b0), dt
+    early = []  # nodes reached within 50 ms of the write (the push, not a round)
+    self_delay = []
+    w = Watches(nodes, "t/") if detect == "watch" else None
+    tag = "%x" % rng.getrandbits(32)
+    try:
+        ty0 = {}
+        b0 = sent_bytes(nodes, ty0)
+        t0 = time.monotonic()
+        for r in range(writes):
+            writer = rng.choice(nodes)
+            key, val = "t/%s/%d" % (tag, r), "v%d" % r
+            t_put = time.monotonic()
+            writer.put(key, val)
+            t1 = time.monotonic()
+            if w is not None:
+                # From before the PUT was sent: the writer's own event bounds the tool's delay.
+                got = w.wait(key, nodes, 30)
+                arr = [t - t_put for t in got.values()]
+                self_delay.append(got[writer.name] - t_put)
+            else:
+                seen = poll_all(nodes, lambda nd: h.entry_value(nd.get(key, node=writer.name))
+                                == val.encode(), 30, t1, interval=0.01)
+                arr = list(seen.values())
+            lat.append(max(arr))
+            if gap_s > 0:  # every write alone: the previous one's traffic has died down
+                tg = time.monotonic()
+                wait_until(lambda: time.monotonic() - tg >= gap_s, gap_s + 5, "write gap",
+                           interval=0.05)
+            early.append(sum(1 for a in arr if a <= 0.05))
+            log("%s write %d: last node %.0f ms, %d/%d within 50 ms (PUT took %.1f ms)"
+                % (label, r, 1e3 * max(arr), early[-1], len(arr), 1e3 * (t1 - t_put)))
+        dt = time.monotonic() - t0
+        ty1 = {}
+        b1 = sent_bytes(nodes, ty1)
+    finally:
+        if w is not None:
+            w.close()
+    by_type = {t: ty1[t] - ty0.get(t, 0.0) for t in ty1}
+    log("%s: bytes sent by message type during the writes: %s" % (label, ", ".join(
+        "%s %.0f" % (t, v) for t, v in sorted(by_type.items()) if v)))
+    extra = {"early": early, "self_delay": self_delay, "by_type": by_type}
+    return lat, (b1 - b0), dt, extra
 
 
 def table(c0, args):
@@ -220,11 +336,13 @@ def table(c0, args):
     interval_ms = 300
     iv = interval_ms / 1000.0
     c0.close()
-    configs = [("defaults", {}), ("--rumor", {"rumor": "true"}),
-               ("--rumor --push_fresh", {"rumor": "true", "push_fresh": "true"})]
-    for n in args.sizes:
+    configs = parse_configs(args.configs)
+    base_name = configs[0][0]
+    for n in (args.sizes if ("writes" in args.parts or "kill" in args.parts) else []):
         per = {}
         for cname, flags in configs:
+            if cname != base_name and "writes" not in args.parts:
+                continue
             c = new_cluster(args, interval_ms, **flags)
             try:
                 t0 = time.monotonic()
@@ -234,24 +352,13 @@ def table(c0, args):
                 conv = time.monotonic() - t0
                 wait_until(lambda: min(m["heartbeat"] for m in nodes[0].members().values())
                            >= 20, 60, "20 heartbeats from every node")
-                if cname == "defaults":
+                if cname == base_name:
                     row(rows, "N=%d membership converged after start (last node started "
                         "after %.1f s)" % (n, t_started), "%.2f s" % conv,
                         "= %.1f intervals after the first start" % (conv / iv))
-                # Idle bytes for the same window length as the writes, as the baseline.
-                b0 = sent_bytes(nodes)
-                ti = time.monotonic()
-                wait_until(lambda: time.monotonic() - ti >= 5, 10, "5 s idle")
-                idle_bps = (sent_bytes(nodes) - b0) / (time.monotonic() - ti)
-                lat, bytes_w, dt = write_rows(rows, c, nodes, cname, args.writes, rng)
-                extra = bytes_w - idle_bps * dt
-                per[cname] = (lat, extra / args.writes, idle_bps / n)
-                row(rows, "N=%d one write -> all nodes, %s (%d writes)" % (n, cname, args.writes),
-                    "median %.0f ms, p99 %.0f ms" % (1e3 * statistics.median(lat),
-                                                    1e3 * pct(lat, 0.99)),
-                    "bytes above idle per write %.0f (cluster); idle %.0f B/s per node"
-                    % (extra / args.writes, idle_bps / n))
-                if cname == "defaults":
+                if "writes" in args.parts:
+                    write_config(rows, c, nodes, n, cname, args, rng, per)
+                if cname == base_name:
                     if n == max(args.sizes) and args.idle_s > 0:
                         mon = h.FlapMonitor(c, interval=1.0).__enter__()
                         ti = time.monotonic()
@@ -263,21 +370,26 @@ def table(c0, args):
                             "%d / %d" % (len(mon.false_states(("dead",))),
                                          len(mon.false_states(("suspect",)))),
                             "(%d member polls of every node)" % mon.polls)
-                    kill_row(rows, c, nodes, iv, "N=%d" % n, rng)
+                    if "kill" in args.parts:
+                        kill_row(rows, c, nodes, iv, "N=%d" % n, rng)
             finally:
                 c.close()
-        base = per["defaults"][0]
-        for cname, (lat, extra, _) in per.items():
-            if cname != "defaults":
-                row(rows, "N=%d write -> all, %s vs defaults (same run)" % (n, cname),
-                    "median x%.2f, p99 x%.2f" % (statistics.median(lat) / statistics.median(base),
-                                                 pct(lat, 0.99) / pct(base, 0.99)),
-                    "bytes per write +%.0f vs defaults' %.0f" % (extra - per["defaults"][1],
-                                                                per["defaults"][1]))
+        if base_name not in per:
+            continue
+        base = per[base_name]
+        for cname, p in per.items():
+            if cname == base_name:
+                continue
+            row(rows, "N=%d write -> all, %s vs %s (same run)" % (n, cname, base_name),
+                "median x%.2f, p99 x%.2f" % (
+                    statistics.median(p["lat"]) / statistics.median(base["lat"]),
+                    pct(p["lat"], 0.99) / pct(base["lat"], 0.99)),
+                "rumor bytes per write %.0f vs %.0f; all bytes above idle per write %.0f vs %.0f"
+                % (p["rumor_bytes"], base["rumor_bytes"], p["above_idle"], base["above_idle"]))
 
     # Young node: 3 nodes, 100 ms rounds, one killed ~1 s after it joined; the prior from
     # the gossip interval (now the default) against the old 5 s default, same run.
-    for label, prior in (("prior = gossip interval (default)", None),
+    for label, prior in [] if "young" not in args.parts else (("prior = gossip interval (default)", None),
                          ("old default --phi_initial_interval_ms=5000", 5000)):
         c = new_cluster(args, 100, phi_initial_interval_ms=prior)
         try:
@@ -297,7 +409,20 @@ def table(c0, args):
         finally:
             c.close()
 
-    # SIGSTOP: one of 5 nodes stopped 5 s at 300 ms rounds.
+    if "sigstop" in args.parts:
+        sigstop_row(rows, args, interval_ms)
+
+    print()
+    print("=== #16 multi-process table: io=%s, 300 ms rounds unless stated, fanout 3, "
+          "load average %.2f at start, %.2f at end (2-core VM) ===" % (
+              args.io, load0[0], os.getloadavg()[0]))
+    for name, value, base in rows:
+        print("| %s | %s | %s |" % (name, value, base))
+    print(flush=True)
+
+
+def sigstop_row(rows, args, interval_ms):
+    """SIGSTOP: one of 5 nodes stopped 5 s at 300 ms rounds."""
     c = new_cluster(args, interval_ms)
     try:
         nodes = c.start_many(5, seeds_count=1)
@@ -341,13 +466,44 @@ def table(c0, args):
     finally:
         c.close()
 
-    print()
-    print("=== #16 multi-process table: io=%s, 300 ms rounds unless stated, fanout 3, "
-          "load average %.2f at start, %.2f at end (2-core VM) ===" % (
-              args.io, load0[0], os.getloadavg()[0]))
-    for name, value, base in rows:
-        print("| %s | %s | %s |" % (name, value, base))
-    print(flush=True)
+
+def parse_configs(spec):
+    """'defaults;rumor=false;rumor=true,push_fresh=true' -> [(label, {flag: value})]; the
+    first is the baseline the others are compared with."""
+    out = []
+    for part in spec.split(";"):
+        part = part.strip()
+        if not part or part == "defaults":
+            out.append(("defaults", {}))
+            continue
+        flags = dict(kv.split("=", 1) for kv in part.split(","))
+        out.append(("--" + " --".join("%s=%s" % kv for kv in flags.items()), flags))
+    return out
+
+
+def write_config(rows, c, nodes, n, cname, args, rng, per):
+    # Idle bytes over 5 s before the writes: the baseline for "all bytes above idle".
+    b0 = sent_bytes(nodes)
+    ti = time.monotonic()
+    wait_until(lambda: time.monotonic() - ti >= 5, 10, "5 s idle")
+    idle_bps = (sent_bytes(nodes) - b0) / (time.monotonic() - ti)
+    lat, bytes_w, dt, ex = write_rows(rows, c, nodes, cname, args.writes, rng, args.detect,
+                                      args.write_gap_s)
+    above = (bytes_w - idle_bps * dt) / args.writes
+    bt = ex["by_type"]
+    rumor_b = (bt.get("rumor", 0.0) + bt.get("rumor_ack", 0.0)) / args.writes
+    per[cname] = {"lat": lat, "above_idle": above, "rumor_bytes": rumor_b}
+    early = ex["early"]
+    row(rows, "N=%d one write -> all nodes, %s (%d writes, %s)" % (n, cname, args.writes,
+                                                                 args.detect),
+        "median %.0f ms, p99 %.0f ms" % (1e3 * statistics.median(lat), 1e3 * pct(lat, 0.99)),
+        "reached within 50 ms: median %d of %d nodes, all %d in %d of %d writes; rumor+rumor_ack "
+        "bytes per write %.0f (cluster); all bytes above idle per write %.0f; idle %.0f B/s "
+        "per node%s" % (statistics.median(early), n, n, sum(1 for e in early if e == n),
+                        args.writes, rumor_b, above, idle_bps / n,
+                        ("; tool delay (the writer's own event after the PUT was sent) median "
+                         "%.1f ms" % (1e3 * statistics.median(ex["self_delay"])))
+                        if ex["self_delay"] else ""))
 
 
 def main():
@@ -365,6 +521,19 @@ def main():
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")],
                     default=[10, 50], help="--table cluster sizes")
     ap.add_argument("--writes", type=int, default=20, help="--table writes per config")
+    ap.add_argument("--parts", type=lambda s: set(s.split(",")),
+                    default={"writes", "kill", "young", "sigstop"},
+                    help="--table parts to run: writes,kill,young,sigstop (convergence "
+                    "comes with writes or kill)")
+    ap.add_argument("--configs", default="defaults;rumor=false;rumor=true,rumor_interval_ms=0",
+                    help="--table write configurations, ';'-separated flag lists (the first "
+                    "is the baseline)")
+    ap.add_argument("--detect", choices=("watch", "poll"), default="watch",
+                    help="--table: see a write arrive by a /v1/watch stream per node "
+                    "(default) or by polling GET /v1/kv every 10 ms")
+    ap.add_argument("--write-gap-s", dest="write_gap_s", type=float, default=1.0,
+                    help="--table: seconds between one write reaching every node and the next "
+                    "write, so each write's bytes are its own")
     ap.add_argument("--idle-s", dest="idle_s", type=float, default=0,
                     help="--table: watch the largest default cluster this long for false "
                     "deaths (600 for the 10-minute figure)")
