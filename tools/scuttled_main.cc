@@ -61,6 +61,11 @@ ABSL_FLAG(int32_t, max_datagrams_per_reply, 1,
 ABSL_FLAG(double, phi_threshold, 8.0,
           "Phi-accrual backstop: dead at it without probes (scaled by local health); "
           "suspicion starts at phi 2 and is confirmed by probes");
+ABSL_FLAG(int32_t, probe_timeout_ms, 0,
+          "Confirmation of a suspect: a direct ping waits this long, then a ping-req round "
+          "twice as long, before the verdict dead (0 = the gossip interval). The window from "
+          "suspicion to verdict is ~3x this: a pause shorter than suspicion onset plus the "
+          "window ends suspect, not dead (docs/detection.md); kill -9 -> dead grows with it");
 ABSL_FLAG(int32_t, phi_window, 1000, "Phi-accrual sampling window (heartbeat arrivals)");
 ABSL_FLAG(int64_t, phi_initial_interval_ms, 0,
           "Young-node prior: the heartbeat interval a peer is expected to keep, worth 4 "
@@ -400,6 +405,9 @@ Config ReadFlags() {
   const double phi = absl::GetFlag(FLAGS_phi_threshold);
   if (!(phi > 0) || phi > 1e6) BadFlag(absl::StrCat("--phi_threshold=", phi, " must be > 0"));
   e.membership.phi_threshold = phi;
+  e.membership.probe_timeout_us =
+      int64_t{1000} *
+      CheckRange<int32_t>("probe_timeout_ms", absl::GetFlag(FLAGS_probe_timeout_ms), 0, 600000);
   e.membership.window =
       CheckRange<int32_t>("phi_window", absl::GetFlag(FLAGS_phi_window), 1, 1'000'000);
   e.membership.initial_interval_us =

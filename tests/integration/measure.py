@@ -411,6 +411,7 @@ def table(c0, args):
 
     if "sigstop" in args.parts:
         sigstop_row(rows, args, interval_ms)
+        sigstop_window_row(rows, args, interval_ms)
 
     print()
     print("=== #16 multi-process table: io=%s, 300 ms rounds unless stated, fanout 3, "
@@ -463,6 +464,41 @@ def sigstop_row(rows, args, interval_ms):
                                              if "dead" in first else "-"),
             "alive everywhere %.2f s after SIGCONT; the woken node declared %d peers dead"
             % (time.monotonic() - t1, len(declared)))
+    finally:
+        c.close()
+
+
+def sigstop_window_row(rows, args, interval_ms):
+    """A pause that ends inside the confirmation window: one of 5 nodes stopped until the
+    first observer lists it suspect, then continued (default flags, 300 ms rounds)."""
+    c = new_cluster(args, interval_ms)
+    try:
+        nodes = c.start_many(5, seeds_count=1)
+        c.wait_members(timeout=30)
+        wait_until(lambda: min(m["heartbeat"] for m in nodes[0].members().values()) >= 20,
+                   30, "20 heartbeats")
+        sleeper, others = nodes[4], nodes[:4]
+        seen = set()
+
+        def states():
+            got = [o.states().get(sleeper.name, "alive") for o in others]
+            seen.update(got)
+            return got
+        sleeper.proc.send_signal(h.signal.SIGSTOP)
+        t0 = time.monotonic()
+        try:
+            wait_until(lambda: "suspect" in states() or "dead" in seen, 15,
+                       "first suspicion", interval=0.02)
+        finally:
+            sleeper.proc.send_signal(h.signal.SIGCONT)
+        paused = time.monotonic() - t0
+        t1 = time.monotonic()
+        wait_until(lambda: states() == ["alive"] * len(others), 30, "alive again",
+                   interval=0.02)
+        row(rows, "SIGSTOP until the first suspicion (5 nodes, 300 ms): pause / states the "
+            "others showed", "%.2f s / %s" % (paused, sorted(seen)),
+            "alive everywhere %.2f s after SIGCONT (target: suspect, never dead)"
+            % (time.monotonic() - t1))
     finally:
         c.close()
 
