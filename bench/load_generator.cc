@@ -34,7 +34,8 @@ class CaptureSink final : public PacketSink {
 // everything. `sealed`: the client is keyed, and the recorded datagrams are opened back
 // to plaintext for the generator to re-seal with its own counter. `gen_fd` is connected
 // to the server.
-Exchange RecordHandshake(int gen_fd, uint16_t server_port, bool sealed) {
+Exchange RecordHandshake(int gen_fd, uint16_t server_port, bool sealed, uint16_t shard,
+                         uint16_t shard_count) {
   const Endpoint server = Endpoint::V4(INADDR_LOOPBACK, server_port);
   CaptureSink sink;
   EngineConfig c;
@@ -43,6 +44,8 @@ Exchange RecordHandshake(int gen_fd, uint16_t server_port, bool sealed) {
   c.generation = 1;
   c.advertise = Endpoint::V4(INADDR_LOOPBACK, PortOf(gen_fd));
   c.rng_seed = 11;
+  c.shard = shard;
+  c.shard_count = shard_count;
   if (sealed) c.security.keyring = BenchKeyring();
   // The classic three-message handshake (a Syn with the full digest, a SynAck carrying the
   // delta): with compact digests the Syn is a summary and the delta comes in a fourth

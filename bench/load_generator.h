@@ -24,8 +24,10 @@ struct Exchange {
 };
 
 // Live handshakes from a fresh client Engine (the Syn, the SynAck size, the Ack); see
-// load_generator.cc.
-Exchange RecordHandshake(int gen_fd, uint16_t server_port, bool sealed);
+// load_generator.cc. shard/shard_count: the client is that engine shard (docs/shards.md),
+// for a server shard of a node running shard_count shards.
+Exchange RecordHandshake(int gen_fd, uint16_t server_port, bool sealed, uint16_t shard = 0,
+                         uint16_t shard_count = 1);
 
 // `sealed`: request and ack become valid plaintext datagrams (header + tagged payload)
 // whose sealed form has the given sizes.

@@ -30,7 +30,13 @@
 // tools/examples/embed_example.cc is a complete program (built and run by ctest).
 //
 // ---- Runtime ------------------------------------------------------------------------------
-// A Node owns one event-loop thread with one Transport and one Engine (DESIGN §7, §9):
+// A Node owns one event-loop thread with one Transport and one Engine per engine shard
+// (NodeOptions::shards, docs/shards.md; one by default). With N > 1 shards: shard s is a
+// whole Scuttlebutt instance on port + s over the keys ShardOf gives it, on its own thread
+// (pinned to a CPU), sharing nothing mutable with the others on the hot path; shard 0
+// decides membership and publishes it through a BroadcastRing the others read at each of
+// their rounds (engine/member_feed.h); key calls go to ShardOf(key)'s loop, Scan/Snapshot
+// and config/keyring/leave go to every loop at once. Each shard (DESIGN §7, §9):
 //   - datagrams go to Engine::OnPacket with the monotonic clock;
 //   - a gossip timer every gossip_interval (±10% jitter, deterministic per name and
 //     generation) calls Engine::OnTick;
