@@ -1,4 +1,4 @@
-// scuttle_shards: end-to-end handshake rate of a scuttle::Node (the scuttled runtime) with
+// scuttle_node_shards: end-to-end handshake rate of a scuttle::Node (the scuttled runtime) with
 // 1 and with 2 engine shards, in the same run (issue #18, docs/shards.md).
 //
 // The server is a real Node: its shard threads, event loops, transports, command queues
@@ -14,7 +14,7 @@
 // CPU per exchange, and the ratio of the 2-shard row to the 1-shard row of the same
 // repetition. Repetitions interleave 1 and 2 shards (drift on a shared machine hits both).
 //
-//   build/release/bench/scuttle_shards --reps=5 --duration_s=1 --size=1400
+//   build/release/bench/scuttle_node_shards --reps=5 --duration_s=1 --size=1400
 //
 // Profiles as scuttle_load's: "small" (no keys: a digest-only SynAck) and "1400" (2,000
 // keys of 64 B, max_packet_bytes 1650: a full ~1,400 B SynAck per exchange). With N shards
@@ -181,9 +181,9 @@ nlohmann::json RunOne(int shards, io::IoKind kind, const NodeProfile& p, int rep
 }
 
 int Main(int argc, char** argv) {
-  constexpr std::string_view kFiles[] = {"bench/scuttle_shards.cc"};
-  cli::ParseFlagsOrExit(argc, argv, "scuttle_shards",
-                        "usage: scuttle_shards [flags]\n  end-to-end handshake rate of a Node "
+  constexpr std::string_view kFiles[] = {"bench/node_shards.cc"};
+  cli::ParseFlagsOrExit(argc, argv, "scuttle_node_shards",
+                        "usage: scuttle_node_shards [flags]\n  end-to-end handshake rate of a Node "
                         "with 1 vs 2 engine shards, same run",
                         cli::FlagsDefinedIn(kFiles));
   Options o;
@@ -201,17 +201,17 @@ int Main(int argc, char** argv) {
            cli::InRange("generators", o.generators, 1, 64),
            cli::InRange("window", o.window, 1, 4096),
        }) {
-    if (!st.ok()) cli::BadFlag("scuttle_shards", SV(st.message()));
+    if (!st.ok()) cli::BadFlag("scuttle_node_shards", SV(st.message()));
   }
   const std::string size = absl::GetFlag(FLAGS_size);
   if (!size.empty() && size != "small" && size != "1400") {
-    cli::BadFlag("scuttle_shards", "--size=" + size + ": want small or 1400");
+    cli::BadFlag("scuttle_node_shards", "--size=" + size + ": want small or 1400");
   }
   const std::string io_flag = absl::GetFlag(FLAGS_io);
   std::vector<io::IoKind> kinds;
   if (io_flag == "uring" || io_flag == "both") kinds.push_back(io::IoKind::kUring);
   if (io_flag == "epoll" || io_flag == "both") kinds.push_back(io::IoKind::kEpoll);
-  if (kinds.empty()) cli::BadFlag("scuttle_shards", "--io=" + io_flag + ": want uring, epoll or both");
+  if (kinds.empty()) cli::BadFlag("scuttle_node_shards", "--io=" + io_flag + ": want uring, epoll or both");
   spdlog::set_level(spdlog::level::warn);
 
   nlohmann::json runs = nlohmann::json::array();
