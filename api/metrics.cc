@@ -28,6 +28,25 @@ bool NameChar(char c, bool first, bool colon) {
   return !first && c >= '0' && c <= '9';
 }
 
+// Backslash and newline escaped, and the double quote too in a label value (HELP text
+// keeps its quotes), as the exposition format asks.
+std::string Escape(std::string_view v, bool quote) {
+  std::string out;
+  out.reserve(v.size());
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else if (c == '"' && quote) {
+      out += "\\\"";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 bool MetricsWriter::ValidMetricName(std::string_view name) {
@@ -46,44 +65,9 @@ bool MetricsWriter::ValidLabelName(std::string_view name) {
   return true;
 }
 
-std::string MetricsWriter::EscapeLabelValue(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '"':
-        out += "\\\"";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
-}
+std::string MetricsWriter::EscapeLabelValue(std::string_view v) { return Escape(v, true); }
 
-std::string MetricsWriter::EscapeHelp(std::string_view v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    switch (c) {
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        out.push_back(c);
-    }
-  }
-  return out;
-}
+std::string MetricsWriter::EscapeHelp(std::string_view v) { return Escape(v, false); }
 
 std::string MetricsWriter::FormatValue(double v) {
   if (std::isnan(v)) return "NaN";

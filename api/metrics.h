@@ -45,6 +45,17 @@ class MetricsWriter {
       SampleText(FormatValue(static_cast<double>(value)), labels);
     }
   }
+  // A counter (or gauge) family with its one unlabelled sample: the common case.
+  template <typename T>
+  void Counter(std::string_view name, std::string_view help, T value) {
+    Family(name, MetricType::kCounter, help);
+    Sample(value);
+  }
+  template <typename T>
+  void Gauge(std::string_view name, std::string_view help, T value) {
+    Family(name, MetricType::kGauge, help);
+    Sample(value);
+  }
   // The _bucket (cumulative, le="+Inf" last), _sum and _count series of a histogram family.
   void Observe(const Histogram& h, std::initializer_list<MetricLabel> labels = {});
   // The _sum and _count series of a summary family (no quantiles).

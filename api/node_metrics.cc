@@ -2,11 +2,11 @@
 
 #include <iterator>
 
+#include "api/admin_server.h"
+#include "api/metrics.h"
 #include "engine/delta_applier.h"
 #include "engine/engine.h"
 #include "engine/membership.h"
-#include "api/admin_server.h"
-#include "api/metrics.h"
 #include "wire/packet.h"
 
 namespace scuttle {
@@ -49,57 +49,53 @@ void TrafficMetrics(MetricsWriter& w, const NodeStats& s) {
            "Datagrams dropped before decoding (sealing, replay), by reason; never answered.");
   ByLabel(w, "reason", sec.drops,
           [](size_t i) { return SecurityDropName(static_cast<SecurityDrop>(i)); });
-  w.Family("scuttle_sealed_packets_total", kCounter, "Datagrams sealed with the primary key.");
-  w.Sample(sec.sealed_out);
-  w.Family("scuttle_opened_packets_total", kCounter, "Sealed datagrams opened and fresh.");
-  w.Sample(sec.opened_in);
-  w.Family("scuttle_plaintext_accepted_total", kCounter,
-           "Clear datagrams accepted while a keyring is set (encrypt_verify_incoming=false).");
-  w.Sample(sec.plaintext_in);
-  w.Family("scuttle_unverified_packets_total", kCounter,
-           "Datagrams from sources without a valid return-routability cookie.");
-  w.Sample(sec.unverified_in);
-  w.Family("scuttle_unverified_received_bytes_total", kCounter,
-           "Bytes of datagrams from unverified sources.");
-  w.Sample(sec.unverified_bytes_in);
-  w.Family("scuttle_unverified_sent_bytes_total", kCounter,
-           "Reply bytes sent to unverified sources (at most 3x what each datagram carried).");
-  w.Sample(sec.unverified_bytes_out);
-  w.Family("scuttle_unverified_replies_suppressed_total", kCounter,
-           "Replies to unverified sources not sent (allowance or rate limit too small).");
-  w.Sample(sec.replies_suppressed);
-  w.Family("scuttle_welcome_refused_total", kCounter,
-           "Welcome (snapshot) requests refused: the source had not proven return routability.");
-  w.Sample(sec.welcome_refused);
+  w.Counter("scuttle_sealed_packets_total", "Datagrams sealed with the primary key.",
+            sec.sealed_out);
+  w.Counter("scuttle_opened_packets_total", "Sealed datagrams opened and fresh.", sec.opened_in);
+  w.Counter("scuttle_plaintext_accepted_total",
+            "Clear datagrams accepted while a keyring is set (encrypt_verify_incoming=false).",
+            sec.plaintext_in);
+  w.Counter("scuttle_unverified_packets_total",
+            "Datagrams from sources without a valid return-routability cookie.", sec.unverified_in);
+  w.Counter("scuttle_unverified_received_bytes_total",
+            "Bytes of datagrams from unverified sources.", sec.unverified_bytes_in);
+  w.Counter("scuttle_unverified_sent_bytes_total",
+            "Reply bytes sent to unverified sources (at most 3x what each datagram carried).",
+            sec.unverified_bytes_out);
+  w.Counter("scuttle_unverified_replies_suppressed_total",
+            "Replies to unverified sources not sent (allowance or rate limit too small).",
+            sec.replies_suppressed);
+  w.Counter("scuttle_welcome_refused_total",
+            "Welcome (snapshot) requests refused: the source had not proven return routability.",
+            sec.welcome_refused);
   const CompressionStats& cmp = s.engine.compression;
-  w.Family("scuttle_compressed_sent_packets_total", kCounter,
-           "Datagrams sent zstd-compressed (--compression=zstd, to peers that advertise it).");
-  w.Sample(cmp.compressed_out);
+  w.Counter("scuttle_compressed_sent_packets_total",
+            "Datagrams sent zstd-compressed (--compression=zstd, to peers that advertise it).",
+            cmp.compressed_out);
   w.Family("scuttle_compression_sent_bytes_total", kCounter,
            "Payload bytes of compressed datagrams sent, before (stage=plain) and after "
            "(stage=wire) compression.");
   w.Sample(cmp.plain_bytes_out, {{"stage", "plain"}});
   w.Sample(cmp.wire_bytes_out, {{"stage", "wire"}});
-  w.Family("scuttle_incompressible_sent_packets_total", kCounter,
-           "Datagrams to zstd-capable peers sent plain because compression saved nothing.");
-  w.Sample(cmp.incompressible_out);
-  w.Family("scuttle_compressed_received_packets_total", kCounter,
-           "Compressed datagrams received and decompressed.");
-  w.Sample(cmp.compressed_in);
+  w.Counter("scuttle_incompressible_sent_packets_total",
+            "Datagrams to zstd-capable peers sent plain because compression saved nothing.",
+            cmp.incompressible_out);
+  w.Counter("scuttle_compressed_received_packets_total",
+            "Compressed datagrams received and decompressed.", cmp.compressed_in);
   w.Family("scuttle_compression_received_bytes_total", kCounter,
            "Payload bytes of compressed datagrams received, as sent (stage=wire) and "
            "decompressed (stage=plain).");
   w.Sample(cmp.wire_bytes_in, {{"stage", "wire"}});
   w.Sample(cmp.plain_bytes_in, {{"stage", "plain"}});
-  w.Family("scuttle_bad_cluster_received_total", kCounter,
-           "BadCluster answers received (a peer of another cluster id).");
-  w.Sample(s.engine.bad_cluster_received);
+  w.Counter("scuttle_bad_cluster_received_total",
+            "BadCluster answers received (a peer of another cluster id).",
+            s.engine.bad_cluster_received);
   w.Family("scuttle_handshake_duration_seconds", MetricType::kHistogram,
            "Handshake latency: our Syn sent to the SynAck from that address accepted.");
   w.Observe(s.handshake_seconds);
-  w.Family("scuttle_handshakes_unmatched_total", kCounter,
-           "SynAcks accepted with no Syn of ours pending to that address.");
-  w.Sample(s.handshakes_unmatched);
+  w.Counter("scuttle_handshakes_unmatched_total",
+            "SynAcks accepted with no Syn of ours pending to that address.",
+            s.handshakes_unmatched);
 }
 
 void DeltaMetrics(MetricsWriter& w, const NodeStats& s) {
@@ -107,30 +103,24 @@ void DeltaMetrics(MetricsWriter& w, const NodeStats& s) {
            "Received delta parts (one per owner node), by outcome of applying them.");
   ByLabel(w, "outcome", s.apply.parts,
           [](size_t i) { return PartOutcomeName(static_cast<PartOutcome>(i)); });
-  w.Family("scuttle_entries_applied_total", kCounter, "Received entries applied.");
-  w.Sample(s.apply.entries_applied);
-  w.Family("scuttle_entries_skipped_total", kCounter,
-           "Received entries skipped: already reflected locally.");
-  w.Sample(s.apply.entries_skipped);
-  w.Family("scuttle_generations_replaced_total", kCounter,
-           "Replicas replaced by a newer generation of their node (restarts).");
-  w.Sample(s.apply.generations_replaced);
-  w.Family("scuttle_delta_parts_built_total", kCounter, "Delta parts built for peers.");
-  w.Sample(s.build.parts);
-  w.Family("scuttle_delta_entries_built_total", kCounter, "Entries put into deltas for peers.");
-  w.Sample(s.build.entries);
-  w.Family("scuttle_delta_resets_built_total", kCounter,
-           "Delta parts sent as resets (the peer was behind our GC horizon).");
-  w.Sample(s.build.resets);
-  w.Family("scuttle_deltas_truncated_total", kCounter,
-           "Deltas cut short by max_packet_bytes (the rest goes next round).");
-  w.Sample(s.build.truncated);
+  w.Counter("scuttle_entries_applied_total", "Received entries applied.", s.apply.entries_applied);
+  w.Counter("scuttle_entries_skipped_total", "Received entries skipped: already reflected locally.",
+            s.apply.entries_skipped);
+  w.Counter("scuttle_generations_replaced_total",
+            "Replicas replaced by a newer generation of their node (restarts).",
+            s.apply.generations_replaced);
+  w.Counter("scuttle_delta_parts_built_total", "Delta parts built for peers.", s.build.parts);
+  w.Counter("scuttle_delta_entries_built_total", "Entries put into deltas for peers.",
+            s.build.entries);
+  w.Counter("scuttle_delta_resets_built_total",
+            "Delta parts sent as resets (the peer was behind our GC horizon).", s.build.resets);
+  w.Counter("scuttle_deltas_truncated_total",
+            "Deltas cut short by max_packet_bytes (the rest goes next round).", s.build.truncated);
   w.Family("scuttle_delta_packet_size_bytes", MetricType::kHistogram,
            "Sizes of sent delta-carrying datagrams (SynAck, Ack, Rumor).");
   w.Observe(s.delta_packet_bytes);
-  w.Family("scuttle_replica_resets_total", kCounter,
-           "Replicas discarded and refilled by a reset from a peer.");
-  w.Sample(s.resets);
+  w.Counter("scuttle_replica_resets_total",
+            "Replicas discarded and refilled by a reset from a peer.", s.resets);
 }
 
 void StateMetrics(MetricsWriter& w, const NodeStats& s) {
@@ -138,28 +128,25 @@ void StateMetrics(MetricsWriter& w, const NodeStats& s) {
   for (size_t i = 0; i < 4; ++i) {
     w.Sample(s.members_by_state[i], {{"state", MemberStateName(static_cast<MemberState>(i))}});
   }
-  w.Family("scuttle_forgotten_members", kGauge,
-           "Forgotten node generations remembered (so stale gossip does not revive them).");
-  w.Sample(s.forgotten_remembered);
+  w.Gauge("scuttle_forgotten_members",
+          "Forgotten node generations remembered (so stale gossip does not revive them).",
+          s.forgotten_remembered);
   w.Family("scuttle_keys", kGauge, "Live keys: this node's own (local) and replicas of others.");
   w.Sample(s.keys_local, {{"owner", "local"}});
   w.Sample(s.keys_replicated, {{"owner", "replicated"}});
   w.Family("scuttle_tombstones", kGauge, "Tombstones (deleted keys not yet collected).");
   w.Sample(s.tombstones_local, {{"owner", "local"}});
   w.Sample(s.tombstones_replicated, {{"owner", "replicated"}});
-  w.Family("scuttle_expiring_keys", kGauge, "Local keys with a TTL pending.");
-  w.Sample(s.expiring_local);
+  w.Gauge("scuttle_expiring_keys", "Local keys with a TTL pending.", s.expiring_local);
   w.Family("scuttle_arena_bytes", kGauge,
            "Key/value arena memory over all replicas: allocated, and live (not overwritten).");
   w.Sample(s.arena_allocated_bytes, {{"kind", "allocated"}});
   w.Sample(s.arena_live_bytes, {{"kind", "live"}});
-  w.Family("scuttle_gc_runs_total", kCounter, "Tombstone GC runs.");
-  w.Sample(s.engine.gc_runs);
-  w.Family("scuttle_tombstones_collected_total", kCounter, "Tombstones removed by GC.");
-  w.Sample(s.engine.tombstones_gced);
-  w.Family("scuttle_ttl_expirations_total", kCounter,
-           "Local keys expired by their TTL (replicated as deletes).");
-  w.Sample(s.engine.keys_expired);
+  w.Counter("scuttle_gc_runs_total", "Tombstone GC runs.", s.engine.gc_runs);
+  w.Counter("scuttle_tombstones_collected_total", "Tombstones removed by GC.",
+            s.engine.tombstones_gced);
+  w.Counter("scuttle_ttl_expirations_total",
+            "Local keys expired by their TTL (replicated as deletes).", s.engine.keys_expired);
   w.Family("scuttle_key_events_total", kCounter, "Key events (local writes and replication).");
   for (size_t i = 0; i < 3; ++i) {
     w.Sample(s.key_events_by_type[i], {{"event", KeyEventName(static_cast<KeyEvent>(i))}});
@@ -171,27 +158,24 @@ void StateMetrics(MetricsWriter& w, const NodeStats& s) {
 }
 
 void EpidemicMetrics(MetricsWriter& w, const NodeStats& s) {
-  w.Family("scuttle_gossip_rounds_total", kCounter, "Gossip rounds run.");
-  w.Sample(s.gossip_rounds);
+  w.Counter("scuttle_gossip_rounds_total", "Gossip rounds run.", s.gossip_rounds);
   w.Family("scuttle_gossip_round_duration_seconds", MetricType::kHistogram,
            "Time one gossip round (Engine::OnTick) took on the event loop.");
   w.Observe(s.round_seconds);
-  w.Family("scuttle_direct_mails_total", kCounter, "Direct-mail packets sent.");
-  w.Sample(s.engine.direct_mails);
-  w.Family("scuttle_delta_continuations_total", kCounter,
-           "Extra delta datagrams sent after a reply cut short (--max_datagrams_per_reply).");
-  w.Sample(s.engine.continuation_datagrams);
-  w.Family("scuttle_rumor_contacts_total", kCounter, "Rumor packets sent to peers.");
-  w.Sample(s.engine.rumor_contacts);
-  w.Family("scuttle_rumor_cycles_total", kCounter,
-           "Rumor cycles run on their own clock (--rumor_interval_ms) while rumors were hot.");
-  w.Sample(s.engine.rumor_cycles);
+  w.Counter("scuttle_direct_mails_total", "Direct-mail packets sent.", s.engine.direct_mails);
+  w.Counter("scuttle_delta_continuations_total",
+            "Extra delta datagrams sent after a reply cut short (--max_datagrams_per_reply).",
+            s.engine.continuation_datagrams);
+  w.Counter("scuttle_rumor_contacts_total", "Rumor packets sent to peers.",
+            s.engine.rumor_contacts);
+  w.Counter("scuttle_rumor_cycles_total",
+            "Rumor cycles run on their own clock (--rumor_interval_ms) while rumors were hot.",
+            s.engine.rumor_cycles);
   w.Family("scuttle_rumor_feedback_total", kCounter,
            "Rumor feedback received: the peer already knew the rumor, or it was new.");
   w.Sample(s.engine.rumor_feedback_knew, {{"peer", "knew"}});
   w.Sample(s.engine.rumor_feedback_new, {{"peer", "new"}});
-  w.Family("scuttle_rumors_hot", kGauge, "Hot rumors being spread now.");
-  w.Sample(s.rumors_hot);
+  w.Gauge("scuttle_rumors_hot", "Hot rumors being spread now.", s.rumors_hot);
   w.Family("scuttle_rumors_total", kCounter,
            "Rumor lifecycle: added (became hot), dropped_full, lost_interest, stale_results.");
   w.Sample(s.rumor.added, {{"event", "added"}});
@@ -218,14 +202,11 @@ Histogram LoopHistogram(const io::EventLoopStats& loop) {
 void RuntimeMetrics(MetricsWriter& w, const NodeStats& s, const AdminMetrics& a) {
   w.Family("scuttle_transport_info", kGauge, "The transport in use (value 1).");
   w.Sample(1, {{"name", s.transport_name}});
-  w.Family("scuttle_transport_received_packets_total", kCounter, "Datagrams received.");
-  w.Sample(s.transport.rx_packets);
-  w.Family("scuttle_transport_received_bytes_total", kCounter, "Bytes received.");
-  w.Sample(s.transport.rx_bytes);
-  w.Family("scuttle_transport_sent_packets_total", kCounter, "Datagrams sent.");
-  w.Sample(s.transport.tx_packets);
-  w.Family("scuttle_transport_sent_bytes_total", kCounter, "Bytes sent.");
-  w.Sample(s.transport.tx_bytes);
+  w.Counter("scuttle_transport_received_packets_total", "Datagrams received.",
+            s.transport.rx_packets);
+  w.Counter("scuttle_transport_received_bytes_total", "Bytes received.", s.transport.rx_bytes);
+  w.Counter("scuttle_transport_sent_packets_total", "Datagrams sent.", s.transport.tx_packets);
+  w.Counter("scuttle_transport_sent_bytes_total", "Bytes sent.", s.transport.tx_bytes);
   w.Family("scuttle_transport_drops_total", kCounter,
            "Datagrams the transport dropped, by reason.");
   for (size_t i = 0; i < io::kDropReasonCount; ++i) {
@@ -247,43 +228,37 @@ void RuntimeMetrics(MetricsWriter& w, const NodeStats& s, const AdminMetrics& a)
   w.Family("scuttle_event_loop_iteration_seconds", MetricType::kHistogram,
            "Busy time per event-loop iteration (work, not waiting).");
   w.Observe(LoopHistogram(s.loop));
-  w.Family("scuttle_event_loop_iteration_max_seconds", kGauge,
-           "Longest event-loop iteration since start.");
-  w.Sample(static_cast<double>(s.loop.iteration_us_max) * 1e-6);
-  w.Family("scuttle_event_loop_commands_total", kCounter,
-           "Commands posted to the loop (API calls) and run.");
-  w.Sample(s.loop.commands_run);
-  w.Family("scuttle_event_loop_timers_fired_total", kCounter, "Loop timers fired.");
-  w.Sample(s.loop.timers_fired);
-  w.Family("scuttle_seed_resolutions_total", kCounter, "Seed list resolutions (getaddrinfo).");
-  w.Sample(s.seed_resolutions);
-  w.Family("scuttle_seed_resolve_failures_total", kCounter, "Seeds that failed to resolve.");
-  w.Sample(s.seed_resolve_failures);
+  w.Gauge("scuttle_event_loop_iteration_max_seconds", "Longest event-loop iteration since start.",
+          static_cast<double>(s.loop.iteration_us_max) * 1e-6);
+  w.Counter("scuttle_event_loop_commands_total", "Commands posted to the loop (API calls) and run.",
+            s.loop.commands_run);
+  w.Counter("scuttle_event_loop_timers_fired_total", "Loop timers fired.", s.loop.timers_fired);
+  w.Counter("scuttle_seed_resolutions_total", "Seed list resolutions (getaddrinfo).",
+            s.seed_resolutions);
+  w.Counter("scuttle_seed_resolve_failures_total", "Seeds that failed to resolve.",
+            s.seed_resolve_failures);
   w.Family("scuttle_config_changes_total", kCounter,
            "Live configuration changes (PATCH /v1/config), by field.");
   for (const char* f : kLiveConfigFields) {
     auto it = s.config_changes.find(f);
     w.Sample(it == s.config_changes.end() ? uint64_t{0} : it->second, {{"field", f}});
   }
-  w.Family("scuttle_watch_log_events", kGauge, "Events retained for watchers to resume from.");
-  w.Sample(s.watch.events);
-  w.Family("scuttle_watch_log_bytes", kGauge, "Memory of the retained watch events.");
-  w.Sample(s.watch.bytes);
-  w.Family("scuttle_watch_log_sequence", kGauge, "Sequence number of the newest watch event.");
-  w.Sample(s.watch.last_seq);
-  w.Family("scuttle_watch_log_evicted_total", kCounter, "Watch events evicted by the log bounds.");
-  w.Sample(s.watch.evicted);
-  w.Family("scuttle_watchers", kGauge, "Open /v1/watch streams.");
-  w.Sample(a.watchers);
-  w.Family("scuttle_watch_rejected_total", kCounter,
-           "Watch requests refused (503) past the limit.");
-  w.Sample(a.watch_rejected);
+  w.Gauge("scuttle_watch_log_events", "Events retained for watchers to resume from.",
+          s.watch.events);
+  w.Gauge("scuttle_watch_log_bytes", "Memory of the retained watch events.", s.watch.bytes);
+  w.Gauge("scuttle_watch_log_sequence", "Sequence number of the newest watch event.",
+          s.watch.last_seq);
+  w.Counter("scuttle_watch_log_evicted_total", "Watch events evicted by the log bounds.",
+            s.watch.evicted);
+  w.Gauge("scuttle_watchers", "Open /v1/watch streams.", a.watchers);
+  w.Counter("scuttle_watch_rejected_total", "Watch requests refused (503) past the limit.",
+            a.watch_rejected);
   w.Family("scuttle_watch_overflows_total", kCounter,
            "Overflow events: a watcher (stream or subscription) fell behind and must resync.");
   w.Sample(a.watch_overflows, {{"reader", "http"}});
   w.Sample(s.subscription_overflows, {{"reader", "subscription"}});
-  w.Family("scuttle_watch_events_sent_total", kCounter, "Events written to /v1/watch streams.");
-  w.Sample(a.watch_events_sent);
+  w.Counter("scuttle_watch_events_sent_total", "Events written to /v1/watch streams.",
+            a.watch_events_sent);
 }
 
 }  // namespace
@@ -293,8 +268,7 @@ std::string RenderMetrics(const std::string& node_name, Generation generation,
   MetricsWriter w;
   w.Family("scuttle_node_info", kGauge, "This node (value 1).");
   w.Sample(1, {{"name", node_name}});
-  w.Family("scuttle_node_generation", kGauge, "This node's generation (microseconds at start).");
-  w.Sample(generation);
+  w.Gauge("scuttle_node_generation", "This node's generation (microseconds at start).", generation);
   TrafficMetrics(w, stats);
   DeltaMetrics(w, stats);
   StateMetrics(w, stats);

@@ -220,19 +220,30 @@ void PrintAntiEntropyTable(std::ostream& os, const AntiEntropyResult& r) {
   }
 }
 
-absl::StatusOr<DemersCli> DemersFromFlags() {
-  DemersCli c;
-  DemersParams& p = c.params;
-  p.rumor.max_hot_rumors = 1;  // one update per run
+// The flags both paper-model commands take (--max_cycles 0 keeps the command's default).
+template <typename Params>
+absl::Status ReadSharedFlags(Params& p, bool* json, uint32_t max_cycles_hi) {
   p.n = absl::GetFlag(FLAGS_n);
   p.trials = absl::GetFlag(FLAGS_trials);
   p.seed = absl::GetFlag(FLAGS_seed);
   if (const uint32_t m = absl::GetFlag(FLAGS_max_cycles); m > 0) p.max_cycles = m;
-  c.json = absl::GetFlag(FLAGS_json);
+  *json = absl::GetFlag(FLAGS_json);
   for (absl::Status s : {
            cli::InRange<uint32_t>("n", p.n, 2, DemersParams::kMaxN),
            cli::InRange<uint32_t>("trials", p.trials, 1, DemersParams::kMaxTrials),
-           cli::InRange<uint32_t>("max_cycles", p.max_cycles, 1, 10000000),
+           cli::InRange<uint32_t>("max_cycles", p.max_cycles, 1, max_cycles_hi),
+       }) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<DemersCli> DemersFromFlags() {
+  DemersCli c;
+  DemersParams& p = c.params;
+  p.rumor.max_hot_rumors = 1;  // one update per run
+  if (absl::Status s = ReadSharedFlags(p, &c.json, 10000000); !s.ok()) return s;
+  for (absl::Status s : {
            SetEnum("variant", absl::GetFlag(FLAGS_variant), ParseRumorVariant, &p.rumor.variant),
            SetEnum("removal", absl::GetFlag(FLAGS_removal), ParseRumorRemoval, &p.rumor.removal),
            SetEnum("decay", absl::GetFlag(FLAGS_decay), ParseRumorDecay, &p.rumor.decay),
@@ -252,18 +263,10 @@ absl::StatusOr<DemersCli> DemersFromFlags() {
 absl::StatusOr<AntiEntropyCli> AntiEntropyFromFlags() {
   AntiEntropyCli c;
   AntiEntropyParams& p = c.params;
-  p.n = absl::GetFlag(FLAGS_n);
-  p.trials = absl::GetFlag(FLAGS_trials);
-  p.seed = absl::GetFlag(FLAGS_seed);
-  if (const uint32_t m = absl::GetFlag(FLAGS_max_cycles); m > 0) p.max_cycles = m;
-  c.json = absl::GetFlag(FLAGS_json);
-  for (absl::Status s : {
-           cli::InRange<uint32_t>("n", p.n, 2, DemersParams::kMaxN),
-           cli::InRange<uint32_t>("trials", p.trials, 1, DemersParams::kMaxTrials),
-           cli::InRange<uint32_t>("max_cycles", p.max_cycles, 1, 1000000),
-           SetEnum("mode", absl::GetFlag(FLAGS_mode), ParseRumorVariant, &p.mode),
-       }) {
-    if (!s.ok()) return s;
+  if (absl::Status s = ReadSharedFlags(p, &c.json, 1000000); !s.ok()) return s;
+  if (absl::Status s = SetEnum("mode", absl::GetFlag(FLAGS_mode), ParseRumorVariant, &p.mode);
+      !s.ok()) {
+    return s;
   }
   return c;
 }
