@@ -17,39 +17,27 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "api/admin_server.h"
+#include "api/exposition_check.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "io/clock.h"
 #include "nlohmann/json.hpp"
-#include "api/admin_server.h"
-#include "api/exposition_check.h"
+#include "node/node_testing.h"
 
 namespace scuttle {
 namespace {
 
 using json = nlohmann::json;
-constexpr int64_t kDeadlineUs = 30 * 1000 * 1000;  // generous: CI runs tests two at a time on 2 cores
-
-bool Eventually(const std::function<bool()>& cond, int64_t deadline_us = kDeadlineUs) {
-  const int64_t end = io::MonotonicNowUs() + deadline_us;
-  while (io::MonotonicNowUs() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll period
-  }
-  return cond();
-}
+using node_testing::Eventually;
+using node_testing::kDeadlineUs;
 
 NodeOptions Options(const std::string& name, const std::vector<std::string>& seeds = {}) {
-  NodeOptions o;
-  o.engine.node_name = name;
-  o.engine.gossip_interval_us = 50 * kUsPerMs;
+  NodeOptions o = node_testing::LoopbackOptions(name, seeds, io::IoKind::kEpoll);
   o.engine.membership.initial_interval_us = 100 * kUsPerMs;
   o.engine.membership.max_interval_us = 1000 * kUsPerMs;
   o.engine.limits.max_key_bytes = 64;
   o.engine.limits.max_value_bytes = 4096;
-  o.listen = *Endpoint::Parse("127.0.0.1:0");
-  o.io = io::IoKind::kEpoll;
-  o.seeds = seeds;
   o.rx_buffer_count = 64;
   o.tx_slot_count = 64;
   return o;

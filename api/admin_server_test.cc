@@ -15,6 +15,7 @@
 #include "httplib.h"
 #include "io/clock.h"
 #include "nlohmann/json.hpp"
+#include "node/node_testing.h"
 #include "wire/absl_compat.h"
 #include "wire/packet.h"
 
@@ -23,24 +24,13 @@ namespace {
 
 using json = nlohmann::json;
 
-bool Eventually(const std::function<bool()>& cond) {
-  const int64_t end = io::MonotonicNowUs() + 10'000'000;
-  while (io::MonotonicNowUs() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll period
-  }
-  return cond();
-}
+using node_testing::Eventually;
 
 NodeOptions Options(const std::string& name, const std::vector<std::string>& seeds = {}) {
-  NodeOptions o;
-  o.engine.node_name = name;
-  o.engine.gossip_interval_us = 50 * kUsPerMs;
+  // The API is transport-agnostic; node_test covers both.
+  NodeOptions o = node_testing::LoopbackOptions(name, seeds, io::IoKind::kEpoll);
   o.engine.limits.max_key_bytes = 64;
   o.engine.limits.max_value_bytes = 4096;
-  o.listen = *Endpoint::Parse("127.0.0.1:0");
-  o.io = io::IoKind::kEpoll;  // the API is transport-agnostic; node_test covers both
-  o.seeds = seeds;
   o.rx_buffer_count = 32;
   o.tx_slot_count = 32;
   return o;

@@ -51,6 +51,7 @@
 
 #include "absl/flags/flag.h"
 #include "bench/alloc_counter.h"
+#include "bench/json_out.h"
 #include "engine/engine.h"
 #include "io/clock.h"
 #include "io/transport.h"
@@ -790,14 +791,7 @@ int Main(int argc, char** argv) {
               {"traffic", traffic},
               {"detection", detect},
               {"join", join}};
-  const std::string text = doc.dump(1);
-  if (o.out.empty()) {
-    std::cout << text << "\n";
-  } else {
-    std::ofstream f(o.out);
-    f << text << "\n";
-  }
-  return 0;
+  return WriteJson(doc, o.out);
 }
 
 }  // namespace

@@ -43,6 +43,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "bench/json_out.h"
 #include "io/clock.h"
 #include "io/transport.h"
 #include "nlohmann/json.hpp"
@@ -449,12 +450,7 @@ int Loopback() {
   }
   nlohmann::json out = {{"suite", "gso"}, {"reply_bytes", kReplyBytes}, {"segment_bytes", kSeg},
                         {"reps", reps}, {"runs", runs}, {"summary", summary}};
-  const std::string path = absl::GetFlag(FLAGS_out);
-  if (path.empty()) {
-    std::cout << out.dump(1) << "\n";
-  } else {
-    std::ofstream(path) << out.dump(1) << "\n";
-  }
+  if (WriteJson(out, absl::GetFlag(FLAGS_out)) != 0) return 1;
   // Table on stderr for a reader.
   for (const auto& s : summary) {
     std::fprintf(stderr, "%-16s cores=%d  rate/raw_one %.2f (%.2f..%.2f)  server cpu/raw_one %.2f  "

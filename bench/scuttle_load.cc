@@ -44,6 +44,7 @@
 #define SCUTTLE_BENCH_COUNT_ALLOCS
 #include "absl/flags/flag.h"
 #include "bench/alloc_counter.h"
+#include "bench/json_out.h"
 #include "bench/load_common.h"
 #include "bench/load_generator.h"
 #include "bench/load_servers.h"
@@ -332,15 +333,7 @@ int Main(int argc, char** argv) {
                    {"window_small", o.window_small}, {"window_large", o.window_large},
                    {"cpus", cpus}, {"server_batch", kServerBatch}};
   doc["runs"] = std::move(runs);
-  const std::string text = doc.dump(1);
-  if (o.out.empty()) {
-    std::cout << text << "\n";
-  } else {
-    std::ofstream f(o.out);
-    f << text << "\n";
-    if (!f) Die("write " + o.out);
-  }
-  return 0;
+  return WriteJson(doc, o.out);
 }
 
 }  // namespace

@@ -34,6 +34,7 @@
 
 #include "absl/flags/flag.h"
 #include "bench/delta_fixture.h"
+#include "bench/json_out.h"
 #include "engine/cluster.h"
 #include "engine/delta_applier.h"
 #include "engine/delta_builder.h"
@@ -372,14 +373,7 @@ int Main(int argc, char** argv) {
                           {"value_bytes", kValueBytes}}},
               {"vs_keys", vk},
               {"vs_nodes", vn}};
-  const std::string text = doc.dump(1);
-  if (o.out.empty()) {
-    std::cout << text << "\n";
-  } else {
-    std::ofstream f(o.out);
-    f << text << "\n";
-  }
-  return 0;
+  return WriteJson(doc, o.out);
 }
 
 }  // namespace

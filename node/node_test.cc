@@ -14,33 +14,20 @@
 #include "engine/shard.h"
 #include "gtest/gtest.h"
 #include "io/clock.h"
+#include "node/node_testing.h"
 
 namespace scuttle {
 namespace {
 
-constexpr int64_t kDeadlineUs = 10'000'000;
-
-// Polls cond every few ms until it holds or the deadline passes; returns cond().
-bool Eventually(const std::function<bool()>& cond, int64_t deadline_us = kDeadlineUs) {
-  const int64_t end = io::MonotonicNowUs() + deadline_us;
-  while (io::MonotonicNowUs() < end) {
-    if (cond()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // poll period, not a wait
-  }
-  return cond();
-}
+using node_testing::Eventually;
+using node_testing::kDeadlineUs;
 
 class NodeTest : public ::testing::TestWithParam<io::IoKind> {
  protected:
   NodeOptions Options(const std::string& name, const std::vector<std::string>& seeds = {}) {
-    NodeOptions o;
-    o.engine.node_name = name;
-    o.engine.gossip_interval_us = 50 * kUsPerMs;
+    NodeOptions o = node_testing::LoopbackOptions(name, seeds, GetParam());
     o.engine.membership.initial_interval_us = 100 * kUsPerMs;
     o.engine.membership.max_interval_us = 1000 * kUsPerMs;
-    o.listen = *Endpoint::Parse("127.0.0.1:0");
-    o.io = GetParam();
-    o.seeds = seeds;
     o.rx_buffer_count = 32;
     o.tx_slot_count = 32;
     return o;
