@@ -32,7 +32,9 @@ bool OnCommandLine(std::string_view name) {
   return g_parsed && absl::flags_internal::WasPresentOnCommandLine(AV(name));
 }
 
-bool IsHelp(std::string_view arg) { return arg.starts_with("--help") || arg.starts_with("-help"); }
+bool IsHelp(std::string_view arg) {
+  return arg == "-h" || arg.starts_with("--help") || arg.starts_with("-help");
+}
 
 // absl's own flags (--flagfile, --undefok, --help...) are defined under absl/.
 bool IsProjectFlag(const absl::CommandLineFlag& f) {
@@ -57,8 +59,9 @@ void BadFlag(std::string_view command, std::string_view message) {
   std::exit(kExitBadFlags);
 }
 
-void ParseFlagsOrExit(int argc, char** argv, std::string_view command, std::string_view usage,
-                      std::span<const std::string> flags) {
+std::vector<std::string> ParseFlagsAndArgsOrExit(int argc, char** argv, std::string_view command,
+                                                 std::string_view usage,
+                                                 std::span<const std::string> flags) {
   for (int i = 1; i < argc; ++i) {
     if (std::string_view(argv[i]) == "--") break;
     if (IsHelp(argv[i])) {
@@ -73,16 +76,22 @@ void ParseFlagsOrExit(int argc, char** argv, std::string_view command, std::stri
   const std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   g_parsing_flags = false;
   g_parsed = true;
-  if (rest.size() > 1) {
-    BadFlag(command,
-            absl::StrCat("unexpected argument '", rest[1], "' (flags look like --name=value)"));
-  }
   for (const auto& [name, f] : absl::GetAllFlags()) {
     if (!IsProjectFlag(*f) || !OnCommandLine(SV(name))) continue;
     if (std::find(flags.begin(), flags.end(), SV(name)) == flags.end()) {
       BadFlag(command, absl::StrCat("--", name, " does not apply to ", AV(command), " (see ",
                                     AV(command), " --help)"));
     }
+  }
+  return std::vector<std::string>(rest.begin() + 1, rest.end());
+}
+
+void ParseFlagsOrExit(int argc, char** argv, std::string_view command, std::string_view usage,
+                      std::span<const std::string> flags) {
+  const std::vector<std::string> rest = ParseFlagsAndArgsOrExit(argc, argv, command, usage, flags);
+  if (!rest.empty()) {
+    BadFlag(command,
+            absl::StrCat("unexpected argument '", rest[0], "' (flags look like --name=value)"));
   }
 }
 

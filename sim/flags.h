@@ -24,7 +24,7 @@ namespace scuttle::cli {
 constexpr int kExitBadFlags = 2;
 
 // Parses argv with absl::ParseCommandLine.
-// - --help (any --help* form) prints `usage`, then each flag in `flags` with its default
+// - --help (any --help* form, or -h) prints `usage`, then each flag in `flags` with its default
 //   and help text, and exits 0.
 // - An unknown or malformed flag (absl's message) or a positional argument exits 2.
 // - A flag defined by this project (not absl's own) that is given on the command line but
@@ -32,6 +32,11 @@ constexpr int kExitBadFlags = 2;
 // `command` names the program (and subcommand) in messages, e.g. "scuttle-sim cluster".
 void ParseFlagsOrExit(int argc, char** argv, std::string_view command, std::string_view usage,
                       std::span<const std::string> flags);
+// The same for a program that takes positional arguments (scuttlectl COMMAND ARGS): they
+// come back in order, flags may stand between them, and "--" ends the flags.
+std::vector<std::string> ParseFlagsAndArgsOrExit(int argc, char** argv, std::string_view command,
+                                                 std::string_view usage,
+                                                 std::span<const std::string> flags);
 
 // The flags defined in the files whose path ends with one of `file_suffixes`, sorted by
 // name: a binary's own flags, for ParseFlagsOrExit.

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Command-line contract of the simulator, bench and tool binaries that use absl flags
+"""Command-line contract of the simulator, bench and tool binaries (scuttle-sim, bench/,
+scuttlectl) that use absl flags
 (sim/flags.h): --help exits 0 and lists the flags, an unknown flag or an old spelling
 exits non-zero naming it, a bad value or a flag that does not apply to the chosen
 command or mode exits 2 with a message saying so.
@@ -119,6 +120,18 @@ BINARIES = [
         ],
         "old": [],
         "ok": [],
+    },
+    {
+        # scuttlectl takes positional arguments; every check here fails before a request.
+        "bin": "tools/scuttlectl", "prefix": [],
+        "help": ["--timeout_s=5", "--addr=", "Exit codes"],
+        "refused": [
+            (["get", "k", "--prefix=x"], "--prefix does not apply to 'get'"),
+            (["--timeout_s=0", "health"], "--timeout_s wants a positive number"),
+            (["frobnicate"], "unknown command 'frobnicate'"),
+        ],
+        "old": ["--timeout=2"],
+        "ok": [["keys", "generate"]],
     },
 ]
 

@@ -1,8 +1,8 @@
 // scuttlectl: a command-line client of scuttled's admin API (DESIGN §10). Human tables by
 // default, --json for scripts, and exit codes scripts can rely on (see kUsage).
 //
-// Arguments are parsed by hand, not with absl flags: each command has its own options and
-// the exit-code contract (2 for any usage error) must hold for every mistake.
+// Flags are absl flags (sim/flags.h keeps the exit-code contract: 2 for any usage error);
+// each command refuses the command options it does not take.
 #include <netdb.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -22,14 +22,30 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "httplib.h"
-#include "node/keyring_file.h"
 #include "nlohmann/json.hpp"
+#include "node/keyring_file.h"
+#include "sim/flags.h"
 #include "wire/absl_compat.h"
 #include "wire/seal.h"
+
+ABSL_FLAG(std::string, addr, "",
+          "admin API address HOST:PORT (default 127.0.0.1:7480, or $SCUTTLE_ADDR)");
+ABSL_FLAG(bool, json, false, "machine-readable output: the API's JSON (watch: one object a line)");
+ABSL_FLAG(int32_t, timeout_s, 5, "per-request timeout (watch waits for events forever)");
+ABSL_FLAG(std::string, token_file, "",
+          "admin bearer token (scuttled --admin_token_file), or $SCUTTLE_TOKEN_FILE");
+// Command options: a command refuses the ones it does not take.
+ABSL_FLAG(std::string, node, "", "get, ls, watch: the node whose keys");
+ABSL_FLAG(std::string, prefix, "", "ls, watch: only keys with this prefix");
+ABSL_FLAG(std::string, ttl, "", "put: time to live, e.g. 30s");
+ABSL_FLAG(std::string, since, "", "watch: resume after this sequence number");
+ABSL_FLAG(std::string, count, "", "watch: exit after this many events");
+ABSL_FLAG(bool, snapshot, false, "watch: start with the matching keys as they are");
 
 namespace scuttle {
 namespace {
@@ -43,16 +59,17 @@ constexpr int kExitServer = 3;
 
 constexpr const char* kUsage = R"(scuttlectl: command-line client of the scuttled admin API.
 
-Usage: scuttlectl [--addr HOST:PORT] [--json] [--timeout SECONDS] COMMAND [ARGS]
+Usage: scuttlectl [--addr=HOST:PORT] [--json] [--timeout_s=SECONDS] COMMAND [ARGS]
 
 Commands:
   health                               GET /healthz
   members                              member table (* marks this node)
-  get KEY [--node N]                   print the value (raw bytes; a newline on a tty)
-  put KEY VALUE [--ttl 30s]            write KEY; VALUE - reads it from stdin
+  get KEY [--node=N]                   print the value (raw bytes; a newline on a tty)
+  put KEY VALUE [--ttl=30s]            write KEY; VALUE - reads it from stdin
+                                       (a VALUE that starts with '-' goes after --)
   delete KEY                           delete KEY
-  ls [--prefix P] [--node N]           list keys (every node unless --node)
-  watch [--prefix P] [--node N] [--since SEQ] [--snapshot] [--count N]
+  ls [--prefix=P] [--node=N]           list keys (every node unless --node)
+  watch [--prefix=P] [--node=N] [--since=SEQ] [--snapshot] [--count=N]
                                        stream changes (server-sent events) until
                                        interrupted, or until N events were printed
   config get                           every flag, its value and whether it is live
@@ -63,13 +80,6 @@ Commands:
   keys use KEY|FINGERPRINT             make an installed key the primary
   keys remove KEY|FINGERPRINT          remove a key (not the primary)
   keys generate                        print a new random key (no server needed)
-
-Global options:
-  --addr HOST:PORT   admin API address (default 127.0.0.1:7480, or $SCUTTLE_ADDR)
-  --json             machine-readable output: the API's JSON (watch: one object a line)
-  --timeout SECONDS  per-request timeout (default 5; watch waits for events forever)
-  --token_file PATH  admin bearer token (scuttled --admin_token_file), or $SCUTTLE_TOKEN_FILE
-  -h, --help         this text
 
 Exit codes:
   0  success
@@ -122,60 +132,37 @@ std::string Query(const std::vector<std::pair<std::string, std::string>>& params
 }
 
 Args Parse(int argc, char** argv) {
+  constexpr std::string_view kFiles[] = {"tools/scuttlectl_main.cc"};
+  std::vector<char*> args(argv, argv + argc);
+  static char help[] = "--help";
+  if (args.size() > 1 && std::string_view(args[1]) == "help") args[1] = help;
   Args a;
-  if (const char* env = std::getenv("SCUTTLE_ADDR"); env != nullptr && *env != '\0') {
+  a.positional = cli::ParseFlagsAndArgsOrExit(static_cast<int>(args.size()), args.data(),
+                                              "scuttlectl", kUsage, cli::FlagsDefinedIn(kFiles));
+  if (cli::FlagSet("addr")) {
+    a.addr = absl::GetFlag(FLAGS_addr);
+    a.addr_from = "--addr";
+  } else if (const char* env = std::getenv("SCUTTLE_ADDR"); env != nullptr && *env != '\0') {
     a.addr = env;
     a.addr_from = "$SCUTTLE_ADDR";
   }
-  if (const char* env = std::getenv("SCUTTLE_TOKEN_FILE"); env != nullptr && *env != '\0') {
+  a.token_file = absl::GetFlag(FLAGS_token_file);
+  if (const char* env = std::getenv("SCUTTLE_TOKEN_FILE");
+      !cli::FlagSet("token_file") && env != nullptr && *env != '\0') {
     a.token_file = env;
   }
-  static const std::vector<std::string> kValued = {"--addr", "--timeout", "--node",
-                                                   "--prefix", "--ttl", "--since",
-                                                   "--count", "--token_file"};
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "-h" || arg == "--help" || arg == "help") {
-      std::fputs(kUsage, stdout);
-      std::exit(kExitOk);
-    }
-    if (arg == "--json") {
-      a.json_out = true;
-      continue;
-    }
-    if (arg == "--snapshot") {
-      a.snapshot = true;
-      continue;
-    }
-    if (arg.starts_with("--")) {
-      std::string name = arg, value;
-      const size_t eq = arg.find('=');
-      if (eq != std::string::npos) {
-        name = arg.substr(0, eq);
-        value = arg.substr(eq + 1);
-      }
-      if (std::find(kValued.begin(), kValued.end(), name) == kValued.end()) {
-        Usage("unknown option " + name);
-      }
-      if (eq == std::string::npos) {
-        if (i + 1 >= argc) Usage(name + " needs a value");
-        value = argv[++i];
-      }
-      if (name == "--addr") {
-        a.addr = value;
-        a.addr_from = "--addr";
-      } else if (name == "--token_file") {
-        a.token_file = value;
-      } else if (name == "--timeout") {
-        if (!absl::SimpleAtoi(value, &a.timeout_s) || a.timeout_s <= 0) {
-          Usage("--timeout wants a positive number of seconds");
-        }
-      } else {
-        a.options[name.substr(2)] = value;
-      }
-      continue;
-    }
-    a.positional.push_back(arg);  // "-" (stdin) included
+  a.json_out = absl::GetFlag(FLAGS_json);
+  a.timeout_s = absl::GetFlag(FLAGS_timeout_s);
+  if (a.timeout_s <= 0) Usage("--timeout_s wants a positive number of seconds");
+  a.snapshot = absl::GetFlag(FLAGS_snapshot);
+  const std::pair<const char*, const absl::Flag<std::string>*> kOptions[] = {
+      {"node", &FLAGS_node},
+      {"prefix", &FLAGS_prefix},
+      {"ttl", &FLAGS_ttl},
+      {"since", &FLAGS_since},
+      {"count", &FLAGS_count}};
+  for (const auto& [name, flag] : kOptions) {
+    if (cli::FlagSet(name)) a.options[name] = absl::GetFlag(*flag);
   }
   return a;
 }
@@ -302,7 +289,7 @@ class Api {
   // A request that got no HTTP response: one line that says what failed and what to check,
   // then exit 3. `what` names the request ("GET /healthz").
   [[noreturn]] void Fail(httplib::Error error, const std::string& what) {
-    const std::string timeout = absl::StrCat(args_.timeout_s, "s (--timeout)");
+    const std::string timeout = absl::StrCat(args_.timeout_s, "s (--timeout_s)");
     std::string line;
     switch (error) {
       case httplib::Error::Connection: {

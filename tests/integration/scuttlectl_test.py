@@ -130,7 +130,8 @@ def test(c, args):
     check('scuttle_config_changes_total{field="fanout"} 1' in metrics, "config change counted")
 
     # usage errors: 2, before any request
-    for argv in ([], ["bogus"], ["get"], ["get", "k", "--prefix", "x"], ["--timeout", "x", "health"],
+    for argv in ([], ["bogus"], ["get"], ["get", "k", "--prefix", "x"], ["--timeout_s", "x", "health"],
+                 ["--timeout", "2", "health"], ["--timeout_s", "0", "health"],
                  ["watch", "--count", "0"], ["config"], ["config", "frob"], ["--nope", "health"]):
         ctl.expect(2, n0, *argv)
     check(ctl.expect(0, n0, "--help").decode().count("Exit codes") == 1, "--help documents codes")
