@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "io/epoll_transport.h"
 #include "io/uring_transport.h"
+#include "io/xdp_transport.h"
 #include "spdlog/spdlog.h"
 #include "wire/absl_compat.h"
 
@@ -72,6 +73,8 @@ absl::StatusOr<std::unique_ptr<Transport>> OpenTransport(const TransportOptions&
       return UringTransport::Open(options);
     case IoKind::kEpoll:
       return EpollTransport::Open(options);
+    case IoKind::kXdp:  // only ever on request: kAuto below never tries it
+      return XdpTransport::Open(options);
     case IoKind::kAuto:
       break;
   }

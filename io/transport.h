@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
@@ -35,6 +36,25 @@ enum class IoKind : uint8_t {
   kAuto,   // io_uring, falling back to epoll when the kernel or a sandbox refuses it
   kUring,  // io_uring or an error
   kEpoll,  // epoll + recvmmsg/sendmmsg
+  kXdp,    // AF_XDP on one interface queue (io/xdp_transport.h); never chosen by kAuto
+};
+
+// AF_XDP attach mode: native (driver) XDP, generic (skb) XDP, or native where the driver
+// has it and generic otherwise.
+enum class XdpMode : uint8_t { kAuto, kDrv, kSkb };
+// AF_XDP zero-copy: kAuto tries it and falls back to copy mode with a log line.
+enum class XdpZerocopy : uint8_t { kAuto, kOn, kOff };
+
+// IoKind::kXdp only (docs/xdp.md).
+struct XdpOptions {
+  // Interface to attach to; empty = the interface that holds the bind address.
+  std::string interface;
+  uint32_t queue = 0;  // receive queue to bind (and the only one redirected)
+  XdpMode mode = XdpMode::kAuto;
+  XdpZerocopy zerocopy = XdpZerocopy::kAuto;
+  // UMEM size; 0 = one 4 KiB frame per receive buffer and per send slot. Otherwise split
+  // evenly between receive and send frames (rounded down to powers of two).
+  size_t umem_bytes = 0;
 };
 
 struct TransportOptions {
@@ -80,6 +100,7 @@ struct TransportOptions {
   // Test hook: make io_uring setup fail with this errno, as a seccomp profile would
   // (EPERM for Docker's default profile). 0 = off.
   int simulate_uring_errno = 0;
+  XdpOptions xdp;
 };
 
 // Why a datagram was dropped. Every drop is counted under exactly one reason.
@@ -121,6 +142,17 @@ struct TransportStats {
   bool gso = false;               // UDP GSO in use on this socket
   bool gro = false;               // UDP GRO in use on this socket
   bool zerocopy = false;          // zero-copy sends enabled (zerocopy_min_bytes > 0)
+  // AF_XDP (IoKind::kXdp): datagrams that took the kernel's UDP socket instead of the
+  // XSK rings (too large for a frame or the MTU, an IP fragment, an unresolved
+  // neighbour, a route out of another interface), frames copied from an oversized send
+  // slot into UMEM, neighbour-table misses, and frames the kernel dropped on the XSK
+  // (XDP_STATISTICS: receive ring full, invalid descriptors).
+  uint64_t xdp_rx_kernel = 0;
+  uint64_t xdp_tx_kernel = 0;
+  uint64_t xdp_tx_staged = 0;
+  uint64_t xdp_neigh_misses = 0;
+  uint64_t xdp_rx_dropped = 0;
+  bool xdp_zerocopy = false;  // the XSK is bound in zero-copy mode
   std::array<uint64_t, kDropReasonCount> drops{};
 
   uint64_t drop(Drop reason) const { return drops[static_cast<size_t>(reason)]; }
@@ -143,7 +175,7 @@ class Transport {
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
 
-  // "io_uring" or "epoll".
+  // "io_uring", "epoll" or "xdp".
   virtual const char* name() const = 0;
   // The bound address, with the actual port when bound to port 0.
   virtual const Endpoint& local_endpoint() const = 0;

@@ -35,6 +35,9 @@ PROJECT = set(ALLOWED) | ANYTHING
 THIRD_PARTY = {
     "flatbuffers/": {"wire"},
     "liburing.h": {"io", "bench"},
+    "xdp/": {"io"},
+    "bpf/": {"io"},
+    "libmnl/": {"io"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]')
 SOURCE = (".h", ".cc", ".hpp", ".cpp")

@@ -3,14 +3,15 @@
 SCUTTLE_PACKAGES=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
   libabsl-dev libflatbuffers-dev flatbuffers-compiler liburing-dev libgtest-dev
   libgmock-dev libbenchmark-dev libcpp-httplib-dev nlohmann-json3-dev libspdlog-dev
-  libzstd-dev libsodium-dev libssl-dev iproute2 nftables curl python3)
+  libzstd-dev libsodium-dev libssl-dev libxdp-dev libbpf-dev libmnl-dev
+  linux-libc-dev iproute2 nftables curl python3)
 
 # Only the test suite needs these (tools/test installs them; demo and bench do not):
 # interface checks (tests/integration/interfaces_test.py: promtool, yamllint, the OpenAPI
 # document's schemas, systemd-analyze) and the /ui browser test (tests/integration/
 # ui_test.py: headless Chromium, about 130 MB of packages). SCUTTLE_NO_BROWSER=1 leaves
 # Chromium out; the browser test then reports itself skipped.
-SCUTTLE_TEST_PACKAGES=(prometheus yamllint python3-yaml python3-jsonschema systemd)
+SCUTTLE_TEST_PACKAGES=(prometheus yamllint python3-yaml python3-jsonschema systemd iputils-ping)
 [ "${SCUTTLE_NO_BROWSER:-0}" = 1 ] || SCUTTLE_TEST_PACKAGES+=(chromium chromium-driver)
 
 # scuttle_install_deps [extra packages...]: the build packages plus the given ones.
