@@ -170,6 +170,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
   io::TransportOptions to;
   to.kind = o.io;
   to.bind = o.listen;
+  to.xdp = o.xdp;
   // Receive anything a peer may send (its max_packet_bytes may exceed ours); send slots
   // have the engine's encoder head room (it builds back to front, then sends a sub-span).
   to.max_datagram_bytes = io::kMaxUdpPayloadBytes;

@@ -97,6 +97,7 @@ struct NodeOptions {
   // Gossip socket. Port 0 picks a free port (see Node::gossip_endpoint()).
   Endpoint listen;
   io::IoKind io = io::IoKind::kAuto;
+  io::XdpOptions xdp;  // io == kXdp only (docs/xdp.md)
   // "host:port" or "[v6]:port"; hostnames are resolved with getaddrinfo.
   std::vector<std::string> seeds;
   absl::Duration seed_resolve_interval = absl::Seconds(60);

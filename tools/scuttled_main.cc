@@ -78,7 +78,18 @@ ABSL_FLAG(absl::Duration, dead_node_grace, absl::Hours(24),
 ABSL_FLAG(absl::Duration, tombstone_grace, absl::Hours(1), "Deleted keys are GC'd after this");
 ABSL_FLAG(std::string, admin_addr, "127.0.0.1:7480",
           "Admin HTTP API address, ip:port (empty: no admin API)");
-ABSL_FLAG(std::string, io, "auto", "Transport: auto (io_uring, else epoll) | uring | epoll");
+ABSL_FLAG(std::string, io, "auto",
+          "Transport: auto (io_uring, else epoll; never xdp) | uring | epoll | xdp (AF_XDP, "
+          "docs/xdp.md)");
+ABSL_FLAG(std::string, xdp_interface, "",
+          "--io=xdp: interface to attach to (default: the one holding --listen_addr)");
+ABSL_FLAG(int32_t, xdp_queue, 0, "--io=xdp: receive queue to bind (the only one redirected)");
+ABSL_FLAG(std::string, xdp_mode, "auto", "--io=xdp: auto (native, else generic) | drv | skb");
+ABSL_FLAG(std::string, xdp_zerocopy, "auto",
+          "--io=xdp: auto (zero-copy where the driver has it, else copy) | on | off");
+ABSL_FLAG(int64_t, xdp_umem_bytes, 0,
+          "--io=xdp: UMEM size in bytes, 4 KiB frames split between receive and send "
+          "(0 = one frame per receive buffer and send slot)");
 ABSL_FLAG(std::string, shards, "1",
           "Engine shards: N threads, one engine each, shard s on gossip port + s "
           "(docs/shards.md); 'auto' = the CPUs this process may run on. Every node of a "
@@ -482,8 +493,35 @@ Config ReadFlags() {
     c.node.io = io::IoKind::kUring;
   } else if (io == "epoll") {
     c.node.io = io::IoKind::kEpoll;
+  } else if (io == "xdp") {
+    c.node.io = io::IoKind::kXdp;
   } else {
-    BadFlag("--io=" + io + ": want auto, uring or epoll");
+    BadFlag("--io=" + io + ": want auto, uring, epoll or xdp");
+  }
+  c.node.xdp.interface = absl::GetFlag(FLAGS_xdp_interface);
+  c.node.xdp.queue = static_cast<uint32_t>(
+      CheckRange<int64_t>("xdp_queue", absl::GetFlag(FLAGS_xdp_queue), 0, 63));
+  c.node.xdp.umem_bytes = static_cast<size_t>(CheckRange<int64_t>(
+      "xdp_umem_bytes", absl::GetFlag(FLAGS_xdp_umem_bytes), 0, int64_t{1} << 30));
+  const std::string xmode = absl::GetFlag(FLAGS_xdp_mode);
+  if (xmode == "auto" || xmode == "drv" || xmode == "skb") {
+    c.node.xdp.mode = xmode == "drv"   ? io::XdpMode::kDrv
+                      : xmode == "skb" ? io::XdpMode::kSkb
+                                       : io::XdpMode::kAuto;
+  } else {
+    BadFlag("--xdp_mode=" + xmode + ": want auto, drv or skb");
+  }
+  const std::string zc = absl::GetFlag(FLAGS_xdp_zerocopy);
+  if (zc == "auto" || zc == "on" || zc == "off") {
+    c.node.xdp.zerocopy = zc == "on"    ? io::XdpZerocopy::kOn
+                          : zc == "off" ? io::XdpZerocopy::kOff
+                                        : io::XdpZerocopy::kAuto;
+  } else {
+    BadFlag("--xdp_zerocopy=" + zc + ": want auto, on or off");
+  }
+  if (c.node.io == io::IoKind::kXdp && c.node.shards > 1) {
+    // Each shard would need its own queue and XSK (docs/xdp.md, "Limits").
+    BadFlag("--io=xdp runs one shard for now: use --shards=1");
   }
 
   const std::string level = absl::GetFlag(FLAGS_log_level);
