@@ -52,6 +52,15 @@ json StatsJson(const NodeStats& s) {
   t["tx_gso_segments"] = s.transport.tx_gso_segments;
   t["tx_gso_fallbacks"] = s.transport.tx_gso_fallbacks;
   t["rx_gro_batches"] = s.transport.rx_gro_batches;
+  if (s.transport_name == std::string_view("xdp")) {  // io/xdp_transport.h
+    t["xdp_rx_kernel"] = s.transport.xdp_rx_kernel;
+    t["xdp_tx_kernel"] = s.transport.xdp_tx_kernel;
+    t["xdp_tx_staged"] = s.transport.xdp_tx_staged;
+    t["xdp_neigh_misses"] = s.transport.xdp_neigh_misses;
+    t["xdp_rx_dropped"] = s.transport.xdp_rx_dropped;
+    t["xdp_rx_realigned"] = s.transport.xdp_rx_realigned;
+    t["xdp_zerocopy"] = s.transport.xdp_zerocopy;
+  }
   json drops = json::object();
   for (size_t i = 0; i < io::kDropReasonCount; ++i) {
     drops[io::DropName(static_cast<io::Drop>(i))] = s.transport.drops[i];

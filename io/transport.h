@@ -152,6 +152,7 @@ struct TransportStats {
   uint64_t xdp_tx_staged = 0;
   uint64_t xdp_neigh_misses = 0;
   uint64_t xdp_rx_dropped = 0;
+  uint64_t xdp_rx_realigned = 0;  // payloads moved to 8-byte alignment (IPv6, zero-copy)
   bool xdp_zerocopy = false;  // the XSK is bound in zero-copy mode
   std::array<uint64_t, kDropReasonCount> drops{};
 

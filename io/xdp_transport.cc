@@ -43,7 +43,10 @@ namespace {
 
 // In copy mode the kernel writes a received frame XDP_PACKET_HEADROOM (256) bytes into
 // the chunk, so at most this much fits; the program passes longer frames to the kernel.
-constexpr uint32_t kRxFrameCapacity = XdpTransport::kFrameBytes - XDP_PACKET_HEADROOM;
+// Headroom the kernel leaves before a received frame, beyond XDP_PACKET_HEADROOM: 256 + 6
+// + 14 (Ethernet) + 20 (IPv4) + 8 (UDP) = 304, so an IPv4 payload starts 8-byte aligned.
+constexpr uint32_t kRxHeadroom = 6;
+constexpr uint32_t kRxFrameCapacity = XdpTransport::kFrameBytes - XDP_PACKET_HEADROOM - kRxHeadroom;
 constexpr uint32_t kRxBatch = 64;
 constexpr int kMaxRxBatchesPerPoll = 8;
 constexpr size_t kMaxUmemBytes = size_t{1} << 30;
@@ -302,7 +305,7 @@ absl::Status XdpTransport::CreateSocket(const TransportOptions& o) {
     xsk_umem_config ucfg{.fill_size = rx_frames_,
                          .comp_size = Pow2AtLeast(tx_frames_),
                          .frame_size = kFrameBytes,
-                         .frame_headroom = 0,
+                         .frame_headroom = kRxHeadroom,
                          .flags = 0};
     int err = xsk_umem__create(&umem_, umem_area_.data(), umem_area_.size(), &rings_->fill,
                                &rings_->comp, &ucfg);
@@ -642,7 +645,16 @@ void XdpTransport::Deliver(const uint8_t* f, uint32_t len,
     return;
   }
   d.from.port = Load16(udp);
-  d.data = {udp + kUdpBytes, bytes};
+  // The decoder reads FlatBuffers in place and wants the payload 8-byte aligned. The UMEM
+  // headroom (kRxHeadroom) makes IPv4 payloads land aligned; an IPv6 one (20 bytes more
+  // of header) is moved back over its already-read headers inside the frame.
+  auto* payload = const_cast<uint8_t*>(udp + kUdpBytes);
+  if (const size_t mis = reinterpret_cast<uintptr_t>(payload) & 7; mis != 0) {
+    std::memmove(payload - mis, payload, bytes);
+    payload -= mis;
+    ++stats_.xdp_rx_realigned;
+  }
+  d.data = {payload, bytes};
   ++stats_.rx_packets;
   stats_.rx_bytes += bytes;
   on_datagram(d);
