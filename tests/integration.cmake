@@ -52,6 +52,20 @@ if(TARGET scuttled)
   if(TARGET scuttlectl)
     scuttle_itest(scuttlectl      scuttlectl_test.py 90 --ctl $<TARGET_FILE:scuttlectl>)
   endif()
+  # --io=xdp (docs/xdp.md): 3 nodes in namespaces s19-<pid>-*; root only (77 = skipped).
+  foreach(xcase mixed all_drv all_skb)
+    string(REGEX REPLACE "_.*" "" xc ${xcase})
+    if(xcase MATCHES "_(drv|skb)$")
+      set(xmode ${CMAKE_MATCH_1})
+    else()
+      set(xmode auto)
+    endif()
+    add_test(NAME integration.xdp.${xcase}
+      COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/xdp_cluster_test.py --bin $<TARGET_FILE:scuttled>
+              --case ${xc} --xdp_mode ${xmode})
+    set_tests_properties(integration.xdp.${xcase} PROPERTIES TIMEOUT 90
+      LABELS "integration;xdp" SKIP_RETURN_CODE 77)
+  endforeach()
   # The seed-001 strategy flags: transport-independent, so one transport only.
   add_test(NAME integration.modes
     COMMAND ${SCUTTLE_PY} ${SCUTTLE_ITEST_DIR}/modes_test.py --bin $<TARGET_FILE:scuttled> --io epoll)
