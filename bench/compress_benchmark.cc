@@ -183,7 +183,7 @@ void Args(benchmark::internal::Benchmark* b) {
   b->ArgNames({"kind", "bytes", "level"});
   for (int kind : {kJson, kRandom, kCounters}) {
     for (int64_t size : {int64_t{1400}, int64_t{65507}}) {
-      for (int level : {1, 3}) b->Args({kind, size, level});
+      for (int level : {-1, 1, 3}) b->Args({kind, size, level});
     }
   }
 }

@@ -85,7 +85,9 @@ Engine::Engine(EngineConfig config, PacketSink* sink, EventSink* events)
   // the low 32 bits of sender_id (wire/seal.h).
   seal_counter_ = rng_() >> 2;
   if (config_.compression.mode == wire::Compression::kZstd) {
-    config_.compression.level = std::clamp(config_.compression.level, 1, wire::kMaxZstdLevel);
+    int& level = config_.compression.level;
+    if (level == 0) level = wire::kDefaultZstdLevel;
+    level = std::clamp(level, wire::kMinZstdLevel, wire::kMaxZstdLevel);
     compressor_ = std::make_unique<wire::Compressor>(config_.compression.level,
                                                      wire::kMaxUdpPayloadBytes);
     inflate_buf_.resize(wire::kMaxUdpPayloadBytes + 64);

@@ -122,7 +122,8 @@ inline constexpr int kMaxDatagramsPerReply = 64;
 // build does (`bad_flags`), so mixed clusters need nothing else.
 struct CompressionConfig {
   wire::Compression mode = wire::Compression::kNone;
-  int level = wire::kDefaultZstdLevel;  // 1..wire::kMaxZstdLevel
+  // 1..wire::kMaxZstdLevel, or a fast level wire::kMinZstdLevel..-1 (0: the default).
+  int level = wire::kDefaultZstdLevel;
   // Bound of the peer addresses remembered as able to decompress.
   size_t max_peers = 16384;
 };

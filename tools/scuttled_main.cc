@@ -171,7 +171,8 @@ ABSL_FLAG(std::string, compression, "none",
           "none | zstd: compress datagram payloads with zstd toward peers that advertise it "
           "(negotiated per peer, so mixed clusters work; sent plain when it saves nothing)");
 ABSL_FLAG(int32_t, compression_level, 1,
-          "zstd level for --compression=zstd, 1 (fastest) .. 19");
+          "zstd level for --compression=zstd: 1 .. 19, or a fast level -7 .. -1 (cheaper on "
+          "small datagrams, literals left uncompressed)");
 ABSL_FLAG(std::string, admin_token_file, "",
           "A 0600 file holding the admin API bearer token; every request must then carry "
           "Authorization: Bearer <token>");
@@ -566,8 +567,9 @@ Config ReadFlags() {
     BadFlag(absl::StrCat("--compression: ", co.status().message()));
   }
   e.compression.level = CheckRange<int32_t>("compression_level",
-                                            absl::GetFlag(FLAGS_compression_level), 1,
-                                            wire::kMaxZstdLevel);
+                                            absl::GetFlag(FLAGS_compression_level),
+                                            wire::kMinZstdLevel, wire::kMaxZstdLevel);
+  if (e.compression.level == 0) BadFlag("--compression_level=0: want -7..-1 or 1..19");
 
   const std::string admin = absl::GetFlag(FLAGS_admin_addr);
   if (!admin.empty()) {  // empty: no admin API (embedded use, tests)

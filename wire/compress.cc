@@ -35,7 +35,7 @@ struct Compressor::Contexts {
 
 Compressor::Compressor(int level, size_t max_datagram_bytes)
     : level_(level), max_datagram_bytes_(max_datagram_bytes), ctx_(std::make_unique<Contexts>()) {
-  assert(level >= 1 && level <= kMaxZstdLevel);
+  assert(ValidZstdLevel(level));
   assert(max_datagram_bytes > kHeaderBytes);
   // Parameters for the largest payload: zstd picks smaller tables for smaller inputs, so
   // this workspace serves every datagram.

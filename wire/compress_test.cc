@@ -82,6 +82,29 @@ TEST(Compress, RoundTripKeepsHeaderAndSetsFlag) {
   }
 }
 
+// A fast (negative) level is a sender-side choice: any receiver decompresses its frames,
+// whatever level the receiver itself sends with.
+TEST(Compress, FastLevelsRoundTripThroughAnyReceiver) {
+  EXPECT_FALSE(ValidZstdLevel(0));
+  EXPECT_FALSE(ValidZstdLevel(kMinZstdLevel - 1));
+  EXPECT_FALSE(ValidZstdLevel(kMaxZstdLevel + 1));
+  Compressor receiver(kDefaultZstdLevel, kBound);
+  for (int level : {-1, -3, kMinZstdLevel}) {
+    Compressor sender(level, kBound);
+    for (size_t n : {size_t{1000}, size_t{65000}}) {
+      const std::vector<uint8_t> plain = Datagram(Json(n));
+      std::vector<uint8_t> d = plain;
+      const size_t len = sender.CompressInPlace(d, d.size());
+      ASSERT_LT(len, plain.size()) << level << " " << n;
+      d.resize(len);
+      std::vector<uint8_t> back;
+      DecompressError err;
+      ASSERT_TRUE(Inflate(receiver, d, &back, &err)) << level << " " << n;
+      EXPECT_EQ(back, plain) << level << " " << n;
+    }
+  }
+}
+
 TEST(Compress, IncompressibleAndTinyPayloadsStayPlain) {
   Compressor c(3, kBound);
   std::string random(1400, '\0');
@@ -167,7 +190,7 @@ TEST(Compress, BombsAndUnsizedFramesAreRefused) {
 }
 
 TEST(Compress, EveryLevelFitsItsWorkspace) {
-  for (int level = 1; level <= kMaxZstdLevel; level += 3) {
+  for (int level : {kMinZstdLevel, -3, -1, 1, 4, 7, 10, 13, 16, kMaxZstdLevel}) {
     Compressor c(level, kBound);
     std::vector<uint8_t> d = Datagram(Json(kBound - kHeaderBytes));
     EXPECT_LT(c.CompressInPlace(d, d.size()), d.size()) << level;
