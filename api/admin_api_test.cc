@@ -295,7 +295,8 @@ TEST_F(AdminApiTest, MetricsAreValidExpositionWithEveryFamily) {
                              "scuttle_config_changes_total",
                              "scuttle_event_loop_iteration_seconds",
                              "scuttle_watchers",
-                             "scuttle_watch_overflows_total"}) {
+                             "scuttle_watch_overflows_total",
+                             "scuttle_bad_shard_count_received_total"}) {
     EXPECT_TRUE(ex.types.count(family)) << family;
   }
   for (const auto& [family, type] : ex.types) {
@@ -304,6 +305,31 @@ TEST_F(AdminApiTest, MetricsAreValidExpositionWithEveryFamily) {
   }
   ExpectError(Call("POST", "/metrics", "x"), 405, "method_not_allowed");
   ExpectError(Call("GET", "/metrics?x=1"), 400, "bad_request");
+}
+
+// A peer running another shard count refuses us with BadCluster (docs/shards.md): the
+// refusal is counted in /v1/debug/stats and /metrics, and nothing is learned.
+TEST_F(AdminApiTest, BadShardCountReceivedIsExported) {
+  auto p = Node::Start(Options("beta"));  // one shard
+  ASSERT_TRUE(p.ok()) << p.status();
+  peer_ = std::move(*p);
+  NodeOptions n = Options("alpha", {peer_->gossip_endpoint().ToString()});
+  n.engine.shard = 0;
+  n.engine.shard_count = 2;  // shard 0 of a two-shard node
+  Start({}, std::move(n));
+  ASSERT_TRUE(Eventually([&] {
+    auto [status, j] = Call("GET", "/v1/debug/stats");
+    return status == 200 && j["engine"]["bad_shard_count_received"].get<uint64_t>() > 0;
+  }));
+  auto [status, j] = Call("GET", "/v1/debug/stats");
+  const uint64_t json_count = j["engine"]["bad_shard_count_received"].get<uint64_t>();
+  EXPECT_LE(json_count, j["engine"]["bad_cluster_received"].get<uint64_t>());
+  testing::Exposition ex;
+  ASSERT_EQ(testing::CheckExposition(Metrics(), &ex), "");
+  EXPECT_GE(ex.Get("scuttle_bad_shard_count_received_total"), static_cast<double>(json_count));
+  const size_t mismatch = static_cast<size_t>(EngineDrop::kShardCountMismatch);
+  EXPECT_GT(peer_->Stats()->engine.engine_drops[mismatch], 0u);
+  EXPECT_EQ(ex.Get("scuttle_members", {{"state", "alive"}}), 1);  // only itself
 }
 
 // ---- /v1/config -------------------------------------------------------------------------------

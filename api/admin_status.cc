@@ -116,6 +116,7 @@ json StatsJson(const NodeStats& s) {
   e["entries_skipped"] = s.apply.entries_skipped;
   e["generations_replaced"] = s.apply.generations_replaced;
   e["bad_cluster_received"] = s.engine.bad_cluster_received;
+  e["bad_shard_count_received"] = s.engine.bad_shard_count_received;
   e["gc_runs"] = s.engine.gc_runs;
   e["tombstones_gced"] = s.engine.tombstones_gced;
   e["keys_expired"] = s.engine.keys_expired;

@@ -81,54 +81,85 @@ std::string MetricsWriter::FormatValue(double v) {
 void MetricsWriter::Family(std::string_view name, MetricType type, std::string_view help) {
   assert(ValidMetricName(name));
   assert(type != MetricType::kCounter || name.ends_with("_total"));
-  [[maybe_unused]] const bool inserted = declared_.emplace(name).second;
-  assert(inserted && "metric family declared twice");
-  family_ = std::string(name);
-  type_ = type;
-  out_ += "# HELP ";
-  out_ += name;
-  out_ += ' ';
-  out_ += EscapeHelp(help);
-  out_ += "\n# TYPE ";
-  out_ += name;
-  out_ += ' ';
-  out_ += TypeName(type);
-  out_ += '\n';
+  if (auto it = index_.find(name); it != index_.end()) {
+    current_ = &blocks_[it->second];
+    assert(current_->type == type && current_->help == help &&
+           "metric family declared again with another type or help");
+  } else {
+    index_.emplace(std::string(name), blocks_.size());
+    Block b{std::string(name), type, std::string(help), {}};
+    b.text += "# HELP ";
+    b.text += name;
+    b.text += ' ';
+    b.text += EscapeHelp(help);
+    b.text += "\n# TYPE ";
+    b.text += name;
+    b.text += ' ';
+    b.text += TypeName(type);
+    b.text += '\n';
+    blocks_.push_back(std::move(b));
+    current_ = &blocks_.back();
+  }
+  has_label_ = next_has_label_;
+  label_name_ = next_label_name_;
+  label_value_ = next_label_value_;
+}
+
+void MetricsWriter::SetSeriesLabel(std::string_view name, std::string_view value) {
+  assert(ValidLabelName(name));
+  next_has_label_ = true;
+  next_label_name_ = std::string(name);
+  next_label_value_ = std::string(value);
+}
+
+void MetricsWriter::ClearSeriesLabel() { next_has_label_ = false; }
+
+std::string MetricsWriter::text() const {
+  size_t n = 0;
+  for (const Block& b : blocks_) n += b.text.size();
+  std::string out;
+  out.reserve(n);
+  for (const Block& b : blocks_) out += b.text;
+  return out;
 }
 
 void MetricsWriter::Series(std::string_view suffix, std::initializer_list<MetricLabel> labels,
                            const MetricLabel* extra, std::string_view value) {
-  out_ += family_;
-  out_ += suffix;
-  if (labels.size() > 0 || extra != nullptr) {
-    out_ += '{';
+  assert(current_ != nullptr);
+  std::string& out = current_->text;
+  out += current_->name;
+  out += suffix;
+  if (has_label_ || labels.size() > 0 || extra != nullptr) {
+    out += '{';
     bool first = true;
-    auto put = [&](const MetricLabel& l) {
-      assert(ValidLabelName(l.name));
-      if (!first) out_ += ',';
+    auto put = [&](std::string_view name, std::string_view v) {
+      assert(ValidLabelName(name));
+      if (!first) out += ',';
       first = false;
-      out_ += l.name;
-      out_ += "=\"";
-      out_ += EscapeLabelValue(l.value);
-      out_ += '"';
+      out += name;
+      out += "=\"";
+      out += EscapeLabelValue(v);
+      out += '"';
     };
-    for (const MetricLabel& l : labels) put(l);
-    if (extra != nullptr) put(*extra);
-    out_ += '}';
+    if (has_label_) put(label_name_, label_value_);
+    for (const MetricLabel& l : labels) put(l.name, l.value);
+    if (extra != nullptr) put(extra->name, extra->value);
+    out += '}';
   }
-  out_ += ' ';
-  out_ += value;
-  out_ += '\n';
+  out += ' ';
+  out += value;
+  out += '\n';
 }
 
 void MetricsWriter::SampleText(const std::string& value,
                                std::initializer_list<MetricLabel> labels) {
-  assert(!family_.empty() && (type_ == MetricType::kCounter || type_ == MetricType::kGauge));
+  assert(current_ != nullptr &&
+         (current_->type == MetricType::kCounter || current_->type == MetricType::kGauge));
   Series("", labels, nullptr, value);
 }
 
 void MetricsWriter::Observe(const Histogram& h, std::initializer_list<MetricLabel> labels) {
-  assert(type_ == MetricType::kHistogram);
+  assert(current_ != nullptr && current_->type == MetricType::kHistogram);
   assert(h.counts.size() == h.bounds.size() + 1);
   uint64_t cumulative = 0;
   for (size_t i = 0; i <= h.bounds.size(); ++i) {
@@ -142,7 +173,7 @@ void MetricsWriter::Observe(const Histogram& h, std::initializer_list<MetricLabe
 }
 
 void MetricsWriter::Summary(double sum, uint64_t count, std::initializer_list<MetricLabel> labels) {
-  assert(type_ == MetricType::kSummary);
+  assert(current_ != nullptr && current_->type == MetricType::kSummary);
   Series("_sum", labels, nullptr, FormatValue(sum));
   Series("_count", labels, nullptr, std::to_string(count));
 }

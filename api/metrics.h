@@ -8,17 +8,26 @@
 //
 // Contract (checked with assertions; the names are ours, never remote input): family
 // names match [a-zA-Z_:][a-zA-Z0-9_:]*, counters end in _total, label names match
-// [a-zA-Z_][a-zA-Z0-9_]* and do not start with "__", each family is declared once and its
-// samples follow its declaration. Label values may be any bytes (escaped here).
+// [a-zA-Z_][a-zA-Z0-9_]* and do not start with "__". Label values may be any bytes
+// (escaped here).
+//
+// A family may be declared again with the same type and help to add more series (one pass
+// per engine shard, say): the output keeps one HELP/TYPE per family, families in the order
+// first declared, each family's series in the order written. SetSeriesLabel puts a label
+// (e.g. shard="1") first on every series of the families declared after it:
+//
+//   for (s : shards) { w.SetSeriesLabel("shard", s); w.Family("x_total", ...); w.Sample(..); }
+//   w.ClearSeriesLabel();
 #ifndef SCUTTLE_API_METRICS_H_
 #define SCUTTLE_API_METRICS_H_
 
 #include <cstdint>
 #include <initializer_list>
-#include <set>
+#include <map>
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <vector>
 
 #include "node/node_histogram.h"
 
@@ -33,8 +42,12 @@ struct MetricLabel {
 
 class MetricsWriter {
  public:
-  // Writes the HELP and TYPE lines. REQUIRES: `name` not declared before.
+  // Starts (or, declared before with the same type and help, continues) a family; its
+  // series carry the series label set now, if any.
   void Family(std::string_view name, MetricType type, std::string_view help);
+  // A label written first on every series of the families declared from now on.
+  void SetSeriesLabel(std::string_view name, std::string_view value);
+  void ClearSeriesLabel();
   // One sample of the current counter or gauge family. Integers are written exactly.
   template <typename T>
   requires std::is_arithmetic_v<T>
@@ -61,8 +74,9 @@ class MetricsWriter {
   // The _sum and _count series of a summary family (no quantiles).
   void Summary(double sum, uint64_t count, std::initializer_list<MetricLabel> labels = {});
 
-  const std::string& text() const { return out_; }
-  std::string Take() { return std::move(out_); }
+  // The exposition text so far.
+  std::string text() const;
+  std::string Take() { return text(); }
 
   // Escapes a label value: backslash, double quote and newline.
   static std::string EscapeLabelValue(std::string_view v);
@@ -78,10 +92,19 @@ class MetricsWriter {
   void Series(std::string_view suffix, std::initializer_list<MetricLabel> labels,
               const MetricLabel* extra, std::string_view value);
 
-  std::string out_;
-  std::string family_;
-  MetricType type_ = MetricType::kGauge;
-  std::set<std::string, std::less<>> declared_;
+  struct Block {
+    std::string name;
+    MetricType type;
+    std::string help;
+    std::string text;  // HELP, TYPE, then the series
+  };
+  std::vector<Block> blocks_;                         // in first-declaration order
+  std::map<std::string, size_t, std::less<>> index_;  // family name -> blocks_ index
+  Block* current_ = nullptr;
+  bool has_label_ = false;  // the label of the current family's series
+  std::string label_name_, label_value_;
+  bool next_has_label_ = false;  // set by SetSeriesLabel, taken by Family
+  std::string next_label_name_, next_label_value_;
 };
 
 }  // namespace scuttle

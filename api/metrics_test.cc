@@ -5,8 +5,8 @@
 #include <cmath>
 #include <string>
 
-#include "gtest/gtest.h"
 #include "api/exposition_check.h"
+#include "gtest/gtest.h"
 
 namespace scuttle {
 namespace {
@@ -85,6 +85,28 @@ TEST(MetricsWriterTest, SummaryWithoutQuantiles) {
   w.Summary(1.5, 10);
   EXPECT_EQ(CheckExposition(w.text(), nullptr), "");
   EXPECT_NE(w.text().find("scuttle_event_loop_iteration_seconds_count 10\n"), std::string::npos);
+}
+
+TEST(MetricsWriterTest, FamilyDeclaredAgainAppendsToItsBlock) {
+  MetricsWriter w;
+  for (const char* shard : {"0", "1"}) {
+    w.SetSeriesLabel("shard", shard);
+    w.Family("a_total", MetricType::kCounter, "A.");
+    w.Sample(1, {{"k", "v"}});
+    w.ClearSeriesLabel();
+    w.Family("b", MetricType::kGauge, "B.");
+    w.Sample(2, {{"shard_of", shard}});
+  }
+  EXPECT_EQ(w.text(),
+            "# HELP a_total A.\n"
+            "# TYPE a_total counter\n"
+            "a_total{shard=\"0\",k=\"v\"} 1\n"
+            "a_total{shard=\"1\",k=\"v\"} 1\n"
+            "# HELP b B.\n"
+            "# TYPE b gauge\n"
+            "b{shard_of=\"0\"} 2\n"
+            "b{shard_of=\"1\"} 2\n");
+  EXPECT_EQ(CheckExposition(w.text(), nullptr), "");
 }
 
 TEST(MetricsWriterTest, NameRules) {

@@ -21,9 +21,26 @@ void ByLabel(MetricsWriter& w, const char* label, const uint64_t (&values)[N], N
   for (size_t i = first; i < N; ++i) w.Sample(values[i], {{label, name(i)}});
 }
 
+// One rendering pass per shard writes that shard's per-engine families, labelled shard="s"
+// when the node runs more than one shard; shard 0's pass also writes the node-wide ones
+// (membership, decided on shard 0; the admin server's own; live config), unlabelled. A
+// single-shard node's one pass therefore writes exactly the families in their usual order.
+struct Pass {
+  bool node = true;         // write the node-wide families too
+  std::string shard_label;  // empty: no shard label
+
+  // Call before declaring node-wide families: their series carry no shard label.
+  void NodeWide(MetricsWriter& w) const { w.ClearSeriesLabel(); }
+  // Call before declaring per-shard families.
+  void PerShard(MetricsWriter& w) const {
+    if (!shard_label.empty()) w.SetSeriesLabel("shard", shard_label);
+  }
+};
+
 const char* Msg(size_t i) { return wire::MessageTypeName(static_cast<wire::MessageType>(i)); }
 
-void TrafficMetrics(MetricsWriter& w, const NodeStats& s) {
+void TrafficMetrics(MetricsWriter& w, const NodeStats& s, const Pass& p) {  // per shard
+  p.PerShard(w);
   // Message type 0 is "none": never sent or accepted, so not a series.
   w.Family("scuttle_received_packets_total", kCounter,
            "Datagrams the engine accepted, by message type.");
@@ -87,9 +104,12 @@ void TrafficMetrics(MetricsWriter& w, const NodeStats& s) {
            "decompressed (stage=plain).");
   w.Sample(cmp.wire_bytes_in, {{"stage", "wire"}});
   w.Sample(cmp.plain_bytes_in, {{"stage", "plain"}});
-  w.Counter("scuttle_bad_cluster_received_total",
-            "BadCluster answers received (a peer of another cluster id).",
-            s.engine.bad_cluster_received);
+  w.Family("scuttle_bad_cluster_received_total", kCounter,
+           "BadCluster answers received (a peer of another cluster id).");
+  w.Sample(s.engine.bad_cluster_received);
+  w.Family("scuttle_bad_shard_count_received_total", kCounter,
+           "BadCluster answers received from a peer running another shard count.");
+  w.Sample(s.engine.bad_shard_count_received);
   w.Family("scuttle_handshake_duration_seconds", MetricType::kHistogram,
            "Handshake latency: our Syn sent to the SynAck from that address accepted.");
   w.Observe(s.handshake_seconds);
@@ -98,7 +118,8 @@ void TrafficMetrics(MetricsWriter& w, const NodeStats& s) {
             s.handshakes_unmatched);
 }
 
-void DeltaMetrics(MetricsWriter& w, const NodeStats& s) {
+void DeltaMetrics(MetricsWriter& w, const NodeStats& s, const Pass& p) {  // per shard
+  p.PerShard(w);
   w.Family("scuttle_delta_parts_applied_total", kCounter,
            "Received delta parts (one per owner node), by outcome of applying them.");
   ByLabel(w, "outcome", s.apply.parts,
@@ -123,14 +144,18 @@ void DeltaMetrics(MetricsWriter& w, const NodeStats& s) {
             "Replicas discarded and refilled by a reset from a peer.", s.resets);
 }
 
-void StateMetrics(MetricsWriter& w, const NodeStats& s) {
-  w.Family("scuttle_members", kGauge, "Known members by state, this node included.");
-  for (size_t i = 0; i < 4; ++i) {
-    w.Sample(s.members_by_state[i], {{"state", MemberStateName(static_cast<MemberState>(i))}});
+void StateMetrics(MetricsWriter& w, const NodeStats& s, const Pass& p) {
+  if (p.node) {
+    p.NodeWide(w);
+    w.Family("scuttle_members", kGauge, "Known members by state, this node included.");
+    for (size_t i = 0; i < 4; ++i) {
+      w.Sample(s.members_by_state[i], {{"state", MemberStateName(static_cast<MemberState>(i))}});
+    }
+    w.Family("scuttle_forgotten_members", kGauge,
+             "Forgotten node generations remembered (so stale gossip does not revive them).");
+    w.Sample(s.forgotten_remembered);
   }
-  w.Gauge("scuttle_forgotten_members",
-          "Forgotten node generations remembered (so stale gossip does not revive them).",
-          s.forgotten_remembered);
+  p.PerShard(w);
   w.Family("scuttle_keys", kGauge, "Live keys: this node's own (local) and replicas of others.");
   w.Sample(s.keys_local, {{"owner", "local"}});
   w.Sample(s.keys_replicated, {{"owner", "replicated"}});
@@ -151,14 +176,20 @@ void StateMetrics(MetricsWriter& w, const NodeStats& s) {
   for (size_t i = 0; i < 3; ++i) {
     w.Sample(s.key_events_by_type[i], {{"event", KeyEventName(static_cast<KeyEvent>(i))}});
   }
-  w.Family("scuttle_member_events_total", kCounter, "Membership events.");
-  for (size_t i = 0; i < 7; ++i) {
-    w.Sample(s.member_events_by_type[i], {{"event", MemberEventName(static_cast<MemberEvent>(i))}});
+  if (p.node) {
+    p.NodeWide(w);
+    w.Family("scuttle_member_events_total", kCounter, "Membership events.");
+    for (size_t i = 0; i < 7; ++i) {
+      w.Sample(s.member_events_by_type[i],
+               {{"event", MemberEventName(static_cast<MemberEvent>(i))}});
+    }
   }
 }
 
-void EpidemicMetrics(MetricsWriter& w, const NodeStats& s) {
-  w.Counter("scuttle_gossip_rounds_total", "Gossip rounds run.", s.gossip_rounds);
+void EpidemicMetrics(MetricsWriter& w, const NodeStats& s, const Pass& p) {  // per shard
+  p.PerShard(w);
+  w.Family("scuttle_gossip_rounds_total", kCounter, "Gossip rounds run.");
+  w.Sample(s.gossip_rounds);
   w.Family("scuttle_gossip_round_duration_seconds", MetricType::kHistogram,
            "Time one gossip round (Engine::OnTick) took on the event loop.");
   w.Observe(s.round_seconds);
@@ -199,7 +230,8 @@ Histogram LoopHistogram(const io::EventLoopStats& loop) {
   return h;
 }
 
-void RuntimeMetrics(MetricsWriter& w, const NodeStats& s, const AdminMetrics& a) {
+void RuntimeMetrics(MetricsWriter& w, const NodeStats& s, const AdminMetrics& a, const Pass& p) {
+  p.PerShard(w);
   w.Family("scuttle_transport_info", kGauge, "The transport in use (value 1).");
   w.Sample(1, {{"name", s.transport_name}});
   w.Counter("scuttle_transport_received_packets_total", "Datagrams received.",
@@ -228,52 +260,91 @@ void RuntimeMetrics(MetricsWriter& w, const NodeStats& s, const AdminMetrics& a)
   w.Family("scuttle_event_loop_iteration_seconds", MetricType::kHistogram,
            "Busy time per event-loop iteration (work, not waiting).");
   w.Observe(LoopHistogram(s.loop));
-  w.Gauge("scuttle_event_loop_iteration_max_seconds", "Longest event-loop iteration since start.",
-          static_cast<double>(s.loop.iteration_us_max) * 1e-6);
-  w.Counter("scuttle_event_loop_commands_total", "Commands posted to the loop (API calls) and run.",
-            s.loop.commands_run);
-  w.Counter("scuttle_event_loop_timers_fired_total", "Loop timers fired.", s.loop.timers_fired);
-  w.Counter("scuttle_seed_resolutions_total", "Seed list resolutions (getaddrinfo).",
-            s.seed_resolutions);
-  w.Counter("scuttle_seed_resolve_failures_total", "Seeds that failed to resolve.",
-            s.seed_resolve_failures);
-  w.Family("scuttle_config_changes_total", kCounter,
-           "Live configuration changes (PATCH /v1/config), by field.");
-  for (const char* f : kLiveConfigFields) {
-    auto it = s.config_changes.find(f);
-    w.Sample(it == s.config_changes.end() ? uint64_t{0} : it->second, {{"field", f}});
+  w.Family("scuttle_event_loop_iteration_max_seconds", kGauge,
+           "Longest event-loop iteration since start.");
+  w.Sample(static_cast<double>(s.loop.iteration_us_max) * 1e-6);
+  w.Family("scuttle_event_loop_commands_total", kCounter,
+           "Commands posted to the loop (API calls) and run.");
+  w.Sample(s.loop.commands_run);
+  w.Family("scuttle_event_loop_timers_fired_total", kCounter, "Loop timers fired.");
+  w.Sample(s.loop.timers_fired);
+  w.Family("scuttle_seed_resolutions_total", kCounter, "Seed list resolutions (getaddrinfo).");
+  w.Sample(s.seed_resolutions);
+  w.Family("scuttle_seed_resolve_failures_total", kCounter, "Seeds that failed to resolve.");
+  w.Sample(s.seed_resolve_failures);
+  if (p.node) {
+    p.NodeWide(w);
+    w.Family("scuttle_config_changes_total", kCounter,
+             "Live configuration changes (PATCH /v1/config), by field.");
+    for (const char* f : kLiveConfigFields) {
+      auto it = s.config_changes.find(f);
+      w.Sample(it == s.config_changes.end() ? uint64_t{0} : it->second, {{"field", f}});
+    }
   }
-  w.Gauge("scuttle_watch_log_events", "Events retained for watchers to resume from.",
-          s.watch.events);
-  w.Gauge("scuttle_watch_log_bytes", "Memory of the retained watch events.", s.watch.bytes);
-  w.Gauge("scuttle_watch_log_sequence", "Sequence number of the newest watch event.",
-          s.watch.last_seq);
-  w.Counter("scuttle_watch_log_evicted_total", "Watch events evicted by the log bounds.",
-            s.watch.evicted);
-  w.Gauge("scuttle_watchers", "Open /v1/watch streams.", a.watchers);
-  w.Counter("scuttle_watch_rejected_total", "Watch requests refused (503) past the limit.",
-            a.watch_rejected);
-  w.Family("scuttle_watch_overflows_total", kCounter,
-           "Overflow events: a watcher (stream or subscription) fell behind and must resync.");
-  w.Sample(a.watch_overflows, {{"reader", "http"}});
+  p.PerShard(w);
+  w.Family("scuttle_watch_log_events", kGauge, "Events retained for watchers to resume from.");
+  w.Sample(s.watch.events);
+  w.Family("scuttle_watch_log_bytes", kGauge, "Memory of the retained watch events.");
+  w.Sample(s.watch.bytes);
+  w.Family("scuttle_watch_log_sequence", kGauge, "Sequence number of the newest watch event.");
+  w.Sample(s.watch.last_seq);
+  w.Family("scuttle_watch_log_evicted_total", kCounter, "Watch events evicted by the log bounds.");
+  w.Sample(s.watch.evicted);
+  // The admin server's own: once per node, never per shard.
+  if (p.node) {
+    p.NodeWide(w);
+    w.Family("scuttle_watchers", kGauge, "Open /v1/watch streams.");
+    w.Sample(a.watchers);
+    w.Family("scuttle_watch_rejected_total", kCounter,
+             "Watch requests refused (503) past the limit.");
+    w.Sample(a.watch_rejected);
+  }
+  constexpr const char* kOverflowHelp =
+      "Overflow events: a watcher (stream or subscription) fell behind and must resync.";
+  if (p.node) {
+    p.NodeWide(w);
+    w.Family("scuttle_watch_overflows_total", kCounter, kOverflowHelp);
+    w.Sample(a.watch_overflows, {{"reader", "http"}});
+  }
+  p.PerShard(w);
+  w.Family("scuttle_watch_overflows_total", kCounter, kOverflowHelp);
   w.Sample(s.subscription_overflows, {{"reader", "subscription"}});
-  w.Counter("scuttle_watch_events_sent_total", "Events written to /v1/watch streams.",
-            a.watch_events_sent);
+  if (p.node) {
+    p.NodeWide(w);
+    w.Family("scuttle_watch_events_sent_total", kCounter, "Events written to /v1/watch streams.");
+    w.Sample(a.watch_events_sent);
+  }
 }
 
 }  // namespace
 
 std::string RenderMetrics(const std::string& node_name, Generation generation,
                           const NodeStats& stats, const AdminMetrics& admin) {
+  return RenderMetrics(node_name, generation, std::span<const NodeStats>(&stats, 1), admin);
+}
+
+std::string RenderMetrics(const std::string& node_name, Generation generation,
+                          std::span<const NodeStats> shards, const AdminMetrics& admin) {
   MetricsWriter w;
   w.Family("scuttle_node_info", kGauge, "This node (value 1).");
   w.Sample(1, {{"name", node_name}});
-  w.Gauge("scuttle_node_generation", "This node's generation (microseconds at start).", generation);
-  TrafficMetrics(w, stats);
-  DeltaMetrics(w, stats);
-  StateMetrics(w, stats);
-  EpidemicMetrics(w, stats);
-  RuntimeMetrics(w, stats, admin);
+  w.Family("scuttle_node_generation", kGauge, "This node's generation (microseconds at start).");
+  w.Sample(generation);
+  if (shards.empty()) return w.Take();
+  // Pass 0 writes shard 0's series and the node-wide families, in the single-shard order;
+  // the passes of shards 1.. append their series to the families pass 0 declared.
+  for (size_t i = 0; i < shards.size(); ++i) {
+    Pass p;
+    p.node = i == 0;
+    if (shards.size() > 1) p.shard_label = std::to_string(i);
+    const NodeStats& s = shards[i];
+    TrafficMetrics(w, s, p);
+    DeltaMetrics(w, s, p);
+    StateMetrics(w, s, p);
+    EpidemicMetrics(w, s, p);
+    RuntimeMetrics(w, s, admin, p);
+    w.ClearSeriesLabel();
+  }
   return w.Take();
 }
 

@@ -5,6 +5,7 @@
 #define SCUTTLE_API_NODE_METRICS_H_
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "node/node.h"
@@ -21,6 +22,16 @@ struct AdminMetrics {
 
 std::string RenderMetrics(const std::string& node_name, Generation generation,
                           const NodeStats& stats, const AdminMetrics& admin);
+
+// A node running several engine shards (`--shards N`): `shards[s]` is shard s's stats
+// (its engine, transport, loop, watch log). Per-engine families get one series per shard
+// with a `shard="s"` label first; node-wide families are written once without it: the
+// membership families (scuttle_members, scuttle_forgotten_members,
+// scuttle_member_events_total) from shards[0], where membership is decided, and the admin
+// server's own and live-config families. With one shard the text is exactly the
+// single-stats overload's: no shard label anywhere.
+std::string RenderMetrics(const std::string& node_name, Generation generation,
+                          std::span<const NodeStats> shards, const AdminMetrics& admin);
 
 }  // namespace scuttle
 
