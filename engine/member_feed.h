@@ -9,6 +9,12 @@
 // mentions, so a reader that fell behind is repaired by a full re-publication
 // (MemberPublisher::Collect with full = true), not by replaying history.
 //
+// A full publication is bracketed by a begin and an end record carrying its number and,
+// on the end record, how many records it holds. A reader that saw all of it (begin, that
+// many records, end) drops every node it holds from shard 0 that the publication did not
+// list: shard 0 forgot it while the reader was behind, and the forgotten record was lost
+// with the overrun. A reader that missed part of it drops nothing (and asks again).
+//
 // Records are fixed-size and trivially copyable so a lock-free single-writer channel can
 // carry them between threads (io/broadcast_ring.h); the simulator hands them over directly.
 #ifndef SCUTTLE_ENGINE_MEMBER_FEED_H_
@@ -32,15 +38,23 @@ class Cluster;
 class NodeState;
 
 struct MemberRecord {
+  enum class Mark : uint8_t {
+    kNone,       // a node's state (or its forgetting)
+    kFullBegin,  // a full publication starts: `generation` = its number
+    kFullEnd,    // it ends: `generation` = its number, `count` = records between the marks
+  };
   Generation generation = 0;
   MemberState state = MemberState::kAlive;
   bool forgotten = false;  // shard 0 forgot every generation <= `generation`
   uint8_t name_len = 0;
   char name[wire::kMaxNameBytes] = {};
+  Mark mark = Mark::kNone;
+  uint32_t count = 0;
 
   // REQUIRES: name.size() <= wire::kMaxNameBytes (node names are validated on entry).
   static MemberRecord Make(std::string_view name, Generation generation, MemberState state,
                            bool forgotten);
+  static MemberRecord Marker(Mark mark, uint64_t publication, uint32_t count);
   std::string_view Name() const { return {name, name_len}; }
 };
 static_assert(std::is_trivially_copyable_v<MemberRecord>);
@@ -51,9 +65,11 @@ class MemberPublisher {
  public:
   // Appends a record for every node (self excluded) whose (generation, state) differs from
   // what was last published, and a forgotten record for every published node that is no
-  // longer in `cluster`. With `full`, a record for every node (a reader's resync). O(nodes).
+  // longer in `cluster`. With `full`, a record for every node (a reader's resync) between
+  // a kFullBegin and a kFullEnd marker. O(nodes).
   void Collect(const Cluster& cluster, bool full, std::vector<MemberRecord>* out);
   size_t published() const { return published_.size(); }
+  uint64_t full_publications() const { return full_publications_; }
 
  private:
   struct Published {
@@ -63,6 +79,7 @@ class MemberPublisher {
   };
   absl::flat_hash_map<std::string, Published> published_;
   uint64_t pass_ = 0;
+  uint64_t full_publications_ = 0;
 };
 
 // A shard's side: the latest published state per node, and the rule that maps it onto the
@@ -76,6 +93,9 @@ class MemberView {
   // Records one published state and applies it to `cluster` at once. A forgotten record
   // forgets the node here too (Cluster::Forget until now + remember_us). Records about
   // more than max_names distinct nodes are ignored (the writer is bounded the same way).
+  // The end of a complete full publication forgets every node of the view it did not list
+  // (a forgetting this reader missed); an incomplete one (a record missing, or its begin)
+  // forgets nothing and is counted in full_incomplete().
   void Apply(const MemberRecord& r, Cluster& cluster, const Membership& membership,
              TimeUs now_us, EventSink* events, TimeUs remember_us, size_t max_names);
   // Brings nodes learned since the last call in line with the view. O(nodes) when the
@@ -83,13 +103,33 @@ class MemberView {
   void Sync(Cluster& cluster, const Membership& membership, TimeUs now_us, EventSink* events);
   size_t size() const { return view_.size(); }
   uint64_t records_applied() const { return records_applied_; }
+  uint64_t full_complete() const { return full_complete_; }
+  uint64_t full_incomplete() const { return full_incomplete_; }
+  uint64_t dropped_unlisted() const { return dropped_unlisted_; }
 
  private:
+  struct Entry {
+    Generation generation;
+    MemberState state;
+    uint64_t listed;  // the last full publication (reader-local count) that listed it
+  };
   void Align(NodeState& node, const Membership& membership, TimeUs now_us,
              EventSink* events) const;
-  absl::flat_hash_map<std::string, std::pair<Generation, MemberState>> view_;
+  void Forget(std::string_view name, Generation generation, Cluster& cluster, TimeUs now_us,
+              EventSink* events, TimeUs remember_us, size_t max_names);
+  void EndFull(const MemberRecord& r, Cluster& cluster, TimeUs now_us, EventSink* events,
+               TimeUs remember_us, size_t max_names);
+  absl::flat_hash_map<std::string, Entry> view_;
   uint64_t synced_epoch_ = 0;
   uint64_t records_applied_ = 0;
+  // The full publication being read: its number, records seen since its begin marker.
+  bool in_full_ = false;
+  uint64_t full_number_ = 0;
+  uint64_t full_seen_ = 0;
+  uint64_t full_pass_ = 0;  // incremented at each begin marker; Entry::listed compares to it
+  uint64_t full_complete_ = 0;
+  uint64_t full_incomplete_ = 0;
+  uint64_t dropped_unlisted_ = 0;
 };
 
 }  // namespace scuttle

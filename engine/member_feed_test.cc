@@ -53,9 +53,108 @@ TEST(MemberFeedTest, PublisherSendsChangesOnlyAndForgottenNodes) {
   EXPECT_EQ(out[0].Name(), "a");
   out.clear();
   pub.Collect(c, true, &out);  // a reader's resync: everything, forgotten nodes excluded
-  ASSERT_EQ(out.size(), 1u);
-  EXPECT_EQ(out[0].Name(), "b");
+  ASSERT_EQ(out.size(), 3u);   // bracketed by begin and end marks
+  EXPECT_EQ(out[0].mark, MemberRecord::Mark::kFullBegin);
+  EXPECT_EQ(out[1].mark, MemberRecord::Mark::kNone);
+  EXPECT_EQ(out[1].Name(), "b");
+  EXPECT_EQ(out[2].mark, MemberRecord::Mark::kFullEnd);
+  EXPECT_EQ(out[2].count, 1u);
+  EXPECT_EQ(out[0].generation, out[2].generation) << "the publication's number, both marks";
   EXPECT_EQ(pub.published(), 1u);
+}
+
+// The reader overran: it lost both the record publishing "b" dead and the one forgetting
+// it. The full publication it asked for does not list "b"; the reader must drop it rather
+// than keep a node shard 0 forgot (and never forgets on its own).
+TEST(MemberFeedTest, FullPublicationDropsNodesShardZeroForgotMeanwhile) {
+  MembershipConfig mc;
+  mc.external = true;
+  Membership m(&mc);
+  Cluster c0("self", 1);  // shard 0's cluster
+  Cluster c1("self", 1);  // shard 1's
+  bool replaced;
+  for (const char* n : {"a", "b", "c"}) {
+    c0.Upsert(n, 1, &replaced);
+    c1.Upsert(n, 1, &replaced);
+  }
+  MemberPublisher pub;
+  MemberView view;
+  Recorder events;
+  std::vector<MemberRecord> out;
+  auto apply = [&](TimeUs now) {
+    for (const MemberRecord& r : out) view.Apply(r, c1, m, now, &events, 1000, 64);
+    out.clear();
+  };
+  pub.Collect(c0, false, &out);
+  apply(1);
+  ASSERT_EQ(view.size(), 3u);
+  // Overrun: these records never reach the reader.
+  c0.Find("b")->liveness.state = MemberState::kDead;
+  pub.Collect(c0, false, &out);
+  c0.Forget("b", 10'000, 16);
+  pub.Collect(c0, false, &out);
+  ASSERT_FALSE(out.empty());
+  out.clear();
+  // Meanwhile shard 1 heard of "d" first through its own gossip: not shard 0's yet.
+  c1.Upsert("d", 1, &replaced);
+  // The resync.
+  pub.Collect(c0, true, &out);
+  apply(20);
+  EXPECT_EQ(c1.Find("b"), nullptr) << "forgotten by shard 0 while the reader was behind";
+  EXPECT_TRUE(c1.IsForgotten("b", 1, 0, 30)) << "and remembered, so gossip cannot revive it";
+  EXPECT_EQ(view.size(), 2u);
+  EXPECT_NE(c1.Find("a"), nullptr);
+  EXPECT_NE(c1.Find("c"), nullptr);
+  EXPECT_NE(c1.Find("d"), nullptr) << "never published: not the publication's to drop";
+  EXPECT_EQ(c1.Find("d")->liveness.state, MemberState::kAlive);
+  EXPECT_EQ(events.log, (std::vector<std::string>{"b:forgotten"}));
+}
+
+// A full publication the reader saw only part of (a record or its begin lost to another
+// overrun) drops nothing: an unlisted node might be one of the lost records.
+TEST(MemberFeedTest, IncompleteFullPublicationDropsNothing) {
+  MembershipConfig mc;
+  mc.external = true;
+  Membership m(&mc);
+  Cluster c0("self", 1);
+  Cluster c1("self", 1);
+  bool replaced;
+  for (const char* n : {"a", "b"}) {
+    c0.Upsert(n, 1, &replaced);
+    c1.Upsert(n, 1, &replaced);
+  }
+  MemberPublisher pub;
+  MemberView view;
+  std::vector<MemberRecord> out;
+  pub.Collect(c0, false, &out);
+  for (const MemberRecord& r : out) view.Apply(r, c1, m, 1, nullptr, 1000, 64);
+  out.clear();
+  pub.Collect(c0, true, &out);  // begin, a, b, end
+  ASSERT_EQ(out.size(), 4u);
+  // A record lost in the middle.
+  for (size_t i : {0, 1, 3}) view.Apply(out[i], c1, m, 2, nullptr, 1000, 64);
+  EXPECT_EQ(view.full_incomplete(), 1u);
+  // The begin lost.
+  for (size_t i : {1, 2, 3}) view.Apply(out[i], c1, m, 3, nullptr, 1000, 64);
+  EXPECT_EQ(view.full_incomplete(), 2u);
+  // The end of another publication than the begin seen.
+  out.clear();
+  pub.Collect(c0, true, &out);
+  std::vector<MemberRecord> next;
+  pub.Collect(c0, true, &next);
+  for (size_t i : {0, 1, 2}) view.Apply(out[i], c1, m, 4, nullptr, 1000, 64);
+  view.Apply(next[3], c1, m, 4, nullptr, 1000, 64);
+  EXPECT_EQ(view.full_incomplete(), 3u);
+  EXPECT_EQ(view.full_complete(), 0u);
+  EXPECT_EQ(view.dropped_unlisted(), 0u);
+  EXPECT_EQ(view.size(), 2u);
+  EXPECT_NE(c1.Find("a"), nullptr);
+  EXPECT_NE(c1.Find("b"), nullptr);
+  // Whole, it is complete and lists both: nothing to drop either.
+  for (const MemberRecord& r : next) view.Apply(r, c1, m, 5, nullptr, 1000, 64);
+  EXPECT_EQ(view.full_complete(), 1u);
+  EXPECT_EQ(view.dropped_unlisted(), 0u);
+  EXPECT_EQ(view.size(), 2u);
 }
 
 TEST(MemberFeedTest, ViewAppliesPublishedStatesByGeneration) {
