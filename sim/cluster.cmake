@@ -36,3 +36,12 @@ gtest_discover_tests(compression_sim_test DISCOVERY_TIMEOUT 60)
 add_executable(sharded_sim_test ${CMAKE_SOURCE_DIR}/tests/sim/sharded_sim_test.cc)
 target_link_libraries(sharded_sim_test PRIVATE scuttle_cluster_sim GTest::gtest_main)
 gtest_discover_tests(sharded_sim_test DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 600)
+
+# `scuttle-sim cluster --shards N` through the command line: totals and per-shard reports.
+find_package(Python3 COMPONENTS Interpreter)
+if(Python3_Interpreter_FOUND)
+  add_test(NAME sim_cli_shards
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_SOURCE_DIR}/tests/sim/sharded_cli_test.py
+            --build-dir ${CMAKE_BINARY_DIR})
+  set_tests_properties(sim_cli_shards PROPERTIES TIMEOUT 300)
+endif()

@@ -14,7 +14,9 @@
 #include "absl/strings/str_format.h"
 #include "nlohmann/json.hpp"
 #include "sim/cluster_faults.h"
+#include "engine/shard.h"
 #include "sim/flags.h"
+#include "sim/sharded_sim.h"
 #include "wire/absl_compat.h"
 
 // `scuttle-sim cluster` flags. --seed and --json are shared by every command
@@ -71,6 +73,9 @@ ABSL_FLAG(bool, check_invariants, true,
           "run the per-packet invariant checkers (--nocheck_invariants: skip them)");
 ABSL_FLAG(std::string, plant_bug, "none", "none|drop-tombstones|gap-applied|inflate-max");
 ABSL_FLAG(double, plant_bug_pct, 20, "probability a delta part is corrupted, percent");
+ABSL_FLAG(uint32_t, shards, 1,
+          "engine shards per node (docs/shards.md): above 1, every node runs one engine per "
+          "shard (sim/sharded_sim.h), every checker runs per shard; no pauses");
 ABSL_FLAG(uint32_t, soak_seeds, 0,
           "run this many consecutive seeds from --seed, each with a random fault mix "
           "(then only --nodes, --rounds and the checker flags apply)");
@@ -93,6 +98,7 @@ double PeakRssMb() {
 
 struct CliOptions {
   ClusterSimConfig cfg;
+  uint16_t shards = 1;
   bool json = false;
   uint32_t soak = 0;
   PlantedBug bug = PlantedBug::kNone;
@@ -169,6 +175,7 @@ absl::Status CheckRanges() {
                                   1, 1u << 30),
            CheckPct("plant_bug_pct", FLAGS_plant_bug_pct),
            cli::InRange<uint32_t>("soak_seeds", absl::GetFlag(FLAGS_soak_seeds), 0, 1u << 30),
+           cli::InRange<uint32_t>("shards", absl::GetFlag(FLAGS_shards), 1, kMaxShards),
        }) {
     if (!s.ok()) return s;
   }
@@ -239,6 +246,12 @@ absl::StatusOr<CliOptions> ClusterFromFlags() {
   }
   if (c.heal_at >= c.rounds) {
     return absl::InvalidArgumentError("--heal_at_round must be below --rounds");
+  }
+  o.shards = static_cast<uint16_t>(absl::GetFlag(FLAGS_shards));
+  if (o.shards > 1 && c.pause_rate > 0) {
+    // A paused process stops all its shards at once, which the lockstep rounds of
+    // ShardedSim cannot mirror.
+    return absl::InvalidArgumentError("--pause_pct does not apply with --shards above 1");
   }
   return o;
 }
@@ -376,6 +389,77 @@ int RunSoak(const CliOptions& o, std::ostream& out, std::ostream& err) {
   return failed > 0 ? 1 : 0;
 }
 
+// --shards above 1: the totals, then each shard's full report.
+nlohmann::json ShardedJson(const ShardedSimStats& s, ShardedSim& sim) {
+  nlohmann::json j;
+  j["shards"] = s.shards;
+  j["nodes"] = sim.shard(0).config().nodes;
+  j["rounds"] = sim.shard(0).config().rounds;
+  j["seed"] = sim.shard(0).config().seed;
+  j["invariant_violations"] = s.invariant_violations;
+  j["converged"] = s.converged;
+  int64_t rounds_to_converge = 0;
+  uint64_t packets = 0, bytes = 0, entries_applied = 0, dead_checks = 0, false_deaths = 0;
+  double bytes_per_node_per_round = 0;
+  for (const ClusterSimStats& st : s.per_shard) {
+    // -1 (never converged) on any shard is the total's too.
+    if (rounds_to_converge >= 0) {
+      rounds_to_converge =
+          st.rounds_to_converge < 0 ? -1 : std::max(rounds_to_converge, st.rounds_to_converge);
+    }
+    packets += st.packets_sent;
+    bytes += st.bytes_sent;
+    entries_applied += st.entries_applied;
+    dead_checks += st.dead_checks;
+    false_deaths += st.false_deaths;
+    bytes_per_node_per_round += st.bytes_per_node_per_round;
+  }
+  j["rounds_to_converge"] = rounds_to_converge;  // the slowest shard's, -1 if one never did
+  j["bytes_per_node_per_round"] = bytes_per_node_per_round;
+  j["packets"] = packets;
+  j["bytes"] = bytes;
+  j["writes"] = s.writes;
+  j["entries_applied"] = entries_applied;
+  j["crashes"] = s.crashes;
+  j["restarts"] = s.restarts;
+  j["dead_checks"] = dead_checks;
+  j["false_deaths"] = false_deaths;
+  j["membership_records"] = s.membership_records;
+  j["external_suspicions"] = s.external_suspicions;
+  j["cpu_seconds"] = CpuSeconds();
+  j["peak_rss_mb"] = PeakRssMb();
+  nlohmann::json per = nlohmann::json::array();
+  for (uint16_t i = 0; i < s.shards; ++i) per.push_back(StatsJson(s.per_shard[i], sim.shard(i)));
+  j["per_shard"] = std::move(per);
+  return j;
+}
+
+void PrintShardedText(const nlohmann::json& j, std::ostream& out) {
+  for (const auto& [k, v] : j.items()) {
+    if (k == "per_shard") continue;
+    out << k << ": " << v.dump() << "\n";
+  }
+  const nlohmann::json& per = j["per_shard"];
+  for (size_t i = 0; i < per.size(); ++i) {
+    out << "--- shard " << i << "\n";
+    PrintText(per[i], out);
+  }
+}
+
+int RunSharded(const CliOptions& o, std::ostream& out) {
+  ShardedSim sim(o.cfg, o.shards);
+  const ShardedSimStats& s = sim.Run();
+  const nlohmann::json j = ShardedJson(s, sim);
+  if (o.json) {
+    out << j.dump(2) << "\n";
+  } else {
+    PrintShardedText(j, out);
+  }
+  // A shard other than 0 that suspected a node decided liveness on its own: a violation
+  // of "membership once" (engine/member_feed.h).
+  return s.invariant_violations > 0 || s.external_suspicions > 0 ? 1 : 0;
+}
+
 }  // namespace
 
 ClusterSimConfig RandomFaultMix(uint64_t seed, uint32_t nodes, uint32_t rounds) {
@@ -446,6 +530,7 @@ int ClusterCommand(std::ostream& out, std::ostream& err) {
       return PlantBug(bug, p, d, rng);
     };
   }
+  if (o->shards > 1) return RunSharded(*o, out);
   ClusterSim sim(c);
   const ClusterSimStats& s = sim.Run();
   const nlohmann::json j = StatsJson(s, sim);

@@ -6,6 +6,9 @@
 //   scuttle-sim cluster --nodes=100 --seed=7 --rounds=120 --loss_pct=10 --dup_pct=5 --reorder
 //       --partition_at_round=20 --heal_at_round=40 --crash_pct=1 --max_packet_bytes=1400 --json
 //   scuttle-sim cluster --soak_seeds=500 --nodes=10   # 500 consecutive seeds, random fault mixes
+//   scuttle-sim cluster --shards=4 --nodes=200 --loss_pct=5 --crash_pct=1 --json
+//       # every node runs 4 engine shards (sim/sharded_sim.h): totals, then a report per
+//       # shard; exit 1 also when a shard other than 0 suspected a node by itself
 #ifndef SCUTTLE_SIM_CLUSTER_CLI_H_
 #define SCUTTLE_SIM_CLUSTER_CLI_H_
 
