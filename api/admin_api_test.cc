@@ -261,6 +261,7 @@ TEST_F(AdminApiTest, MetricsAreValidExpositionWithEveryFamily) {
   }));
   const std::string text = Metrics();
   ASSERT_EQ(testing::CheckExposition(text, &ex), "") << text;
+  EXPECT_EQ(text.find("shard=\""), std::string::npos) << "one engine: no shard label";
   EXPECT_EQ(ex.Get("scuttle_transport_info", {{"name", "epoll"}}), 1);
   EXPECT_EQ(ex.Get("scuttle_node_info", {{"name", "alpha"}}), 1);
   EXPECT_EQ(ex.Get("scuttle_members", {{"state", "alive"}}), 2);
@@ -314,8 +315,7 @@ TEST_F(AdminApiTest, BadShardCountReceivedIsExported) {
   ASSERT_TRUE(p.ok()) << p.status();
   peer_ = std::move(*p);
   NodeOptions n = Options("alpha", {peer_->gossip_endpoint().ToString()});
-  n.engine.shard = 0;
-  n.engine.shard_count = 2;  // shard 0 of a two-shard node
+  n.shards = 2;  // shard 0 dials beta's port; beta runs one shard
   Start({}, std::move(n));
   ASSERT_TRUE(Eventually([&] {
     auto [status, j] = Call("GET", "/v1/debug/stats");
@@ -326,10 +326,40 @@ TEST_F(AdminApiTest, BadShardCountReceivedIsExported) {
   EXPECT_LE(json_count, j["engine"]["bad_cluster_received"].get<uint64_t>());
   testing::Exposition ex;
   ASSERT_EQ(testing::CheckExposition(Metrics(), &ex), "");
-  EXPECT_GE(ex.Get("scuttle_bad_shard_count_received_total"), static_cast<double>(json_count));
+  EXPECT_GE(ex.Get("scuttle_bad_shard_count_received_total", {{"shard", "0"}}),
+            static_cast<double>(json_count));
   const size_t mismatch = static_cast<size_t>(EngineDrop::kShardCountMismatch);
   EXPECT_GT(peer_->Stats()->engine.engine_drops[mismatch], 0u);
   EXPECT_EQ(ex.Get("scuttle_members", {{"state", "alive"}}), 1);  // only itself
+}
+
+// A node of two engine shards: per-engine series carry shard="s", membership and the admin
+// server's families are written once, unlabelled (api/node_metrics.h).
+TEST_F(AdminApiTest, MetricsOfTwoShardsCarryAShardLabel) {
+  NodeOptions n = Options("alpha");
+  n.shards = 2;
+  Start({}, std::move(n));
+  constexpr int kKeys = 24;
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_EQ(Call("PUT", "/v1/kv/m" + std::to_string(i), "v").first, 200) << i;
+  }
+  testing::Exposition ex;
+  ASSERT_TRUE(Eventually([&] {
+    EXPECT_EQ(testing::CheckExposition(Metrics(), &ex), "");
+    return ex.Get("scuttle_gossip_rounds_total", {{"shard", "1"}}) > 0 &&
+           ex.Get("scuttle_gossip_rounds_total", {{"shard", "0"}}) > 0;
+  }));
+  const double k0 = ex.Get("scuttle_keys", {{"shard", "0"}, {"owner", "local"}});
+  const double k1 = ex.Get("scuttle_keys", {{"shard", "1"}, {"owner", "local"}});
+  EXPECT_GT(k0, 0);
+  EXPECT_GT(k1, 0);
+  EXPECT_EQ(k0 + k1, kKeys) << "each key on exactly one shard";
+  EXPECT_TRUE(std::isnan(ex.Get("scuttle_keys", {{"owner", "local"}}))) << "no unlabelled copy";
+  EXPECT_EQ(ex.Get("scuttle_members", {{"state", "alive"}}), 1);
+  EXPECT_EQ(ex.Get("scuttle_node_info", {{"name", "alpha"}}), 1);
+  EXPECT_EQ(ex.Get("scuttle_watchers"), 0);
+  EXPECT_EQ(ex.Get("scuttle_bad_shard_count_received_total", {{"shard", "1"}}), 0);
+  EXPECT_EQ(ex.Get("scuttle_transport_info", {{"shard", "1"}, {"name", "epoll"}}), 1);
 }
 
 // ---- /v1/config -------------------------------------------------------------------------------

@@ -220,15 +220,25 @@ void AdminServer::RouteStats() {
 
   s.Get("/metrics", [this, node](const Request& req, Response& res) {
     if (!CheckParams(ParseQuery(req), res, {})) return;
-    auto st = node->Stats();
-    if (!st.ok()) return Error(res, st.status());
+    // One engine: the node's stats, no shard label. Several: every shard's, per-engine
+    // series labelled shard="s" (api/node_metrics.h).
+    std::vector<NodeStats> st;
+    if (node->shard_count() == 1) {
+      auto one = node->Stats();
+      if (!one.ok()) return Error(res, one.status());
+      st.push_back(*std::move(one));
+    } else {
+      auto each = node->ShardStats();
+      if (!each.ok()) return Error(res, each.status());
+      st = *std::move(each);
+    }
     AdminMetrics a;
     a.watchers = watchers_.load();
     a.watch_rejected = watch_rejected_.load();
     a.watch_overflows = watch_overflows_.load();
     a.watch_events_sent = watch_events_sent_.load();
     res.status = 200;
-    res.set_content(RenderMetrics(node->name(), node->generation(), *st, a),
+    res.set_content(RenderMetrics(node->name(), node->generation(), st, a),
                     "text/plain; version=0.0.4; charset=utf-8");
   });
 }
