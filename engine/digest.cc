@@ -116,8 +116,11 @@ size_t DigestBuilder::PlanList(std::span<const NodeState* const> candidates,
     ++listed;
   }
   partial_ = listed < n;
-  // Next time, start at the first node that did not fit.
-  *cursor = partial_ ? (start + i) % n : 0;
+  // Next time, start at the first node that did not fit. A list that fit whole (an empty
+  // scope from a peer already in sync, a small bucket) leaves the cursor alone: resetting
+  // it there made the tight digests of 600-byte packets list the same first nodes to every
+  // out-of-sync peer, which then never learned the nodes further along the order.
+  if (partial_) *cursor = (start + i) % n;
   for (const NodeState* node : planned_) blob_bytes_ += node->name().size();
   return used;
 }

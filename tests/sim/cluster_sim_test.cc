@@ -237,14 +237,23 @@ TEST(ClusterSim, SmallPacketsShortGraceTruncateGcAndReset) {
 
 // At 600 bytes the engine refuses every write (Engine::MaxKeyValueBytes() reserves ~1250
 // bytes of packet overhead), cleanly; membership still works.
+// 600-byte packets leave a digest room for the peer and one other node, so every node is
+// introduced only through the scoped digest's rotation. Many seeds: a rotation that kept
+// restarting at the same node (reset by in-sync peers' empty scopes) once left about one
+// seed in ten with two nodes that never learned of each other.
 TEST(ClusterSim, TinyPacketsRefuseWritesButKeepMembership) {
-  ClusterSimConfig c = Base(8, 10, 80);
-  c.max_packet_bytes = 600;
-  ClusterSim sim(c);
-  ExpectClean(sim);
-  EXPECT_EQ(sim.stats().writes, 0u);
-  EXPECT_GT(sim.stats().write_errors, 0u);
-  for (uint32_t r = 0; r < sim.size(); ++r) EXPECT_EQ(sim.engine(r).cluster().size(), 10u);
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    ClusterSimConfig c = Base(seed, 10, 80);
+    c.max_packet_bytes = 600;
+    ClusterSim sim(c);
+    ExpectClean(sim);
+    EXPECT_EQ(sim.stats().writes, 0u) << seed;
+    EXPECT_GT(sim.stats().write_errors, 0u) << seed;
+    for (uint32_t r = 0; r < sim.size(); ++r) {
+      EXPECT_EQ(sim.engine(r).cluster().size(), 10u) << "seed " << seed << " node " << r;
+    }
+    if (HasFailure()) return;  // one seed's report is enough
+  }
 }
 
 TEST(ClusterSim, ClockSkewDriftAndTtl) {

@@ -32,7 +32,10 @@ def main():
     ap.add_argument("--build-dir", required=True)
     sim = os.path.join(ap.parse_args().build_dir, "sim", "scuttle-sim")
 
-    base = ["--nodes=12", "--rounds=90", "--loss_pct=5", "--crash_pct=1.5",
+    # --restart_pct=0: every crash stays down past the dead bound, so dead checks happen
+    # whatever the seed's trajectory (with restarts, whether any crash stayed down long
+    # enough depended on the seed).
+    base = ["--nodes=12", "--rounds=90", "--loss_pct=5", "--crash_pct=1.5", "--restart_pct=0",
             "--dead_bound_rounds=25", "--seed=11", "--writes_per_round=6"]
     rc, out, err = run(sim, base + ["--shards=3", "--json"])
     check(rc == 0, "clean sharded run exits 0 (rc=%d, stderr=%s)" % (rc, err.strip()))
