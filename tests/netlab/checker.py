@@ -19,8 +19,8 @@ Checks (each violation names the seed and prints the history excerpt of its key/
      members' max_version per (owner, generation);
   4. membership converges after heal: every running node sees every running node alive;
   5. no false deaths: a node declared dead by an observer while both were running and
-     connected (no partition, pause or kill involving the pair within the detection
-     bound before the declaration) is a violation;
+     connected (no partition, pause or kill involving the pair, and no stall of the delay
+     relay, within the detection bound before the declaration) is a violation;
   6. every node killed (and not restarted within the bound) is declared dead by every
      running node within the detection bound.
 Bounds come from the daemon's flags (Bounds below).
@@ -420,6 +420,8 @@ def check_deaths(lab, history, bounds):
             if iv["kind"] in ("pause", "down") and (oi in iv["nodes"] or si in iv["nodes"]):
                 return True
             if iv["kind"] == "block" and ((oi, si) in iv["pairs"] or (si, oi) in iv["pairs"]):
+                return True
+            if iv["kind"] == "stall":  # the relay (every path) froze: not connected
                 return True
         return False
 

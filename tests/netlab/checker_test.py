@@ -87,6 +87,16 @@ def test_false_death_and_excuse():
     lab = FakeLab(3, [{"kind": "block", "pairs": {(0, 1)}, "start": 3.0, "end": 8.0}])
     false, _ = checker.check_deaths(lab, h, b)
     assert not false and not h.violations
+    # ...nor just after the delay relay froze every path (a stall of the test's network)
+    h = fresh()
+    h.watch += [(5.0, "n1", 1, {"event": "dead", "node": "n0", "seq": 1})]
+    false, _ = checker.check_deaths(FakeLab(3, [{"kind": "stall", "start": 4.0, "end": 4.9}]), h, b)
+    assert not false and not h.violations
+    # but a stall after the declaration excuses nothing
+    h = fresh()
+    h.watch += [(5.0, "n1", 1, {"event": "dead", "node": "n0", "seq": 1})]
+    checker.check_deaths(FakeLab(3, [{"kind": "stall", "start": 5.5, "end": 6.0}]), h, b)
+    expect(h, "false death")
 
 
 def test_undetected_kill():

@@ -8,6 +8,13 @@ back through the relay too. Delays arrive as JSON lines on stdin: {"j,i": [ms, j
 Bounded: at most MAX_QUEUED datagrams wait (more are dropped and counted), so a stalled
 peer cannot make the relay grow without limit. Jitter may reorder datagrams, as real
 jitter does.
+
+The relay is the test's network, so its own stalls are faults the scenario did not ask
+for: on a loaded machine a user-space relay can be descheduled for a second, and every
+path freezes at once (a 1 s freeze makes every node declare the others dead). Each
+forwarding batch that leaves more than STALL_S after a datagram was due is printed as
+`stall <due> <sent>` (CLOCK_MONOTONIC seconds, the clock the lab's t0 is read from); the
+lab turns these into fault intervals (netlab.Lab.note_relay_stalls) and the figures.
 """
 
 import argparse
@@ -21,6 +28,9 @@ import sys
 import time
 
 MAX_QUEUED = 20000
+# Beyond the scenarios' own jitter (<= 10 ms here) and ordinary scheduling latency (tens of
+# ms on a loaded 2-core machine); well under the freeze the detector can ride out (~0.5 s).
+STALL_S = 0.2
 
 
 def main():
@@ -51,6 +61,7 @@ def main():
     os.set_blocking(stdin, False)
     buf = b""
     last_report = time.monotonic()
+    late_max = 0.0
     while True:
         now = time.monotonic()
         timeout = max(0.0, heap[0][0] - now) if heap else 1.0
@@ -85,17 +96,24 @@ def main():
                 seq += 1
                 heapq.heappush(heap, (time.monotonic() + max(0.0, d) / 1000.0, seq, j, i, data))
         now = time.monotonic()
+        stalled_since = None
         while heap and heap[0][0] <= now:
-            _, _, j, i, data = heapq.heappop(heap)
+            due, _, j, i, data = heapq.heappop(heap)
+            late_max = max(late_max, now - due)
+            if now - due > STALL_S and stalled_since is None:
+                stalled_since = due  # the heap pops the most overdue first
             try:
                 socks[j].sendto(data, real[i])
                 forwarded += 1
             except OSError:
                 dropped += 1
+        if stalled_since is not None:
+            print("stall %.6f %.6f" % (stalled_since, now), flush=True)
         if now - last_report > 5:
             last_report = now
-            print("relay: forwarded %d dropped %d unknown %d queued %d"
-                  % (forwarded, dropped, unknown, len(heap)), flush=True)
+            print("relay: forwarded %d dropped %d unknown %d queued %d late_max %.3f"
+                  % (forwarded, dropped, unknown, len(heap), late_max), flush=True)
+            late_max = 0.0
 
 
 if __name__ == "__main__":

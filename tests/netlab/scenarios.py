@@ -315,6 +315,7 @@ def run_scenario(sc, args, seed, loopback=False):
                         lab.resume(n)
             heal_t = h.now()
             wl.close()
+            stalls = lab.note_relay_stalls() if hasattr(lab, "note_relay_stalls") else []
             tx1 = tx_bytes(lab.nodes)
             dur = time.monotonic() - t_start
             conv = checker.check_final(lab, h, b, heal_t)
@@ -341,6 +342,7 @@ def run_scenario(sc, args, seed, loopback=False):
                                    / max(1, sum(tx1[k][1] - tx0[k][1] for k in common)), 3),
                 "bounds": repr(b),
                 "violations": len(h.violations),
+                "relay_stalls": stalls,
             })
             log("figures: " + json.dumps(figures, sort_keys=True))
             if h.violations:
