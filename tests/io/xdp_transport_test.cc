@@ -1,10 +1,10 @@
 // AF_XDP transport tests (io/xdp_transport.h) over a veth pair between two network
-// namespaces this test creates (s19-<pid>-a, s19-<pid>-b; removed at exit, also on
-// failure). The transport conformance checks of tests/io/transport_test.cc, run for
-// generic (skb) and native (drv) XDP, against an AF_XDP peer and an epoll peer, plus
-// what only XDP has: traffic that is not ours keeps reaching the kernel, the program is
-// detached on close, a crashed owner's program is removed by the next start, and
-// missing queues or capabilities are clear errors.
+// namespaces (tests/io/transport_conformance.h: s19-<pid>-a, s19-<pid>-b; removed at exit,
+// also on failure). The shared conformance suite (TransportTest) runs here for generic
+// (skb) and native (drv) XDP, against an AF_XDP peer and an epoll peer; this file adds
+// what only XDP has: attach mode and detach on close, IPv6, traffic that is not ours
+// keeps reaching the kernel, a crashed owner's program is removed by the next start,
+// and missing queues or capabilities are clear errors.
 //
 // Needs root (namespaces, XDP). Without it, or without network namespaces, every test
 // reports itself skipped with the reason; any other failure fails.
@@ -29,67 +29,30 @@
 #include "io/socket.h"
 #include "io/transport.h"
 #include "io/xdp_transport.h"
+#include "tests/io/transport_conformance.h"
 
 namespace scuttle::io {
 namespace {
 
-constexpr int64_t kDeadlineUs = 5'000'000;
+using conformance::Backend;
+using conformance::Enter;
+using conformance::HasXdp;
+using conformance::Pattern;
+using conformance::PollUntil;
+using conformance::Send;
+using conformance::Sh;
+using conformance::TransportTest;
 
-int Sh(const std::string& cmd) { return std::system((cmd + " >/dev/null 2>&1").c_str()); }
+// The conformance suite on AF_XDP (the first transport of each test; the second is the
+// peer in the other namespace).
+INSTANTIATE_TEST_SUITE_P(Xdp, TransportTest,
+                         ::testing::Values(Backend{IoKind::kXdp, XdpMode::kSkb, IoKind::kXdp},
+                                           Backend{IoKind::kXdp, XdpMode::kSkb, IoKind::kEpoll},
+                                           Backend{IoKind::kXdp, XdpMode::kDrv, IoKind::kXdp},
+                                           Backend{IoKind::kXdp, XdpMode::kDrv, IoKind::kEpoll}),
+                         conformance::BackendName);
 
-// Two namespaces joined by a veth pair, with IPv4 and IPv6 addresses on both ends.
-class Netns : public ::testing::Environment {
- public:
-  static std::string a, b, dev_a, dev_b, skip_reason;
-  static int self_fd;
-
-  void SetUp() override {
-    const std::string id = std::to_string(::getpid());
-    a = "s19-" + id + "-a";
-    b = "s19-" + id + "-b";
-    dev_a = "s19a" + id;
-    dev_b = "s19b" + id;
-    if (::geteuid() != 0) {
-      skip_reason = "not root: the AF_XDP tests need CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF";
-      return;
-    }
-    if (Sh("ip netns add " + a) != 0) {
-      skip_reason = "`ip netns add` failed: no network namespaces here";
-      return;
-    }
-    self_fd = ::open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    const bool ok =
-        Sh("ip netns add " + b) == 0 &&
-        Sh("ip link add " + dev_a + " netns " + a + " type veth peer name " + dev_b + " netns " + b) == 0 &&
-        Sh("ip -n " + a + " addr add 10.19.0.1/24 dev " + dev_a) == 0 &&
-        Sh("ip -n " + b + " addr add 10.19.0.2/24 dev " + dev_b) == 0 &&
-        Sh("ip -n " + a + " addr add fd19::1/64 dev " + dev_a + " nodad") == 0 &&
-        Sh("ip -n " + b + " addr add fd19::2/64 dev " + dev_b + " nodad") == 0 &&
-        Sh("ip -n " + a + " link set " + dev_a + " up") == 0 &&
-        Sh("ip -n " + b + " link set " + dev_b + " up") == 0 &&
-        Sh("ip -n " + a + " link set lo up") == 0 && Sh("ip -n " + b + " link set lo up") == 0;
-    ASSERT_TRUE(ok) << "could not build the veth pair between " << a << " and " << b;
-  }
-  void TearDown() override {
-    if (!skip_reason.empty()) return;
-    Sh("ip netns del " + a);
-    Sh("ip netns del " + b);
-  }
-};
-std::string Netns::a, Netns::b, Netns::dev_a, Netns::dev_b, Netns::skip_reason;
-int Netns::self_fd = -1;
-
-// Switches the calling thread into namespace `ns` ("" = back to where it started).
-void Enter(const std::string& ns) {
-  const int fd = ns.empty() ? ::dup(Netns::self_fd) : ::open(("/run/netns/" + ns).c_str(), O_RDONLY | O_CLOEXEC);
-  ASSERT_GE(fd, 0) << ns;
-  ASSERT_EQ(::setns(fd, CLONE_NEWNET), 0) << ns;
-  ::close(fd);
-}
-
-bool HasXdp(const std::string& ns, const std::string& dev) {
-  return Sh("ip -n " + ns + " link show dev " + dev + " | grep -q ' xdp'") == 0;
-}
+constexpr int64_t kDeadlineUs = conformance::kDeadlineUs;
 
 struct Param {
   XdpMode mode;
@@ -101,31 +64,12 @@ std::string ParamName(const ::testing::TestParamInfo<Param>& i) {
          (i.param.peer == IoKind::kXdp ? "_xdp_peer" : "_epoll_peer");
 }
 
-std::vector<uint8_t> Pattern(size_t len, uint32_t seed) {
-  std::vector<uint8_t> v(len);
-  for (size_t j = 0; j < len; ++j) v[j] = static_cast<uint8_t>(seed * 131 + j * 7 + (j >> 8));
-  return v;
-}
-
-bool Send(Transport& t, const Endpoint& to, const std::vector<uint8_t>& bytes) {
-  std::span<uint8_t> slot = t.AcquireTx(bytes.size());
-  if (slot.size() != bytes.size()) return false;
-  std::copy(bytes.begin(), bytes.end(), slot.begin());
-  t.CommitTx(to, bytes.size());
-  return true;
-}
-
-template <typename Cond, typename OnDatagram>
-bool PollUntil(Transport& t, Cond cond, OnDatagram on_datagram) {
-  const int64_t deadline = MonotonicNowUs() + kDeadlineUs;
-  while (!cond() && MonotonicNowUs() < deadline) EXPECT_TRUE(t.Poll(10'000, on_datagram).ok());
-  return cond();
-}
+const conformance::Veth& V() { return conformance::VethPair(); }
 
 class XdpTest : public ::testing::TestWithParam<Param> {
  protected:
   void SetUp() override {
-    if (!Netns::skip_reason.empty()) GTEST_SKIP() << Netns::skip_reason;
+    if (!conformance::VethPair().skip_reason.empty()) GTEST_SKIP() << conformance::VethPair().skip_reason;
   }
   void TearDown() override { Enter(""); }
 
@@ -145,17 +89,15 @@ class XdpTest : public ::testing::TestWithParam<Param> {
   }
   // Opens a transport inside namespace `ns`.
   static std::unique_ptr<Transport> OpenIn(const std::string& ns, const TransportOptions& o) {
-    Enter(ns);
-    auto t = OpenTransport(o);
-    Enter("");
+    auto t = conformance::OpenIn(ns, o);
     EXPECT_TRUE(t.ok()) << t.status();
     return t.ok() ? std::move(*t) : nullptr;
   }
   std::unique_ptr<Transport> OpenA(size_t max_datagram = kMaxUdpPayloadBytes, const char* addr = "10.19.0.1:0") {
-    return OpenIn(Netns::a, Options(IoKind::kXdp, addr, max_datagram));
+    return OpenIn(V().a, Options(IoKind::kXdp, addr, max_datagram));
   }
   std::unique_ptr<Transport> OpenB(size_t max_datagram = kMaxUdpPayloadBytes, const char* addr = "10.19.0.2:0") {
-    return OpenIn(Netns::b, Options(GetParam().peer, addr, max_datagram));
+    return OpenIn(V().b, Options(GetParam().peer, addr, max_datagram));
   }
 };
 
@@ -167,184 +109,9 @@ TEST_P(XdpTest, AttachesInTheRequestedModeAndDetachesOnClose) {
   auto* x = static_cast<XdpTransport*>(a.get());
   EXPECT_STREQ(x->xdp_mode(), GetParam().mode == XdpMode::kSkb ? "skb" : "drv");
   EXPECT_FALSE(a->stats().xdp_zerocopy) << "veth has no zero-copy AF_XDP";
-  EXPECT_TRUE(HasXdp(Netns::a, Netns::dev_a));
+  EXPECT_TRUE(HasXdp(V().a, V().dev_a));
   a.reset();
-  EXPECT_FALSE(HasXdp(Netns::a, Netns::dev_a)) << "program still attached after close";
-}
-
-TEST_P(XdpTest, SendsAndReceivesBothWaysInPlaceAndThroughTheKernel) {
-  auto a = OpenA();
-  auto b = OpenB();
-  ASSERT_NE(a, nullptr);
-  ASSERT_NE(b, nullptr);
-  // 1 B .. 3,000 B fit a frame and the MTU... 1,400 B fits both; 3,000 B exceeds the
-  // 1,500 B MTU and 65,507 B any frame: those two take the kernel socket (fragmented).
-  for (Transport* from : {a.get(), b.get()}) {
-    Transport* to = from == a.get() ? b.get() : a.get();
-    std::vector<std::vector<uint8_t>> sent;
-    uint32_t seed = 0;
-    // Twice: the first send may find no neighbour entry yet (it goes through the kernel,
-    // which resolves it), the second goes out of the TX ring.
-    for (int round = 0; round < 2; ++round) {
-      for (size_t len : {size_t{1}, size_t{64}, size_t{1400}, size_t{3000}, kMaxUdpPayloadBytes}) {
-        sent.push_back(Pattern(len, seed++));
-        ASSERT_TRUE(Send(*from, to->local_endpoint(), sent.back()));
-      }
-      ASSERT_TRUE(from->Flush().ok());
-    }
-    std::vector<std::vector<uint8_t>> got;
-    bool from_ok = true;
-    ASSERT_TRUE(PollUntil(
-        *to, [&] { return got.size() >= sent.size(); },
-        [&](const RxDatagram& d) {
-          // The decoder reads in place and needs 8-byte aligned payloads.
-          from_ok = from_ok && d.from == from->local_endpoint() &&
-                    reinterpret_cast<uintptr_t>(d.data.data()) % 8 == 0;
-          got.emplace_back(d.data.begin(), d.data.end());
-        }))
-        << "got " << got.size() << " of " << sent.size();
-    EXPECT_TRUE(from_ok);
-    auto order = [](const std::vector<uint8_t>& x, const std::vector<uint8_t>& y) {
-      return std::lexicographical_compare(x.begin(), x.end(), y.begin(), y.end(),
-                                          [](uint8_t p, uint8_t q) { return p < q; });
-    };
-    std::sort(sent.begin(), sent.end(), order);
-    std::sort(got.begin(), got.end(), order);
-    EXPECT_TRUE(got == sent) << "payload bytes differ";
-  }
-  // What fit went through the XSK: a received more than the kernel handed it.
-  auto* x = static_cast<XdpTransport*>(a.get());
-  EXPECT_GE(x->program_redirected(), 3u);
-  EXPECT_GE(a->stats().rx_packets - a->stats().xdp_rx_kernel, 3u);
-  EXPECT_GE(a->stats().tx_packets - a->stats().xdp_tx_kernel, 3u);
-  EXPECT_EQ(a->stats().drop(Drop::kTxError), 0u);
-  EXPECT_EQ(a->stats().drop(Drop::kRxError), 0u);
-}
-
-TEST_P(XdpTest, RepliesFlowBothWaysAndFramesRecycle) {
-  auto a = OpenA(1500);
-  auto b = OpenB(1500);
-  ASSERT_NE(a, nullptr);
-  ASSERT_NE(b, nullptr);
-  constexpr int kRounds = 500;  // far more than frames on either side
-  int pongs = 0;
-  ASSERT_TRUE(Send(*a, b->local_endpoint(), Pattern(100, 0)));
-  ASSERT_TRUE(a->Flush().ok());
-  const int64_t deadline = MonotonicNowUs() + 2 * kDeadlineUs;
-  while (pongs < kRounds && MonotonicNowUs() < deadline) {
-    ASSERT_TRUE(b->Poll(1'000, [&](const RxDatagram& d) {
-                   ASSERT_TRUE(Send(*b, d.from, std::vector<uint8_t>(d.data.begin(), d.data.end())));
-                 }).ok());
-    ASSERT_TRUE(b->Flush().ok());
-    ASSERT_TRUE(a->Poll(1'000, [&](const RxDatagram& d) {
-                   ++pongs;
-                   ASSERT_TRUE(Send(*a, d.from, std::vector<uint8_t>(d.data.begin(), d.data.end())));
-                 }).ok());
-    ASSERT_TRUE(a->Flush().ok());
-  }
-  EXPECT_EQ(pongs, kRounds);
-  EXPECT_GT(static_cast<XdpTransport*>(a.get())->program_redirected(), 400u);
-}
-
-TEST_P(XdpTest, SurvivesABurstLargerThanItsFrames) {
-  TransportOptions ro = Options(IoKind::kXdp, "10.19.0.1:0", 1500);
-  ro.rx_buffer_count = 16;
-  auto rx = OpenIn(Netns::a, ro);
-  TransportOptions so = Options(GetParam().peer, "10.19.0.2:0", 1500);
-  so.tx_slot_count = 1000;
-  auto tx = OpenIn(Netns::b, so);
-  ASSERT_NE(rx, nullptr);
-  ASSERT_NE(tx, nullptr);
-  // Resolve the neighbour first so the burst is one XSK batch.
-  ASSERT_TRUE(Send(*tx, rx->local_endpoint(), Pattern(8, 0)));
-  ASSERT_TRUE(tx->Flush().ok());
-  uint64_t got = 0;
-  ASSERT_TRUE(PollUntil(*rx, [&] { return got == 1; }, [&](const RxDatagram&) { ++got; }));
-  constexpr uint64_t kBurst = 1000;
-  for (uint64_t i = 0; i < kBurst; ++i) {
-    ASSERT_TRUE(Send(*tx, rx->local_endpoint(), Pattern(64, static_cast<uint32_t>(i))));
-  }
-  ASSERT_TRUE(tx->Flush().ok());
-  // Frames the receiver could not take are dropped by the kernel and counted there; the
-  // rest arrive intact. Keep polling until the sender is done and nothing more comes.
-  got = 0;
-  uint64_t last = UINT64_MAX;
-  int quiet = 0;
-  while (quiet < 20) {
-    ASSERT_TRUE(tx->Poll(0, [](const RxDatagram&) {}).ok());
-    ASSERT_TRUE(rx->Poll(5'000, [&](const RxDatagram& d) { got += d.data.size() == 64; }).ok());
-    quiet = got == last ? quiet + 1 : 0;
-    last = got;
-    if (got == kBurst) break;
-  }
-  // What the 16 receive frames cannot hold is dropped by the kernel and counted
-  // (XDP_STATISTICS), or lost earlier in the veth backlog; what arrives is intact.
-  EXPECT_GE(got, 16u) << "dropped " << rx->stats().xdp_rx_dropped;
-  EXPECT_LE(got + rx->stats().xdp_rx_dropped, kBurst) << "received " << got;
-  // The frames went back to the fill ring: a burst that fits arrives whole.
-  for (uint32_t i = 0; i < 12; ++i) ASSERT_TRUE(Send(*tx, rx->local_endpoint(), Pattern(9, i)));
-  ASSERT_TRUE(tx->Flush().ok());
-  got = 0;
-  const int64_t deadline = MonotonicNowUs() + kDeadlineUs;
-  while (got < 12 && MonotonicNowUs() < deadline) {
-    ASSERT_TRUE(tx->Poll(0, [](const RxDatagram&) {}).ok());
-    ASSERT_TRUE(rx->Poll(5'000, [&](const RxDatagram& d) { got += d.data.size() == 9; }).ok());
-  }
-  EXPECT_EQ(got, 12u);
-  EXPECT_EQ(rx->stats().drop(Drop::kRxError), 0u);
-}
-
-TEST_P(XdpTest, TxFrameExhaustionReturnsEmptyAndCounts) {
-  TransportOptions o = Options(IoKind::kXdp, "10.19.0.1:0", 1500);
-  o.tx_slot_count = 4;
-  auto a = OpenIn(Netns::a, o);
-  auto b = OpenB();
-  ASSERT_NE(a, nullptr);
-  ASSERT_NE(b, nullptr);
-  for (int i = 0; i < 4; ++i) ASSERT_TRUE(Send(*a, b->local_endpoint(), Pattern(10, i)));
-  EXPECT_TRUE(a->AcquireTx(10).empty());
-  EXPECT_EQ(a->stats().drop(Drop::kTxPoolFull), 1u);
-  EXPECT_TRUE(a->AcquireTx(1501).empty());
-  EXPECT_EQ(a->stats().drop(Drop::kTxTooLarge), 1u);
-  // A refused commit (a span outside the slot) gives the frame back at once.
-  a->CommitTx(b->local_endpoint(), std::span<const uint8_t>());
-  EXPECT_EQ(a->stats().drop(Drop::kTxBadSpan), 0u) << "nothing was pending";
-  ASSERT_TRUE(a->Flush().ok());
-  EXPECT_EQ(a->stats().tx_packets, 4u);
-  // Completed sends give their frames back: four can be held again.
-  const int64_t deadline = MonotonicNowUs() + kDeadlineUs;
-  size_t held = 0;
-  while (held < 4 && MonotonicNowUs() < deadline) {
-    ASSERT_TRUE(a->Poll(1'000, [](const RxDatagram&) {}).ok());
-    held = 0;
-    std::span<uint8_t> s = a->AcquireTx(1500);
-    while (!s.empty() && held < 4) {
-      ++held;
-      a->AbortTx();
-      s = held < 4 ? a->AcquireTx(1500) : s;
-      if (held < 4 && !s.empty()) {
-        std::span<const uint8_t> outside(s.data() + 1500, 1);
-        a->CommitTx(b->local_endpoint(), outside);  // bad span: the frame comes back
-      }
-      if (held < 4) s = a->AcquireTx(1500);
-    }
-    a->AbortTx();
-  }
-  EXPECT_EQ(held, 4u);
-  EXPECT_GE(a->stats().drop(Drop::kTxBadSpan), 1u);
-}
-
-TEST_P(XdpTest, WakeFromAnotherThreadUnblocksPoll) {
-  auto t = OpenA();
-  ASSERT_NE(t, nullptr);
-  ASSERT_TRUE(t->Poll(0, [](const RxDatagram&) {}).ok());
-  std::thread waker([&] { t->Wake(); });
-  const int64_t start = MonotonicNowUs();
-  while (t->stats().wakeups == 0 && MonotonicNowUs() - start < kDeadlineUs) {
-    ASSERT_TRUE(t->Poll(30'000'000, [](const RxDatagram&) {}).ok());
-  }
-  waker.join();
-  EXPECT_GE(t->stats().wakeups, 1u);
+  EXPECT_FALSE(HasXdp(V().a, V().dev_a)) << "program still attached after close";
 }
 
 TEST_P(XdpTest, Ipv6BothWays) {
@@ -381,11 +148,11 @@ TEST_P(XdpTest, TrafficThatIsNotOursReachesTheKernel) {
   ASSERT_NE(a, nullptr);
   // ARP + ICMP (ping), IPv6 neighbour discovery + ICMPv6, and a TCP connection (what an
   // admin API or SSH needs) all still work with the program attached.
-  EXPECT_EQ(Sh("ip netns exec " + Netns::b + " ip neigh flush all"), 0);
-  EXPECT_EQ(Sh("ip netns exec " + Netns::b + " ping -c 1 -W 2 10.19.0.1"), 0) << "ping";
-  EXPECT_EQ(Sh("ip netns exec " + Netns::b + " ping -6 -c 1 -W 2 fd19::1"), 0) << "ping -6";
+  EXPECT_EQ(Sh("ip netns exec " + V().b + " ip neigh flush all"), 0);
+  EXPECT_EQ(Sh("ip netns exec " + V().b + " ping -c 1 -W 2 10.19.0.1"), 0) << "ping";
+  EXPECT_EQ(Sh("ip netns exec " + V().b + " ping -6 -c 1 -W 2 fd19::1"), 0) << "ping -6";
   // Another UDP port and TCP in namespace a, through the kernel stack.
-  Enter(Netns::a);
+  Enter(V().a);
   auto other = OpenTransport(Options(IoKind::kEpoll, "10.19.0.1:0"));
   ScopedFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   sockaddr_in sin{};
@@ -395,7 +162,7 @@ TEST_P(XdpTest, TrafficThatIsNotOursReachesTheKernel) {
   ASSERT_EQ(::listen(listener.get(), 1), 0);
   socklen_t sl = sizeof(sin);
   ::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&sin), &sl);
-  Enter(Netns::b);
+  Enter(V().b);
   ScopedFd client(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
   timeval tv{.tv_sec = 3, .tv_usec = 0};
   ::setsockopt(client.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -419,7 +186,7 @@ TEST_P(XdpTest, ACrashedOwnersProgramIsRemovedByTheNextStart) {
   ASSERT_EQ(::pipe(pipefd), 0);
   const pid_t child = ::fork();
   if (child == 0) {
-    Enter(Netns::a);
+    Enter(V().a);
     auto t = OpenTransport(Options(IoKind::kXdp, "10.19.0.1:0"));
     uint16_t port = t.ok() ? (*t)->local_endpoint().port : 0;
     (void)!::write(pipefd[1], &port, sizeof(port));
@@ -433,7 +200,7 @@ TEST_P(XdpTest, ACrashedOwnersProgramIsRemovedByTheNextStart) {
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   ASSERT_NE(port, 0);
-  ASSERT_TRUE(HasXdp(Netns::a, Netns::dev_a)) << "the crashed owner's program should still be there";
+  ASSERT_TRUE(HasXdp(V().a, V().dev_a)) << "the crashed owner's program should still be there";
   // The next start (any port: the owner is gone) removes it and attaches its own.
   auto a = OpenA();
   ASSERT_NE(a, nullptr);
@@ -444,22 +211,22 @@ TEST_P(XdpTest, ACrashedOwnersProgramIsRemovedByTheNextStart) {
   bool got = false;
   ASSERT_TRUE(PollUntil(*a, [&] { return got; }, [&](const RxDatagram&) { got = true; }));
   a.reset();
-  EXPECT_FALSE(HasXdp(Netns::a, Netns::dev_a));
+  EXPECT_FALSE(HasXdp(V().a, V().dev_a));
 }
 
 TEST_P(XdpTest, MissingQueueIsAClearError) {
   TransportOptions o = Options(IoKind::kXdp, "10.19.0.1:0");
   o.xdp.queue = 5;
-  Enter(Netns::a);
+  Enter(V().a);
   auto t = OpenTransport(o);
   Enter("");
   ASSERT_FALSE(t.ok());
   EXPECT_NE(t.status().message().find("queue 5"), std::string::npos) << t.status();
-  EXPECT_FALSE(HasXdp(Netns::a, Netns::dev_a));
+  EXPECT_FALSE(HasXdp(V().a, V().dev_a));
 }
 
 TEST_P(XdpTest, WildcardBindWithoutInterfaceIsAClearError) {
-  Enter(Netns::a);
+  Enter(V().a);
   auto t = OpenTransport(Options(IoKind::kXdp, "0.0.0.0:0"));
   Enter("");
   ASSERT_FALSE(t.ok());
@@ -471,7 +238,7 @@ TEST_P(XdpTest, MissingCapabilitiesAreNamed) {
   ASSERT_EQ(::pipe(pipefd), 0);
   const pid_t child = ::fork();
   if (child == 0) {
-    Enter(Netns::a);
+    Enter(V().a);
     __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
     __user_cap_data_struct data[2] = {};
     ::syscall(SYS_capget, &hdr, data);
@@ -490,7 +257,7 @@ TEST_P(XdpTest, MissingCapabilitiesAreNamed) {
   ::waitpid(child, nullptr, 0);
   const std::string msg(buf, n > 0 ? static_cast<size_t>(n) : 0);
   EXPECT_NE(msg.find("lacks CAP_BPF (or CAP_SYS_ADMIN)"), std::string::npos) << msg;
-  EXPECT_FALSE(HasXdp(Netns::a, Netns::dev_a));
+  EXPECT_FALSE(HasXdp(V().a, V().dev_a));
 }
 
 INSTANTIATE_TEST_SUITE_P(Veth, XdpTest,
@@ -512,8 +279,3 @@ TEST(XdpOpenTest, AutoNeverPicksXdp) {
 }  // namespace
 }  // namespace scuttle::io
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  ::testing::AddGlobalTestEnvironment(new scuttle::io::Netns());
-  return RUN_ALL_TESTS();
-}
