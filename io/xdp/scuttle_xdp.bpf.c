@@ -59,7 +59,10 @@ struct {
   __uint(XDP_PASS, 1);
 } XDP_RUN_CONFIG(scuttle_xdp);
 
-SEC("xdp")
+// "xdp.frags" (BPF_F_XDP_HAS_FRAGS): the program copes with multi-buffer frames (it
+// passes them), so native mode attaches on an interface whose MTU exceeds a page
+// (jumbo frames); without it the driver refuses, e.g. veth's "Peer MTU is too large".
+SEC("xdp.frags")
 int scuttle_xdp(struct xdp_md* ctx) {
   void* data = (void*)(long)ctx->data;
   void* end = (void*)(long)ctx->data_end;
@@ -68,10 +71,12 @@ int scuttle_xdp(struct xdp_md* ctx) {
   if (!cfg || cfg->port_be == 0) return XDP_PASS;
   if (ctx->rx_queue_index != cfg->queue) return Count(1, XDP_PASS);
 
-  // Too long for a UMEM frame: the kernel delivers it to the transport's UDP socket.
-  if (cfg->max_frame_bytes && bpf_xdp_get_buff_len(ctx) > cfg->max_frame_bytes) {
-    return Count(1, XDP_PASS);
-  }
+  // Too long for a UMEM frame, or spread over several buffers (a multi-buffer frame: the
+  // XSK is not bound with XDP_USE_SG and would drop it): the kernel delivers it to the
+  // transport's UDP socket.
+  const __u64 len = bpf_xdp_get_buff_len(ctx);
+  if (cfg->max_frame_bytes && len > cfg->max_frame_bytes) return Count(1, XDP_PASS);
+  if (len != (__u64)(end - data)) return Count(1, XDP_PASS);
 
   struct ethhdr* eth = data;
   if ((void*)(eth + 1) > end) return Count(1, XDP_PASS);

@@ -4,7 +4,7 @@
 // (skb) and native (drv) XDP, against an AF_XDP peer and an epoll peer; this file adds
 // what only XDP has: attach mode and detach on close, IPv6, traffic that is not ours
 // keeps reaching the kernel, a crashed owner's program is removed by the next start,
-// and missing queues or capabilities are clear errors.
+// jumbo frames, and missing queues or capabilities are clear errors.
 //
 // Needs root (namespaces, XDP). Without it, or without network namespaces, every test
 // reports itself skipped with the reason; any other failure fails.
@@ -112,6 +112,51 @@ TEST_P(XdpTest, AttachesInTheRequestedModeAndDetachesOnClose) {
   EXPECT_TRUE(HasXdp(V().a, V().dev_a));
   a.reset();
   EXPECT_FALSE(HasXdp(V().a, V().dev_a)) << "program still attached after close";
+}
+
+// A 9,000 B MTU: native mode still attaches (the program is frags-aware; without
+// "xdp.frags" veth refuses with "Peer MTU is too large to set XDP"), datagrams that fit
+// a frame go through the XSK, and a jumbo datagram (8,972 B: one 9,000 B packet, larger
+// than a UMEM frame) takes the kernel socket whole, both ways.
+TEST_P(XdpTest, JumboMtuAttachesAndLargeFramesTakeTheKernel) {
+  struct RestoreMtu {
+    ~RestoreMtu() {
+      Sh("ip -n " + V().a + " link set " + V().dev_a + " mtu 1500");
+      Sh("ip -n " + V().b + " link set " + V().dev_b + " mtu 1500");
+    }
+  } restore;
+  ASSERT_EQ(Sh("ip -n " + V().a + " link set " + V().dev_a + " mtu 9000"), 0);
+  ASSERT_EQ(Sh("ip -n " + V().b + " link set " + V().dev_b + " mtu 9000"), 0);
+  constexpr size_t kJumbo = 9000 - 28;
+  auto a = OpenA();
+  auto b = OpenB();
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  EXPECT_STREQ(static_cast<XdpTransport*>(a.get())->xdp_mode(),
+               GetParam().mode == XdpMode::kSkb ? "skb" : "drv");
+  for (Transport* from : {b.get(), a.get()}) {
+    Transport* to = from == a.get() ? b.get() : a.get();
+    std::vector<std::vector<uint8_t>> sent;
+    for (uint32_t round = 0; round < 2; ++round) {  // the first may resolve the neighbour
+      for (size_t len : {size_t{1400}, kJumbo}) {
+        sent.push_back(Pattern(len, round * 2 + static_cast<uint32_t>(len)));
+        ASSERT_TRUE(Send(*from, to->local_endpoint(), sent.back()));
+      }
+      ASSERT_TRUE(from->Flush().ok());
+    }
+    std::vector<std::vector<uint8_t>> got;
+    ASSERT_TRUE(PollUntil(*to, [&] { return got.size() >= sent.size(); }, [&](const RxDatagram& d) {
+      got.emplace_back(d.data.begin(), d.data.end());
+    }));
+    auto order = [](const std::vector<uint8_t>& x, const std::vector<uint8_t>& y) { return x.size() < y.size() || (x.size() == y.size() && x[0] < y[0]); };
+    std::sort(sent.begin(), sent.end(), order);
+    std::sort(got.begin(), got.end(), order);
+    EXPECT_TRUE(got == sent) << "payload bytes differ";
+  }
+  EXPECT_GE(a->stats().xdp_rx_kernel, 2u) << "jumbo datagrams are larger than a UMEM frame";
+  EXPECT_GE(a->stats().xdp_tx_kernel, 2u);
+  EXPECT_GE(static_cast<XdpTransport*>(a.get())->program_redirected(), 1u);
+  EXPECT_EQ(a->stats().xdp_rx_dropped, 0u);
 }
 
 TEST_P(XdpTest, Ipv6BothWays) {
