@@ -4,6 +4,7 @@
 #define SCUTTLE_BENCH_LOAD_COMMON_H_
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <liburing.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -71,15 +72,36 @@ inline void SetBuf(int fd, int opt, int force_opt, size_t bytes) {
   }
 }
 
-// A UDP socket bound to 127.0.0.1:0.
-inline int OpenUdp(size_t bufbytes) {
+// Where the servers and the generator bind: both on loopback, or (bench/xdp_veth) the two
+// ends of a veth pair, the servers' end in another network namespace.
+struct BenchNet {
+  uint32_t server_ip = INADDR_LOOPBACK;  // host order
+  uint32_t gen_ip = INADDR_LOOPBACK;
+  std::string server_netns;  // "" = the process's own
+};
+inline BenchNet& Net() {
+  static BenchNet net;
+  return net;
+}
+
+// Moves the calling thread into network namespace `name` (an `ip netns` name); "" = stay.
+inline void EnterNetns(const std::string& name) {
+  if (name.empty()) return;
+  const int fd = ::open(("/run/netns/" + name).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) Die("open /run/netns/" + name);
+  if (::setns(fd, CLONE_NEWNET) != 0) Die("setns " + name);
+  ::close(fd);
+}
+
+// A UDP socket bound to ip:0 (host order; default 127.0.0.1).
+inline int OpenUdp(size_t bufbytes, uint32_t ip = INADDR_LOOPBACK) {
   const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (fd < 0) Die("socket");
   SetBuf(fd, SO_RCVBUF, SO_RCVBUFFORCE, bufbytes);
   SetBuf(fd, SO_SNDBUF, SO_SNDBUFFORCE, bufbytes);
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_addr.s_addr = htonl(ip);
   if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) Die("bind");
   return fd;
 }

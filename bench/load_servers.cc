@@ -37,7 +37,7 @@ class ReplyFiller {
 class RawMmsgServer final : public Server {
  public:
   RawMmsgServer(size_t reply_bytes, bool copy)
-      : fd_(OpenUdp(kSockBuf)), reply_(reply_bytes, kReplyTag), rx_bufs_(kServerBatch * kBufBytes) {
+      : fd_(OpenUdp(kSockBuf, Net().server_ip)), reply_(reply_bytes, kReplyTag), rx_bufs_(kServerBatch * kBufBytes) {
     if (copy) filler_ = std::make_unique<ReplyFiller>(reply_bytes);
     timeval tv{0, kServerPollUs};
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -106,7 +106,7 @@ class RawUringServer final : public Server {
   static constexpr uint64_t kRecv = 1, kSend = 2;
 
   RawUringServer(size_t reply_bytes, bool copy)
-      : fd_(OpenUdp(kSockBuf)),
+      : fd_(OpenUdp(kSockBuf, Net().server_ip)),
         reply_(reply_bytes, kReplyTag),
         br_mem_(4096 * ((kBufEntries * sizeof(io_uring_buf) + 4095) / 4096)),
         bufs_(kStride * kBufEntries) {
@@ -278,11 +278,13 @@ class RawUringServer final : public Server {
   std::unique_ptr<ReplyFiller> filler_;
 };
 
-io::TransportOptions TransportOpts(io::IoKind kind, size_t tx_slot_bytes, size_t zerocopy_min = 0) {
+io::TransportOptions TransportOpts(io::IoKind kind, size_t tx_slot_bytes, size_t zerocopy_min = 0,
+                                   io::XdpMode xdp_mode = io::XdpMode::kAuto) {
   io::TransportOptions o;
   o.zerocopy_min_bytes = zerocopy_min;
   o.kind = kind;
-  o.bind = Endpoint::V4(INADDR_LOOPBACK, 0);
+  o.bind = Endpoint::V4(Net().server_ip, 0);
+  o.xdp.mode = xdp_mode;
   o.max_datagram_bytes = io::kMaxUdpPayloadBytes;
   o.tx_slot_bytes = tx_slot_bytes;
   o.rx_buffer_count = kServerBatch;
@@ -306,9 +308,14 @@ std::unique_ptr<io::Transport> MustOpen(const io::TransportOptions& o) {
 }
 
 void CountTransportDrops(const io::Transport& t, ServerCounters& c) {
-  uint64_t d = 0;
-  for (uint64_t x : t.stats().drops) d += x;
+  const io::TransportStats& st = t.stats();
+  uint64_t d = st.xdp_rx_dropped;
+  for (uint64_t x : st.drops) d += x;
   c.drops.store(d, std::memory_order_relaxed);
+  c.rx_packets.store(st.rx_packets, std::memory_order_relaxed);
+  c.tx_packets.store(st.tx_packets, std::memory_order_relaxed);
+  c.rx_kernel.store(st.xdp_rx_kernel, std::memory_order_relaxed);
+  c.tx_kernel.store(st.xdp_tx_kernel, std::memory_order_relaxed);
 }
 
 // The Transport API doing the raw servers' job: a request gets a reply slot, stamped, sent.
@@ -317,8 +324,9 @@ void CountTransportDrops(const io::Transport& t, ServerCounters& c) {
 // on the wire keep the plaintext rows' sizes (the payload gives the trailer its 40 B).
 class TransportServer final : public Server {
  public:
-  TransportServer(io::IoKind kind, size_t reply_bytes, bool sealed)
-      : t_(MustOpen(TransportOpts(kind, 0))),
+  TransportServer(io::IoKind kind, size_t reply_bytes, bool sealed,
+                  io::XdpMode xdp_mode = io::XdpMode::kAuto)
+      : t_(MustOpen(TransportOpts(kind, 0, 0, xdp_mode))),
         reply_bytes_(reply_bytes),
         sealed_(sealed),
         open_buf_(sealed ? kBufBytes : 0),
@@ -437,6 +445,11 @@ std::unique_ptr<Server> MakeServer(const RunSpec& s, size_t zerocopy_min) {
   if (s.server == "raw_mmsg_copy") return std::make_unique<RawMmsgServer>(s.reply, true);
   if (s.server == "raw_uring_copy") return std::make_unique<RawUringServer>(s.reply, true);
   const bool sealed = IsSealed(s.server);
+  // AF_XDP (bench/xdp_veth): native or generic XDP on the veth end holding server_ip.
+  if (s.server == "transport_xdp_drv" || s.server == "transport_xdp_skb") {
+    return std::make_unique<TransportServer>(io::IoKind::kXdp, s.reply, false,
+                                             s.server.ends_with("drv") ? io::XdpMode::kDrv : io::XdpMode::kSkb);
+  }
   const io::IoKind k = s.server.find("uring") != std::string::npos ? io::IoKind::kUring : io::IoKind::kEpoll;
   if (s.server.rfind("transport_", 0) == 0) return std::make_unique<TransportServer>(k, s.reply, sealed);
   const bool zc = s.server.ends_with("_zc");

@@ -19,7 +19,7 @@ struct Profile {
 
 struct RunSpec {
   std::string kind;    // echo | handshake
-  std::string server;  // raw_mmsg | raw_uring | transport_* | engine_*
+  std::string server;  // raw_mmsg | raw_uring | transport_* (incl. transport_xdp_drv/skb) | engine_*
   std::string size_label;
   const Profile* profile = nullptr;  // handshake
   size_t request = 0, reply = 0, ack = 0;
@@ -29,6 +29,8 @@ struct RunSpec {
 
 struct ServerCounters {
   std::atomic<uint64_t> drops{0};
+  // io::Transport servers: cumulative packets, and (xdp) those that took the kernel socket.
+  std::atomic<uint64_t> rx_packets{0}, tx_packets{0}, rx_kernel{0}, tx_kernel{0};
 };
 
 class Server {

@@ -40,6 +40,12 @@
 // the generator allocates nothing once running, so the delta over the measured window is
 // the server's, reported per server packet (rx + tx).
 //
+// Across a veth pair (--server_netns, run by bench/xdp_veth, issue #19): the servers bind
+// the veth end in another network namespace, the generator the end in this one; echo only,
+// at 64 B, 1,400 B and 8,972 B ("9000": one 9,000 B jumbo IP packet) datagrams, with two
+// more servers, io::Transport on AF_XDP in native (transport_xdp_drv) and generic
+// (transport_xdp_skb) mode. The load average is recorded before and after.
+//
 // Output: JSON (--out=FILE, default stdout) with one row per run; bench/run summarizes.
 #define SCUTTLE_BENCH_COUNT_ALLOCS
 #include "absl/flags/flag.h"
@@ -64,6 +70,11 @@ ABSL_FLAG(std::string, kind, "", "only this kind: echo | handshake");
 ABSL_FLAG(int32_t, window_small, 64, "generator window (exchanges in flight), small sizes");
 ABSL_FLAG(int32_t, window_large, 16, "generator window, replies over 8 KiB");
 ABSL_FLAG(int32_t, cores, 0, "only runs on this many cores: 1 or 2 (0: both)");
+ABSL_FLAG(std::string, server_netns, "",
+          "run the servers in this network namespace (bench/xdp_veth sets up the veth pair): "
+          "echo only, sizes 64, 1400, 9000, plus the AF_XDP servers; needs root");
+ABSL_FLAG(std::string, server_addr, "", "with --server_netns: the servers' IPv4 address there");
+ABSL_FLAG(std::string, gen_addr, "", "with --server_netns: the generator's IPv4 address here");
 ABSL_FLAG(int64_t, zerocopy_min_bytes, 0,
           "> 0: also the engine_*_zc rows, MSG_ZEROCOPY from this reply size");
 
@@ -71,6 +82,15 @@ namespace scuttle::bench {
 namespace {
 
 const Profile kProfiles[] = {{"small", 65507, 0}, {"1400", 1650, 2000}, {"65507", 65507, 2000}};
+// The veth suite's jumbo size: the largest UDP payload in one 9,000 B MTU IPv4 packet.
+constexpr size_t kJumboPayload = 9000 - 20 - 8;
+
+std::string LoadAverage() {
+  std::ifstream f("/proc/loadavg");
+  std::string one, five, fifteen;
+  f >> one >> five >> fifteen;
+  return one + " " + five + " " + fifteen;
+}
 
 struct Options {
   double warmup_s = 0.3;
@@ -98,6 +118,7 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
   std::thread server_thread([&] {
     server_tid = ::gettid();
     PinSelf(server_cpu);
+    EnterNetns(Net().server_netns);
     // Thread names let `perf report --comm` separate the servers of one run (15 chars).
     pthread_setname_np(pthread_self(), spec.server.substr(0, 15).c_str());
     std::unique_ptr<Server> server = MakeServer(spec, o.zerocopy_min);
@@ -105,10 +126,10 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
     server->Run(stop_server, sc);
   });
   const uint16_t port = ready_f.get();
-  const int gen_fd = OpenUdp(2 * kSockBuf);
+  const int gen_fd = OpenUdp(2 * kSockBuf, Net().gen_ip);
   sockaddr_in to{};
   to.sin_family = AF_INET;
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  to.sin_addr.s_addr = htonl(Net().server_ip);
   to.sin_port = htons(port);
   if (::connect(gen_fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) Die("connect");
 
@@ -178,6 +199,12 @@ nlohmann::json RunOne(const RunSpec& spec, const Options& o) {
   j["gen_switches_per_exchange"] = exchanges > 0 ? static_cast<double>(gsw1 - gsw0) / exchanges : 0;
   j["replies_per_gen_batch"] = gb1 > gb0 ? exchanges / static_cast<double>(gb1 - gb0) : 0;
   j["server_drops"] = sc.drops.load();
+  // io::Transport servers, whole run (warm-up included): packets, and for xdp those that
+  // went through the kernel socket instead of the rings.
+  j["server_rx_packets"] = sc.rx_packets.load();
+  j["server_tx_packets"] = sc.tx_packets.load();
+  j["server_rx_kernel"] = sc.rx_kernel.load();
+  j["server_tx_kernel"] = sc.tx_kernel.load();
   j["reply_min"] = gc.reply_min == SIZE_MAX ? 0 : gc.reply_min;
   j["reply_max"] = gc.reply_max;
   return j;
@@ -202,6 +229,30 @@ int Main(int argc, char** argv) {
   o.window_large = absl::GetFlag(FLAGS_window_large);
   o.only_cores = absl::GetFlag(FLAGS_cores);
   const int64_t zc = absl::GetFlag(FLAGS_zerocopy_min_bytes);
+  const std::string netns = absl::GetFlag(FLAGS_server_netns);
+  const bool veth = !netns.empty();
+  if (veth) {
+    for (const char* flag : {"server_addr", "gen_addr"}) {
+      const std::string v = flag == std::string_view("server_addr") ? absl::GetFlag(FLAGS_server_addr)
+                                                                    : absl::GetFlag(FLAGS_gen_addr);
+      in_addr a{};
+      if (::inet_pton(AF_INET, v.c_str(), &a) != 1) {
+        cli::BadFlag("scuttle_load", "--" + std::string(flag) + "='" + v + "': want an IPv4 address (with --server_netns)");
+      }
+      (flag == std::string_view("server_addr") ? Net().server_ip : Net().gen_ip) = ntohl(a.s_addr);
+    }
+    Net().server_netns = netns;
+    constexpr std::string_view kNotVeth[] = {"zerocopy_min_bytes"};
+    if (absl::Status st = cli::RefuseSetFlags(kNotVeth, "--server_netns"); !st.ok()) {
+      cli::BadFlag("scuttle_load", SV(st.message()));
+    }
+    if (o.only_kind == "handshake") cli::BadFlag("scuttle_load", "--kind=handshake does not apply to --server_netns (echo only)");
+  } else {
+    constexpr std::string_view kVethOnly[] = {"server_addr", "gen_addr"};
+    if (absl::Status st = cli::RefuseSetFlags(kVethOnly, "scuttle_load without --server_netns"); !st.ok()) {
+      cli::BadFlag("scuttle_load", SV(st.message()));
+    }
+  }
   for (absl::Status st : {
            cli::InRange("warmup_s", o.warmup_s, 0.0, 60.0),
            cli::InRange("duration_s", o.duration_s, 0.01, 600.0),
@@ -216,7 +267,10 @@ int Main(int argc, char** argv) {
   if (!o.only_kind.empty() && o.only_kind != "echo" && o.only_kind != "handshake") {
     cli::BadFlag("scuttle_load", "--kind=" + o.only_kind + ": want echo or handshake");
   }
-  if (!o.only_size.empty() && o.only_size != "64" && o.only_size != "1400" &&
+  if (veth && !o.only_size.empty() && o.only_size != "64" && o.only_size != "1400" && o.only_size != "9000") {
+    cli::BadFlag("scuttle_load", "--size=" + o.only_size + ": want 64, 1400 or 9000 (with --server_netns)");
+  }
+  if (!veth && !o.only_size.empty() && o.only_size != "64" && o.only_size != "1400" &&
       o.only_size != "65507" && o.only_size != "small") {
     cli::BadFlag("scuttle_load", "--size=" + o.only_size + ": want 64, 1400, 65507 or small");
   }
@@ -236,12 +290,14 @@ int Main(int argc, char** argv) {
     o.cpu_a = o.cpu_b = cpus.at(0);
   }
 
+  const std::string load_before = LoadAverage();
   // Calibration: each handshake profile's Syn/SynAck/Ack sizes, for the raw servers.
   struct Sizes {
     size_t syn, synack, ack;
   };
   std::vector<Sizes> sizes;
   for (const Profile& p : kProfiles) {
+    if (veth) break;  // echo only
     RunSpec s;
     s.server = "engine_epoll";
     s.profile = &p;
@@ -265,7 +321,24 @@ int Main(int argc, char** argv) {
   }
 
   std::vector<RunSpec> specs;
-  for (int rep = 0; rep < o.reps; ++rep) {
+  for (int rep = 0; veth && rep < o.reps; ++rep) {
+    for (int cores : core_counts) {
+      for (size_t sz : {size_t{64}, size_t{1400}, kJumboPayload}) {
+        for (const char* srv : {"raw_mmsg", "raw_uring", "transport_uring", "transport_epoll",
+                                "transport_xdp_drv", "transport_xdp_skb"}) {
+          RunSpec s;
+          s.kind = "echo";
+          s.server = srv;
+          s.size_label = sz == kJumboPayload ? "9000" : std::to_string(sz);
+          s.request = s.reply = sz;
+          s.cores = cores;
+          s.rep = rep;
+          specs.push_back(s);
+        }
+      }
+    }
+  }
+  for (int rep = 0; !veth && rep < o.reps; ++rep) {
     for (int cores : core_counts) {
       for (size_t sz : {size_t{64}, size_t{1400}, kMaxDatagram}) {
         for (const char* srv : {"raw_mmsg", "raw_uring", "transport_uring", "transport_epoll",
@@ -331,7 +404,9 @@ int Main(int argc, char** argv) {
   doc["suite"] = "packet_rate";
   doc["config"] = {{"warmup_s", o.warmup_s}, {"duration_s", o.duration_s}, {"reps", o.reps},
                    {"window_small", o.window_small}, {"window_large", o.window_large},
-                   {"cpus", cpus}, {"server_batch", kServerBatch}};
+                   {"cpus", cpus}, {"server_batch", kServerBatch},
+                   {"server_netns", netns}, {"load_average_before", load_before},
+                   {"load_average_after", LoadAverage()}};
   doc["runs"] = std::move(runs);
   return WriteJson(doc, o.out);
 }
