@@ -187,17 +187,15 @@ int Main(int argc, char** argv) {
                         "with 1 vs 2 engine shards, same run",
                         cli::FlagsDefinedIn(kFiles));
   Options o;
-  const bool quick = absl::GetFlag(FLAGS_quick);
-  o.warmup_s = quick && !cli::FlagSet("warmup_s") ? 0.05 : absl::GetFlag(FLAGS_warmup_s);
-  o.duration_s = quick && !cli::FlagSet("duration_s") ? 0.1 : absl::GetFlag(FLAGS_duration_s);
-  o.reps = quick && !cli::FlagSet("reps") ? 1 : absl::GetFlag(FLAGS_reps);
+  const cli::RunLength len = cli::ReadRunLengthOrExit("scuttle_node_shards", absl::GetFlag(FLAGS_quick),
+                                                      FLAGS_warmup_s, FLAGS_duration_s, FLAGS_reps);
+  o.warmup_s = len.warmup_s;
+  o.duration_s = len.duration_s;
+  o.reps = len.reps;
   o.generators = absl::GetFlag(FLAGS_generators);
   o.window = absl::GetFlag(FLAGS_window);
   o.pin = absl::GetFlag(FLAGS_pin);
   for (absl::Status st : {
-           cli::InRange("warmup_s", o.warmup_s, 0.0, 60.0),
-           cli::InRange("duration_s", o.duration_s, 0.01, 600.0),
-           cli::InRange("reps", o.reps, 1, 100),
            cli::InRange("generators", o.generators, 1, 64),
            cli::InRange("window", o.window, 1, 4096),
        }) {

@@ -696,15 +696,12 @@ std::vector<int> ListFlag(const absl::Flag<std::vector<std::string>>& flag, std:
 Options ReadFlags() {
   Options o;
   const bool quick = absl::GetFlag(FLAGS_quick);
-  auto pick = [&](auto& flag, std::string_view name, auto quick_value) {
-    return quick && !cli::FlagSet(name) ? quick_value : absl::GetFlag(flag);
-  };
   o.nodes = quick && !cli::FlagSet("nodes") ? std::vector<int>{10}
                                             : ListFlag(FLAGS_nodes, "nodes", 100000);
-  o.interval_ms = pick(FLAGS_interval_ms, "interval_ms", 100);
-  o.writes = pick(FLAGS_writes, "writes", 3);
-  o.idle_s = pick(FLAGS_idle_s, "idle_s", 1.0);
-  o.load_s = pick(FLAGS_load_s, "load_s", 1.0);
+  o.interval_ms = cli::QuickOr(quick, FLAGS_interval_ms, 100);
+  o.writes = cli::QuickOr(quick, FLAGS_writes, 3);
+  o.idle_s = cli::QuickOr(quick, FLAGS_idle_s, 1.0);
+  o.load_s = cli::QuickOr(quick, FLAGS_load_s, 1.0);
   o.write_rate = absl::GetFlag(FLAGS_writes_per_node_per_s);
   o.threads = absl::GetFlag(FLAGS_threads);
   o.join_mb = quick && !cli::FlagSet("join_mb") ? std::vector<int>{1}
@@ -713,7 +710,7 @@ Options ReadFlags() {
   o.join_interval_ms = absl::GetFlag(FLAGS_join_interval_ms);
   o.join_mode = absl::GetFlag(FLAGS_join_mode);
   o.join_reps = absl::GetFlag(FLAGS_join_reps);
-  o.join_timeout_s = pick(FLAGS_join_timeout_s, "join_timeout_s", 30.0);
+  o.join_timeout_s = cli::QuickOr(quick, FLAGS_join_timeout_s, 30.0);
   o.out = absl::GetFlag(FLAGS_out);
   const std::string io = absl::GetFlag(FLAGS_io);
   for (absl::Status st : {

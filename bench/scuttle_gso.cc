@@ -394,8 +394,8 @@ double Median(std::vector<double> v) {
 
 int Loopback() {
   const bool quick = absl::GetFlag(FLAGS_quick);
-  const int reps = quick && !cli::FlagSet("reps") ? 1 : absl::GetFlag(FLAGS_reps);
-  const int ms = quick && !cli::FlagSet("duration_ms") ? 50 : absl::GetFlag(FLAGS_duration_ms);
+  const int reps = cli::QuickOr(quick, FLAGS_reps, 1);
+  const int ms = cli::QuickOr(quick, FLAGS_duration_ms, 50);
   if (absl::Status st = cli::InRange("reps", reps, 1, 100); !st.ok()) Bad(st);
   if (absl::Status st = cli::InRange("duration_ms", ms, 1, 600000); !st.ok()) Bad(st);
   const int64_t duration_us = int64_t{ms} * 1000;

@@ -217,10 +217,11 @@ int Main(int argc, char** argv) {
                         "raw recvmmsg/sendmmsg and io_uring loops, same run",
                         cli::FlagsDefinedIn(kFiles));
   Options o;
-  const bool quick = absl::GetFlag(FLAGS_quick);
-  o.warmup_s = quick && !cli::FlagSet("warmup_s") ? 0.05 : absl::GetFlag(FLAGS_warmup_s);
-  o.duration_s = quick && !cli::FlagSet("duration_s") ? 0.1 : absl::GetFlag(FLAGS_duration_s);
-  o.reps = quick && !cli::FlagSet("reps") ? 1 : absl::GetFlag(FLAGS_reps);
+  const cli::RunLength len = cli::ReadRunLengthOrExit("scuttle_load", absl::GetFlag(FLAGS_quick),
+                                                      FLAGS_warmup_s, FLAGS_duration_s, FLAGS_reps);
+  o.warmup_s = len.warmup_s;
+  o.duration_s = len.duration_s;
+  o.reps = len.reps;
   o.out = absl::GetFlag(FLAGS_out);
   o.only_server = absl::GetFlag(FLAGS_server);
   o.only_size = absl::GetFlag(FLAGS_size);
@@ -254,9 +255,6 @@ int Main(int argc, char** argv) {
     }
   }
   for (absl::Status st : {
-           cli::InRange("warmup_s", o.warmup_s, 0.0, 60.0),
-           cli::InRange("duration_s", o.duration_s, 0.01, 600.0),
-           cli::InRange("reps", o.reps, 1, 100),
            cli::InRange("window_small", o.window_small, 1, 4096),
            cli::InRange("window_large", o.window_large, 1, 4096),
            cli::InRange<int64_t>("zerocopy_min_bytes", zc, 0, 65507),

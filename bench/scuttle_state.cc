@@ -337,9 +337,9 @@ int Main(int argc, char** argv) {
   o.keys = ListFlag(FLAGS_keys, "keys", {1000, 10000});
   o.owners = ListFlag(FLAGS_owners, "owners", {10, 100});
   o.sim_nodes = ListFlag(FLAGS_sim_nodes, "sim_nodes", {10, 50});
-  o.reps = quick && !cli::FlagSet("reps") ? 2 : absl::GetFlag(FLAGS_reps);
+  o.reps = cli::QuickOr(quick, FLAGS_reps, 2);
   if (quick) o.batch_s = 0.005;
-  o.sim_budget_s = quick && !cli::FlagSet("sim_budget_s") ? 5.0 : absl::GetFlag(FLAGS_sim_budget_s);
+  o.sim_budget_s = cli::QuickOr(quick, FLAGS_sim_budget_s, 5.0);
   o.out = absl::GetFlag(FLAGS_out);
   for (absl::Status st : {cli::InRange("reps", o.reps, 1, 100),
                           cli::InRange("sim_budget_s", o.sim_budget_s, 0.1, 36000.0)}) {

@@ -340,10 +340,8 @@ nlohmann::json RunJson(const RunResult& r) {
 
 int Main() {
   const bool quick = absl::GetFlag(FLAGS_quick);
-  int reps = absl::GetFlag(FLAGS_reps);
-  int duration_ms = absl::GetFlag(FLAGS_duration_ms);
-  if (quick && !cli::FlagSet("reps")) reps = 1;
-  if (quick && !cli::FlagSet("duration_ms")) duration_ms = 30;
+  const int reps = cli::QuickOr(quick, FLAGS_reps, 1);
+  const int duration_ms = cli::QuickOr(quick, FLAGS_duration_ms, 30);
   Options o;
   o.keys_per_handshake = absl::GetFlag(FLAGS_keys_per_handshake);
   o.keyspace = absl::GetFlag(FLAGS_keyspace);

@@ -112,6 +112,22 @@ bool FlagSet(std::string_view name) {
   return f != nullptr && (OnCommandLine(name) || f->CurrentValue() != f->DefaultValue());
 }
 
+RunLength ReadRunLengthOrExit(std::string_view command, bool quick,
+                              const absl::Flag<double>& warmup_s,
+                              const absl::Flag<double>& duration_s,
+                              const absl::Flag<int32_t>& reps) {
+  RunLength r;
+  r.warmup_s = QuickOr(quick, warmup_s, 0.05);
+  r.duration_s = QuickOr(quick, duration_s, 0.1);
+  r.reps = QuickOr(quick, reps, 1);
+  for (absl::Status st : {InRange("warmup_s", r.warmup_s, 0.0, 60.0),
+                          InRange("duration_s", r.duration_s, 0.01, 600.0),
+                          InRange("reps", r.reps, 1, 100)}) {
+    if (!st.ok()) BadFlag(command, SV(st.message()));
+  }
+  return r;
+}
+
 absl::Status RefuseSetFlags(std::span<const std::string_view> names, std::string_view context) {
   for (std::string_view name : names) {
     if (FlagSet(name)) {

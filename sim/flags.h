@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
@@ -45,6 +46,28 @@ std::vector<std::string> FlagsDefinedIn(std::span<const std::string_view> file_s
 // True when the flag was given on the command line or holds a value other than its
 // default (tests set flags with absl::SetFlag). False for an unknown name.
 bool FlagSet(std::string_view name);
+
+// A bench's --quick (the CI size): `quick_value` when `quick` is on and `flag` was not set
+// (FlagSet), else the flag's value; so --quick shrinks only what the user did not give.
+template <typename T, typename Q>
+T QuickOr(bool quick, const absl::Flag<T>& flag, Q quick_value) {
+  if (quick && !FlagSet(SV(absl::GetFlagReflectionHandle(flag).Name()))) return T(quick_value);
+  return absl::GetFlag(flag);
+}
+
+// The run length of a throughput bench (scuttle_load, scuttle_node_shards), from the
+// --warmup_s, --duration_s and --reps flags the binary defines: --quick gives 0.05 s,
+// 0.1 s and 1 repetition to those not set; each is checked (0..60 s, 0.01..600 s, 1..100)
+// and a bad one exits 2 naming it.
+struct RunLength {
+  double warmup_s = 0;
+  double duration_s = 0;
+  int reps = 0;
+};
+RunLength ReadRunLengthOrExit(std::string_view command, bool quick,
+                              const absl::Flag<double>& warmup_s,
+                              const absl::Flag<double>& duration_s,
+                              const absl::Flag<int32_t>& reps);
 
 // InvalidArgument "--<name> does not apply to <context>" for the first of `names` that
 // FlagSet reports; OK when none is set. For modes within one command (a flag of the
