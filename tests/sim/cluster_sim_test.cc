@@ -21,6 +21,7 @@
 #include "sim/cluster_cli.h"
 #include "sim/cluster_faults.h"
 #include "tests/sim/flag_args.h"
+#include "tests/sim/scenario_config.h"
 
 namespace scuttle::sim {
 namespace {
@@ -103,14 +104,7 @@ TEST(ClusterSoak, LongSoakWhenEnabled) {
 // ---- Scenarios ---------------------------------------------------------------------------
 
 ClusterSimConfig Base(uint64_t seed, uint32_t nodes, uint32_t rounds) {
-  ClusterSimConfig c;
-  c.seed = seed;
-  c.nodes = nodes;
-  c.rounds = rounds;
-  c.keys = 16;
-  c.write_rate = 6;
-  c.delete_ratio = 0.3;
-  return c;
+  return ScenarioConfig(seed, nodes, rounds, /*keys=*/16, /*write_rate=*/6);
 }
 
 TEST(ClusterSim, CleanNetworkConvergesFast) {

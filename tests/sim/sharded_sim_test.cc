@@ -8,6 +8,7 @@
 #include "engine/node_state.h"
 #include "engine/shard.h"
 #include "gtest/gtest.h"
+#include "tests/sim/scenario_config.h"
 
 namespace scuttle::sim {
 namespace {
@@ -25,14 +26,7 @@ std::string Describe(ShardedSim& sim) {
 }
 
 ClusterSimConfig Base(uint64_t seed, uint32_t nodes, uint32_t rounds) {
-  ClusterSimConfig c;
-  c.seed = seed;
-  c.nodes = nodes;
-  c.rounds = rounds;
-  c.keys = 64;
-  c.write_rate = 24;
-  c.delete_ratio = 0.3;
-  return c;
+  return ScenarioConfig(seed, nodes, rounds, /*keys=*/64, /*write_rate=*/24);
 }
 
 // Each shard's engines hold only that shard's keys, and a node's shards share faults.
