@@ -19,6 +19,19 @@ constexpr size_t kBufBytes = 8192;
 
 size_t AddrLen(int family) { return family == AF_INET ? 4 : 16; }
 
+// A netlink doit request in `buf`: message `type`, sequence `seq`, the family header T
+// (zeroed, then set by `fill`) and the address attribute `attr`.
+template <typename T, typename Fill>
+void PutRequest(char* buf, uint16_t type, uint32_t seq, uint16_t attr, int family,
+                const uint8_t* addr, Fill fill) {
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = type;
+  nlh->nlmsg_flags = NLM_F_REQUEST;
+  nlh->nlmsg_seq = seq;
+  fill(static_cast<T*>(mnl_nlmsg_put_extra_header(nlh, sizeof(T))));
+  mnl_attr_put(nlh, attr, AddrLen(family), addr);
+}
+
 struct RouteReply {
   int family = 0;
   int oif = 0;
@@ -125,14 +138,10 @@ bool NeighbourTable::Request(void* buf, int (*cb)(const nlmsghdr*, void*), void*
 bool NeighbourTable::Route(int family, const uint8_t* dst, int* oif, uint8_t* next_hop,
                            uint8_t* source) {
   alignas(nlmsghdr) char buf[512];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETROUTE;
-  nlh->nlmsg_flags = NLM_F_REQUEST;
-  nlh->nlmsg_seq = ++seq_;
-  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
-  rtm->rtm_family = static_cast<uint8_t>(family);
-  rtm->rtm_dst_len = static_cast<uint8_t>(AddrLen(family) * 8);
-  mnl_attr_put(nlh, RTA_DST, AddrLen(family), dst);
+  PutRequest<rtmsg>(buf, RTM_GETROUTE, ++seq_, RTA_DST, family, dst, [&](rtmsg* rtm) {
+    rtm->rtm_family = static_cast<uint8_t>(family);
+    rtm->rtm_dst_len = static_cast<uint8_t>(AddrLen(family) * 8);
+  });
   RouteReply r;
   r.family = family;
   if (!Request(buf, OnRoute, &r) || !r.unicast) return false;
@@ -144,14 +153,10 @@ bool NeighbourTable::Route(int family, const uint8_t* dst, int* oif, uint8_t* ne
 
 bool NeighbourTable::Neighbour(int family, const uint8_t* addr, NextHop* hop) {
   alignas(nlmsghdr) char buf[512];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETNEIGH;
-  nlh->nlmsg_flags = NLM_F_REQUEST;
-  nlh->nlmsg_seq = ++seq_;
-  auto* ndm = static_cast<ndmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ndmsg)));
-  ndm->ndm_family = static_cast<uint8_t>(family);
-  ndm->ndm_ifindex = ifindex_;
-  mnl_attr_put(nlh, NDA_DST, AddrLen(family), addr);
+  PutRequest<ndmsg>(buf, RTM_GETNEIGH, ++seq_, NDA_DST, family, addr, [&](ndmsg* ndm) {
+    ndm->ndm_family = static_cast<uint8_t>(family);
+    ndm->ndm_ifindex = ifindex_;
+  });
   NeighReply r;
   if (!Request(buf, OnNeigh, &r)) return false;  // ENOENT: never resolved
   constexpr uint16_t kUsable =
