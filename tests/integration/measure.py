@@ -60,6 +60,28 @@ def poll_all(nodes, cond, timeout, t0, interval=0.005):
     return seen
 
 
+def kill_until_dead(live, rng, timeout):
+    """kill -9 a random node of `live` other than the first (it seeds everyone); returns
+    (victim, survivors, sorted seconds until each survivor lists it dead)."""
+    victim = rng.choice(live[1:])
+    survivors = [nd for nd in live if nd is not victim]
+    victim.kill9()
+    seen = poll_all(survivors, lambda nd: nd.states().get(victim.name) == "dead", timeout,
+                    time.monotonic(), interval=0.02)
+    return victim, survivors, sorted(seen.values())
+
+
+def write_until_everywhere(nodes, writer, key, val, timeout, interval=0.005):
+    """PUTs key=val on `writer`; returns (seconds the PUT took, {name: seconds from its
+    reply until that node serves the value})."""
+    t_put = time.monotonic()
+    writer.put(key, val)
+    t1 = time.monotonic()
+    seen = poll_all(nodes, lambda nd: h.entry_value(nd.get(key, node=writer.name)) == val.encode(),
+                    timeout, t1, interval=interval)
+    return t1 - t_put, seen
+
+
 def summary(xs):
     xs = sorted(xs)
     p = lambda q: xs[min(len(xs) - 1, int(q * len(xs)))]  # noqa: E731
@@ -87,10 +109,7 @@ def measure(c, args):
     for r in range(args.rounds):
         writer = rng.choice(nodes)
         key, val = "measure/%d" % r, "value-%d" % r
-        writer.put(key, val)
-        t1 = time.monotonic()
-        seen = poll_all(nodes, lambda nd: h.entry_value(nd.get(key, node=writer.name)) == val.encode(),
-                        30, t1)
+        _, seen = write_until_everywhere(nodes, writer, key, val, 30)
         results["replication_last"].append(max(seen.values()))
         results["replication_all"].extend(seen.values())
         log("round %d: write on %s visible on all %d nodes after %.3fs (median node %.3fs)"
@@ -107,13 +126,7 @@ def measure(c, args):
            (" e.g. %r" % mon.events[:5]) if mon.events else ""))
 
     # Detection: kill -9 one node (never the first, which seeds everyone).
-    victim = rng.choice(nodes[1:])
-    live = [nd for nd in nodes if nd is not victim]
-    victim.kill9()
-    t1 = time.monotonic()
-    seen = poll_all(live, lambda nd: nd.states().get(victim.name) == "dead", 30, t1,
-                    interval=0.02)
-    det = sorted(seen.values())
+    victim, live, det = kill_until_dead(nodes, rng, 30)
     log("kill -9 %s: dead on all %d live nodes after %.3fs (first %.3fs, median %.3fs)"
         % (victim.name, len(live), det[-1], det[0], statistics.median(det)))
 
@@ -196,13 +209,7 @@ def kill_row(rows, c, nodes, interval_s, label, rng, kills=3):
     live = list(nodes)
     meds, lasts = [], []
     for _ in range(kills):
-        victim = rng.choice(live[1:])
-        live = [nd for nd in live if nd is not victim]
-        victim.kill9()
-        t1 = time.monotonic()
-        seen = poll_all(live, lambda nd: nd.states().get(victim.name) == "dead", 60, t1,
-                        interval=0.02)
-        det = sorted(seen.values())
+        victim, live, det = kill_until_dead(live, rng, 60)
         meds.append(statistics.median(det))
         lasts.append(det[-1])
         log("kill -9 %s: median survivor %.2f s, last %.2f s" % (victim.name, meds[-1],
@@ -308,17 +315,16 @@ def write_rows(rows, c, nodes, label, writes, rng, detect="watch", gap_s=0.0):
         for r in range(writes):
             writer = rng.choice(nodes)
             key, val = "t/%s/%d" % (tag, r), "v%d" % r
-            t_put = time.monotonic()
-            writer.put(key, val)
-            t1 = time.monotonic()
             if w is not None:
+                t_put = time.monotonic()
+                writer.put(key, val)
+                put_s = time.monotonic() - t_put
                 # From before the PUT was sent: the writer's own event bounds the tool's delay.
                 got = w.wait(key, nodes, 30)
                 arr = [t - t_put for t in got.values()]
                 self_delay.append(got[writer.name] - t_put)
             else:
-                seen = poll_all(nodes, lambda nd: h.entry_value(nd.get(key, node=writer.name))
-                                == val.encode(), 30, t1, interval=0.01)
+                put_s, seen = write_until_everywhere(nodes, writer, key, val, 30, interval=0.01)
                 arr = list(seen.values())
             lat.append(max(arr))
             if gap_s > 0:  # every write alone: the previous one's traffic has died down
@@ -327,7 +333,7 @@ def write_rows(rows, c, nodes, label, writes, rng, detect="watch", gap_s=0.0):
                            interval=0.05)
             early.append(sum(1 for a in arr if a <= 0.05))
             log("%s write %d: last node %.0f ms, %d/%d within 50 ms (PUT took %.1f ms)"
-                % (label, r, 1e3 * max(arr), early[-1], len(arr), 1e3 * (t1 - t_put)))
+                % (label, r, 1e3 * max(arr), early[-1], len(arr), 1e3 * put_s))
         dt = time.monotonic() - t0
         ty1 = {}
         b1 = sent_bytes(nodes, ty1)
