@@ -243,9 +243,14 @@ absl::Status XdpTransport::Init(const TransportOptions& o) {
     rx_frames_ = Pow2AtLeast(o.rx_buffer_count);
     tx_frames_ = static_cast<uint32_t>(o.tx_slot_count);
   }
-  auto staging = MappedRegion::Map(tx_slot_bytes_);
+  // Lazily backed: a slot's pages are touched only when a send that large is encoded.
+  staging_stride_ = (tx_slot_bytes_ + 63) & ~size_t{63};
+  auto staging = MappedRegion::Map(staging_stride_ * (tx_slot_bytes_ > kTxFrameCapacity ? kKernelTxBatch : 1));
   if (!staging.ok()) return staging.status();
   staging_ = std::move(*staging);
+  ktx_msgs_ = std::make_unique<mmsghdr[]>(kKernelTxBatch);
+  ktx_iovs_ = std::make_unique<iovec[]>(kKernelTxBatch);
+  ktx_addrs_ = std::make_unique<sockaddr_storage[]>(kKernelTxBatch);
   tx_free_ = std::make_unique<uint32_t[]>(tx_frames_);
   // Low frames first, so a quiet node keeps reusing a few warm ones.
   for (uint32_t i = 0; i < tx_frames_; ++i) tx_free_[i] = rx_frames_ + tx_frames_ - 1 - i;
@@ -395,10 +400,11 @@ std::span<uint8_t> XdpTransport::AcquireTx(size_t max_len) {
     stats_.CountDrop(Drop::kTxPoolFull);
     return {};
   }
+  pending_staged_ = max_len > kTxFrameCapacity;
+  if (pending_staged_ && ktx_len_ == kKernelTxBatch) FlushKernelSends();  // frees every slot
   pending_ = tx_free_[--tx_free_top_];
   pending_len_ = max_len;
-  pending_staged_ = max_len > kTxFrameCapacity;
-  if (pending_staged_) return {staging_.data(), max_len};
+  if (pending_staged_) return {Staging(ktx_len_), max_len};
   return {Frame(pending_) + kTxPayloadOffset, max_len};
 }
 
@@ -409,7 +415,7 @@ void XdpTransport::AbortTx() {
 
 void XdpTransport::CommitTx(const Endpoint& to, size_t len) {
   if (pending_ == UINT32_MAX) return;
-  const uint8_t* base = pending_staged_ ? staging_.data() : Frame(pending_) + kTxPayloadOffset;
+  const uint8_t* base = pending_staged_ ? Staging(ktx_len_) : Frame(pending_) + kTxPayloadOffset;
   CommitTx(to, std::span<const uint8_t>(base, std::min(len, pending_len_)));
 }
 
@@ -417,7 +423,7 @@ void XdpTransport::CommitTx(const Endpoint& to, std::span<const uint8_t> packet)
   const uint32_t frame = pending_;
   if (frame == UINT32_MAX) return;
   pending_ = UINT32_MAX;
-  const uint8_t* base = pending_staged_ ? staging_.data() : Frame(frame) + kTxPayloadOffset;
+  const uint8_t* base = pending_staged_ ? Staging(ktx_len_) : Frame(frame) + kTxPayloadOffset;
   const auto p = reinterpret_cast<uintptr_t>(packet.data());
   const auto b = reinterpret_cast<uintptr_t>(base);
   if (packet.empty() || p < b || p - b > pending_len_ || packet.size() > pending_len_ - (p - b)) {
@@ -434,8 +440,8 @@ void XdpTransport::CommitTx(const Endpoint& to, std::span<const uint8_t> packet)
   uint32_t offset = kTxPayloadOffset + static_cast<uint32_t>(p - b);
   if (pending_staged_) {
     if (packet.size() > kTxFrameCapacity) {
-      // Larger than any frame: the kernel sends (and fragments) it.
-      SendThroughKernel(to, packet.data(), packet.size());
+      // Larger than any frame: the kernel sends (and fragments) it, in a batch.
+      QueueKernelSend(to, p - b, packet.size());
       ReleaseFrame(frame);
       return;
     }
@@ -519,8 +525,45 @@ uint32_t XdpTransport::WriteHeaders(const TxEntry& e, const std::array<uint8_t, 
   return static_cast<uint32_t>(hdr + e.len);
 }
 
+void XdpTransport::QueueKernelSend(const Endpoint& to, size_t offset, size_t len) {
+  const socklen_t alen = ToSockaddr(to, family_, &ktx_addrs_[ktx_len_]);
+  if (alen == 0) {
+    stats_.CountDrop(Drop::kTxBadAddress);
+    return;
+  }
+  ktx_iovs_[ktx_len_] = {Staging(ktx_len_) + offset, len};
+  msghdr& h = ktx_msgs_[ktx_len_].msg_hdr;
+  h = {};
+  h.msg_name = &ktx_addrs_[ktx_len_];
+  h.msg_namelen = alen;
+  h.msg_iov = &ktx_iovs_[ktx_len_];
+  h.msg_iovlen = 1;
+  ++ktx_len_;
+}
+
+void XdpTransport::FlushKernelSends() {
+  uint32_t done = 0;
+  while (done < ktx_len_) {
+    const int n = ::sendmmsg(udp_.get(), ktx_msgs_.get() + done, ktx_len_ - done, MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      stats_.CountDrop(Drop::kTxError);  // this datagram; go on with the next
+      ++done;
+      continue;
+    }
+    for (int i = 0; i < n; ++i) {
+      ++stats_.tx_packets;
+      stats_.tx_bytes += ktx_iovs_[done + static_cast<uint32_t>(i)].iov_len;
+      ++stats_.xdp_tx_kernel;
+    }
+    done += static_cast<uint32_t>(n);
+  }
+  ktx_len_ = 0;
+}
+
 absl::Status XdpTransport::Flush() {
   ReapCompletions();
+  if (ktx_len_ > 0) FlushKernelSends();
   if (tx_len_ == 0) return absl::OkStatus();
   ++stats_.flushes;
   const int64_t now = MonotonicNowUs();

@@ -104,6 +104,12 @@ class XdpTransport final : public Transport {
   uint32_t WriteHeaders(const TxEntry& e, const std::array<uint8_t, 6>& mac,
                         const std::array<uint8_t, 16>& route_source);
   void SendThroughKernel(const Endpoint& to, const uint8_t* data, size_t len);
+  // Staging slot i (of kKernelTxBatch): where AcquireTx hands out sends larger than a frame.
+  uint8_t* Staging(uint32_t i) const { return staging_.data() + size_t{i} * staging_stride_; }
+  // Queues staging slot ktx_len_ (`len` bytes at `offset`) for the kernel socket.
+  void QueueKernelSend(const Endpoint& to, size_t offset, size_t len);
+  // Sends the queued staging slots with one sendmmsg (repeated while it makes progress).
+  void FlushKernelSends();
   int ReceiveXsk(absl::FunctionRef<void(const RxDatagram&)> on_datagram);
   int ReceiveKernel(absl::FunctionRef<void(const RxDatagram&)> on_datagram);
   void Deliver(const uint8_t* frame, uint32_t len,
@@ -139,8 +145,16 @@ class XdpTransport final : public Transport {
   uint32_t tx_free_top_ = 0;
   uint32_t pending_ = UINT32_MAX;  // acquired, not committed
   size_t pending_len_ = 0;
-  bool pending_staged_ = false;  // the slot is staging_, not the frame
-  MappedRegion staging_;         // for AcquireTx larger than a frame
+  bool pending_staged_ = false;  // the slot is Staging(ktx_len_), not the frame
+  // Sends larger than a frame: encoded into a staging slot, then sent through the kernel
+  // socket kKernelTxBatch at a time (sendmmsg at Flush, or when every slot is queued).
+  static constexpr uint32_t kKernelTxBatch = 16;
+  MappedRegion staging_;
+  size_t staging_stride_ = 0;
+  uint32_t ktx_len_ = 0;  // staging slots queued for the kernel
+  std::unique_ptr<mmsghdr[]> ktx_msgs_;
+  std::unique_ptr<iovec[]> ktx_iovs_;
+  std::unique_ptr<sockaddr_storage[]> ktx_addrs_;
   std::unique_ptr<TxEntry[]> tx_queue_;  // committed, not yet on the TX ring
   uint32_t tx_head_ = 0;
   uint32_t tx_len_ = 0;
