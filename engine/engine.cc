@@ -92,6 +92,9 @@ Engine::Engine(EngineConfig config, PacketSink* sink, EventSink* events)
                                                      wire::kMaxUdpPayloadBytes);
     inflate_buf_.resize(wire::kMaxUdpPayloadBytes + 64);
   }
+  // Nodes take their quiet handshakes on different rounds, so a quiet cluster's load is
+  // even from round to round (from the name, not rng_: the other draws stay as they were).
+  quiet_phase_ = SummaryNodeId(config_.node_name, config_.generation);
   decode_limits_.max_key_bytes = config_.limits.max_key_bytes;
   decode_limits_.max_value_bytes = config_.limits.max_value_bytes;
   decode_limits_.max_digest_entries = config_.limits.max_nodes;
@@ -172,6 +175,7 @@ absl::Status Engine::Delete(std::string_view key, TimeUs now_us) {
 // seed 001: a local write is a fresh rumor, and direct mail sends it at once.
 void Engine::OnLocalWrite(Version v) {
   summary_dirty_ = true;
+  MarkBusy();
   const NodeState& self = cluster_.self();
   epidemic_.OnUpdate(self, v, /*local=*/true);
   const EpidemicConfig& ec = config_.epidemic;
@@ -197,6 +201,7 @@ void Engine::PushFresh() {
 void Engine::Leave() {
   cluster_.self().leaving = true;
   summary_dirty_ = true;
+  MarkBusy();
 }
 
 // ---- Rounds ------------------------------------------------------------------------------
@@ -221,15 +226,40 @@ void Engine::OnTick(TimeUs now_us) {
   // learned since the last round get the published state before peers are chosen.
   if (config_.membership.external) member_view_.Sync(cluster_, membership_, now_us, events_);
   ProbeTick(now_us);  // local health first: a stalled observer rebases before judging
-  membership_.Update(cluster_, now_us, events_, config_.limits.max_nodes, probe_.health);
-  if (config_.membership.confirm && !config_.membership.external) {
+  // Quiet rounds bring fanout * quiet_syn_period times fewer heartbeat vectors, and
+  // unanswered Syns (not phi) are what notices a crash then: phi waits that much longer.
+  const bool quiet = Quiet();
+  const double silence_scale =
+      quiet ? static_cast<double>(std::max(config_.fanout, 1) * std::max(config_.quiet_syn_period, 1))
+            : 1.0;
+  membership_.Update(cluster_, now_us, events_, config_.limits.max_nodes, probe_.health,
+                     silence_scale);
+  const MembershipConfig& mc = config_.membership;
+  if (mc.confirm && !mc.external) {
+    if (mc.probe_unanswered_syn) CheckUnansweredSyns(now_us);
     AdvanceProbes(now_us);
     StartProbes(now_us);
   }
-  membership_.ChoosePeers(cluster_, config_.fanout, config_.seeds, rng_, &peers_);
-  // Copy: SendSyn may not reuse peers_, but rumor sending below does.
-  const std::vector<Endpoint> peers = peers_;
-  for (const Endpoint& to : peers) SendSyn(to);
+  int fanout = config_.fanout;
+  if (quiet) {
+    ++stats_.quiet_rounds;
+    const uint64_t period = static_cast<uint64_t>(std::max(config_.quiet_syn_period, 1));
+    fanout = (stats_.rounds + quiet_phase_) % period == 0 ? std::min(fanout, 1) : 0;
+  }
+  if (fanout > 0) {
+    membership_.ChoosePeers(cluster_, fanout, config_.seeds, rng_, &peers_);
+    // Copy: SendSyn may not reuse peers_, but rumor sending below does.
+    const std::vector<Endpoint> peers = peers_;
+    for (size_t i = 0; i < peers.size(); ++i) {
+      SendSyn(peers[i]);
+      // SWIM's one ping per period: only the round's first (a uniformly chosen live peer)
+      // is awaited, so loss costs at most one extra ping per round.
+      if (i == 0 && mc.confirm && mc.probe_unanswered_syn &&
+          probe_.syn_waits.size() < kMaxSynWaits) {
+        probe_.syn_waits.push_back(SynWait{peers[i], now_us});
+      }
+    }
+  }
   const EpidemicConfig& ec = config_.epidemic;
   // With decoupled rumor cycles, hot rumors have their own clock (OnRumorCycle); the round
   // only carries a pulling node's requests while it has nothing hot.
@@ -334,6 +364,27 @@ void Engine::SendSyn(const Endpoint& to) {
   Send(to, Outgoing{.type = wire::MessageType::kSyn,
                     .flags = static_cast<uint8_t>(mode),
                     .digest = true});
+}
+
+// Quiet when nothing was exchanged for quiet_after_rounds: no local write (OnLocalWrite),
+// no part applied from anyone, no membership change, no hot rumor, no welcome, and no
+// handshake that found differing buckets (HandleSyn, HandleSynAck).
+bool Engine::Quiet() {
+  const int after = config_.quiet_after_rounds;
+  if (after <= 0 || !config_.digest_summaries ||
+      config_.epidemic.anti_entropy != AntiEntropyMode::kPushPull) {
+    return false;
+  }
+  const DeltaApplier::Stats& a = applier_.stats();
+  const uint64_t applied = a.parts[static_cast<size_t>(PartOutcome::kApplied)] +
+                           a.parts[static_cast<size_t>(PartOutcome::kReset)];
+  if (applied != applied_seen_ || cluster_.epoch() != epoch_seen_ ||
+      !epidemic_.monger().empty() || welcome_.join.active || !welcome_.serving.empty()) {
+    applied_seen_ = applied;
+    epoch_seen_ = cluster_.epoch();
+    MarkBusy();
+  }
+  return stats_.rounds >= busy_round_ + static_cast<uint64_t>(after);
 }
 
 const SummaryIndex& Engine::Summary() {

@@ -168,6 +168,33 @@ struct EngineConfig {
   // DESIGN §2 digest scale: push-pull Syns carry per-bucket hashes and 16-bit heartbeats
   // instead of every node's digest entry; only differing buckets are listed in full.
   bool digest_summaries = true;
+  // Quiet rounds (#16 idle cost). A node whose exchanges found nothing to send for
+  // `quiet_after_rounds` rounds (equal bucket hashes both ways, nothing applied, no local
+  // write, no hot rumor, no membership change) starts one handshake every
+  // `quiet_syn_period` rounds instead of `fanout` every round; the first sign of a
+  // difference restores the full fanout at the next tick. 0 = never quiet. Needs
+  // push-pull with digest_summaries (the bucket hashes tell "nothing differs").
+  //
+  // Why this is safe (SWIM, Das et al. 2002 §3: one probe per member per period is
+  // enough once a failed probe is confirmed, and costs O(1) per member whatever N is):
+  //   - deaths are decided by probes and verdicts (engine/probe.h), not by every node's
+  //     phi crossing a threshold, so heartbeats need not reach everyone every round. The
+  //     quiet handshake is itself a probe: its Syn is the ping, the SynAck the ack
+  //     (MembershipConfig::probe_unanswered_syn), so a crash is still noticed by someone
+  //     within a few rounds at any N, and the verdict reaches the rest in O(log N) hops;
+  //   - heartbeats still ride in every Syn and SynAck (positional, rotating beyond
+  //     kMaxSummaryHeartbeats), so phi keeps its backstop role on a slower rhythm;
+  //   - updates still spread at full speed (seed 001): a write, or a node that learns
+  //     something new, gossips at `fanout` again, and a quiet node that receives a Syn
+  //     whose buckets differ answers it and wakes up.
+  // The price is paid in idle bytes only: about 1/(fanout * quiet_syn_period) of the
+  // handshakes of a busy round.
+  // OFF by default for now (0): in a fully idle 50-node cluster at 5% loss the crash ->
+  // every-survivor median rose from ~7 to ~12 intervals (the ~5% that the infect-and-die
+  // verdict misses wait for phi, which quiet rounds slow down), and at 20% loss the
+  // simulator saw false deaths (90 in a 200-node run, 0 without). See docs/detection.md.
+  int quiet_after_rounds = 0;
+  int quiet_syn_period = 2;
   SecurityConfig security;
   CompressionConfig compression;
   uint64_t rng_seed = 1;
@@ -216,6 +243,8 @@ struct EngineStats {
   uint64_t rumor_cycles = 0;    // rumor cycles run on their own clock (rumor_interval_us)
   uint64_t rumor_feedback_knew = 0;
   uint64_t rumor_feedback_new = 0;
+  uint64_t quiet_rounds = 0;      // rounds ticked in quiet mode (see quiet_after_rounds)
+  uint64_t syn_unanswered = 0;    // Syns whose SynAck never came: the peer became suspect
   WelcomeStats welcome;  // seed 002 bulk join (engine/welcome.h)
   SecurityStats security;
   CompressionStats compression;
@@ -408,6 +437,11 @@ class Engine {
                      const Endpoint& also);
   TimeUs ProbeTimeoutUs() const;
   void RaiseHealth();
+  // Quiet rounds (EngineConfig::quiet_after_rounds).
+  bool Quiet();
+  void MarkBusy() { busy_round_ = stats_.rounds; }
+  // A Syn still waiting for its SynAck (MembershipConfig::probe_unanswered_syn).
+  void CheckUnansweredSyns(TimeUs now_us);
 
   EngineConfig config_;
   PacketSink* sink_;
@@ -437,6 +471,12 @@ class Engine {
   ProbeState probe_;
   MemberPublisher member_pub_;  // shard 0 of a sharded node
   MemberView member_view_;      // the other shards (membership.external)
+  // Quiet rounds: the last round that had something to exchange, the applied-part count
+  // and cluster epoch seen at the last tick, and this node's phase in the quiet period.
+  uint64_t busy_round_ = 0;
+  uint64_t applied_seen_ = 0;
+  uint64_t epoch_seen_ = 0;
+  uint64_t quiet_phase_ = 0;
   // Security (DESIGN §8).
   wire::Cipher cipher_;
   uint64_t seal_sender_id_ = 0;

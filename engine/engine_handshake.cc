@@ -27,6 +27,7 @@ void Engine::HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from) {
         if (s.buckets[b] != idx.BucketHash(buckets, b)) scope_.push_back(static_cast<uint16_t>(b));
       }
     }
+    if (!scope_.empty() || !same_members) MarkBusy();
     Send(from, Outgoing{.type = wire::MessageType::kSynAck,
                         .digest = true,
                         .peer_node = initiator,
@@ -42,6 +43,7 @@ void Engine::HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from) {
                         .scope = scope_});
     return;
   }
+  MarkBusy();  // a full-digest Syn: the peer does not run quiet rounds
   const bool push_only = pkt.message_flags == wire::kModePush;
   if (Send(from, Outgoing{.type = wire::MessageType::kSynAck,
                           .digest = true,
@@ -79,6 +81,7 @@ void Engine::SendContinuations(const Endpoint& to, const wire::DecodedPacket& pe
 }
 
 void Engine::HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
+  std::erase_if(probe_.syn_waits, [&](const SynWait& w) { return w.to == from; });
   applier_.Apply(pkt, now_us);
   MaybeStartWelcome(pkt, from);
   if (config_.epidemic.anti_entropy == AntiEntropyMode::kPull) return;
@@ -86,10 +89,13 @@ void Engine::HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, 
   if (d.summary.present) {
     // Compact digest: nothing differs, or send what the peer misses in its listed buckets
     // with our own entries for them, so it can answer with what we miss.
-    if (d.scope_buckets != 0 && d.scope.empty()) return;
     const SummaryIndex& idx = Summary();
     const bool same_members =
         d.summary.membership == idx.membership() && d.summary.count == idx.count();
+    // Quiet rounds: only an exchange where both members and buckets agree is idle.
+    if (!same_members) MarkBusy();
+    if (d.scope_buckets != 0 && d.scope.empty()) return;
+    MarkBusy();
     if (Send(from, Outgoing{.type = wire::MessageType::kAck,
                             .digest = true,
                             .peer = &pkt,

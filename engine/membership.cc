@@ -70,6 +70,13 @@ void Membership::OnProbeAck(NodeState& node, TimeUs now_us, EventSink* events) c
   SetState(node, MemberState::kAlive, now_us, events);
 }
 
+bool Membership::SuspectUnanswered(NodeState& node, TimeUs now_us, EventSink* events) const {
+  if (node.leaving || node.liveness.state != MemberState::kAlive) return false;
+  SetState(node, MemberState::kSuspect, now_us, events);
+  node.liveness.held = true;
+  return true;
+}
+
 bool Membership::Declare(NodeState& node, TimeUs now_us, EventSink* events) const {
   const MemberState s = node.liveness.state;
   if (config_->external) return false;
@@ -100,6 +107,7 @@ void Membership::SetState(NodeState& node, MemberState s, TimeUs now_us,
                           EventSink* events) const {
   node.liveness.state = s;
   node.liveness.state_since_us = now_us;
+  node.liveness.held = false;
   if (events == nullptr) return;
   switch (s) {
     case MemberState::kAlive: events->OnMember(node, MemberEvent::kAlive); break;
@@ -110,11 +118,12 @@ void Membership::SetState(NodeState& node, MemberState s, TimeUs now_us,
 }
 
 size_t Membership::Update(Cluster& cluster, TimeUs now_us, EventSink* events,
-                          size_t max_remembered, int health) const {
+                          size_t max_remembered, int health, double silence_scale) const {
   if (config_->external) return 0;  // shard 0 decides and forgets (engine/member_feed.h)
-  const double dead_phi = config_->phi_threshold * (1.0 + std::max(health, 0));
+  const double scale = std::max(silence_scale, 1.0);
+  const double dead_phi = config_->phi_threshold * (1.0 + std::max(health, 0)) * scale;
   const double suspect_phi =
-      config_->confirm ? config_->suspect_phi : config_->phi_threshold / 2;
+      (config_->confirm ? config_->suspect_phi : config_->phi_threshold / 2) * scale;
   std::vector<std::string> forget;
   for (NodeState* node : cluster.nodes()) {
     if (node == &cluster.self()) continue;
@@ -131,7 +140,7 @@ size_t Membership::Update(Cluster& cluster, TimeUs now_us, EventSink* events,
       SetState(*node, MemberState::kDead, now_us, events);
     } else if (phi >= suspect_phi) {
       if (l.state != MemberState::kSuspect) SetState(*node, MemberState::kSuspect, now_us, events);
-    } else if (l.state == MemberState::kSuspect) {
+    } else if (l.state == MemberState::kSuspect && !l.held) {
       SetState(*node, MemberState::kAlive, now_us, events);
     }
   }

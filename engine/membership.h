@@ -71,6 +71,12 @@ struct MembershipConfig {
   // Direct probe timeout; the indirect round gets twice this. 0 = the gossip interval.
   // Both are multiplied by (1 + local health), Lifeguard's local health multiplier.
   TimeUs probe_timeout_us = 0;
+  // The handshake as a probe (SWIM §3's ping of the period): the first Syn of a round
+  // that gets no SynAck by the next tick, from a peer we heard nothing newer from since,
+  // makes that peer suspect, and the probes below confirm or clear it. This is what
+  // detects a crash quickly when heartbeats travel slowly (quiet rounds, large N); it only
+  // ever starts a ping, so a lost SynAck costs a ping and an ack. Needs `confirm`.
+  bool probe_unanswered_syn = false;  // off by default: see docs/detection.md
   int probe_relays = 3;  // k members asked to ping a suspect for us (SWIM's ping-req)
   int max_probes = 8;    // suspects confirmed at once (bounded state)
   // Liveness is decided elsewhere (issue #18: shard 0 of this node, engine/member_feed.h):
@@ -120,6 +126,9 @@ struct Liveness {
   TimeUs state_since_us = 0;
   uint32_t samples = 0;
   MemberState state = MemberState::kAlive;
+  // Suspect because a Syn went unanswered (not because of phi): stays suspect until a
+  // heartbeat, a probe ack or a verdict settles it, whatever phi says meanwhile.
+  bool held = false;
 };
 static_assert(sizeof(Liveness) == 32, "one per known node, N² of them in a simulator");
 
@@ -137,6 +146,9 @@ class Membership {
   // The node answered a probe at now: proof of life without a new heartbeat (not a
   // sample of the arrival rhythm).
   void OnProbeAck(NodeState& node, TimeUs now_us, EventSink* events) const;
+  // A Syn to this alive node went unanswered: suspect it (held until settled) so the
+  // Engine probes it. Returns false when it was not alive.
+  bool SuspectUnanswered(NodeState& node, TimeUs now_us, EventSink* events) const;
   // A confirmed (or gossiped) dead verdict. Returns false when the node was already dead
   // or left.
   bool Declare(NodeState& node, TimeUs now_us, EventSink* events) const;
@@ -152,8 +164,11 @@ class Membership {
   // them for 10 × dead_node_grace so stale gossip does not re-learn them). Returns the number
   // forgotten. `max_remembered` bounds that memory.
   // `health` (Lifeguard's local health multiplier, >= 0) scales the phi-only dead threshold.
+  // `silence_scale` (>= 1) scales both phi thresholds: the observer's quiet rounds bring it
+  // that many times fewer heartbeat vectors than the rhythm its means were learned on.
   size_t Update(Cluster& cluster, TimeUs now_us, EventSink* events,
-                size_t max_remembered = 1 << 16, int health = 0) const;
+                size_t max_remembered = 1 << 16, int health = 0,
+                double silence_scale = 1) const;
   double Phi(const NodeState& node, TimeUs now_us) const;
 
   // Chooses this round's peers: up to `fanout` distinct alive peers (uniformly, or by the

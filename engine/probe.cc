@@ -34,6 +34,7 @@ void Engine::ProbeTick(TimeUs now_us) {
       membership_.Rebase(cluster_, gap - interval, now_us);
       probe_.pending.clear();
       probe_.relays.clear();
+      probe_.syn_waits.clear();  // their SynAcks could not reach a stopped process
       RaiseHealth();
     } else if (probe_.health > 0 && ++probe_.on_time_ticks >= kHealthyTicksPerStep) {
       --probe_.health;
@@ -41,6 +42,32 @@ void Engine::ProbeTick(TimeUs now_us) {
     }
   }
   probe_.last_tick_us = now_us;
+}
+
+// SWIM §3 with the handshake as the ping: a Syn unanswered by the next tick (at least
+// half a probe timeout later) from a peer that showed no newer heartbeat since, by any
+// path, makes it suspect; StartProbes then pings it and AdvanceProbes asks relays.
+// A live peer behind a lost Syn or SynAck answers the ping (5% loss: 1 in 10 quiet
+// handshakes costs a ping and an ack); only a peer that also misses the ping, the second
+// ping and all k relayed pings is declared dead — and under loss a gossiped heartbeat
+// arriving meanwhile cancels the probe (AdvanceProbes).
+void Engine::CheckUnansweredSyns(TimeUs now_us) {
+  const TimeUs wait_us = ProbeTimeoutUs() / 2;
+  std::vector<SynWait>& waits = probe_.syn_waits;
+  for (size_t i = 0; i < waits.size();) {
+    const SynWait w = waits[i];
+    if (now_us - w.sent_us < wait_us) {
+      ++i;
+      continue;
+    }
+    waits.erase(waits.begin() + static_cast<std::ptrdiff_t>(i));
+    for (NodeState* node : cluster_.nodes()) {
+      if (node == &cluster_.self() || node->endpoint != w.to) continue;
+      if (node->liveness.last_arrival_us >= w.sent_us) break;  // heard from it since
+      if (membership_.SuspectUnanswered(*node, now_us, events_)) ++stats_.syn_unanswered;
+      break;
+    }
+  }
 }
 
 void Engine::StartProbes(TimeUs now_us) {

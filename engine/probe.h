@@ -79,9 +79,17 @@ struct ProbeStats {
   uint64_t health_max = 0;         // the highest local health multiplier reached
 };
 
+// The one Syn of a round whose SynAck is awaited (SWIM's ping of the period).
+struct SynWait {
+  Endpoint to;
+  TimeUs sent_us = 0;
+};
+inline constexpr size_t kMaxSynWaits = 4;
+
 struct ProbeState {
   std::vector<PendingProbe> pending;  // <= MembershipConfig::max_probes
   std::vector<RelayedProbe> relays;   // <= kMaxRelays
+  std::vector<SynWait> syn_waits;     // <= kMaxSynWaits
   uint32_t next_seq = 1;
   int health = 0;  // Lifeguard local health multiplier
   int on_time_ticks = 0;

@@ -41,6 +41,19 @@ ABSL_FLAG(double, pause_pct, 0,
 ABSL_FLAG(double, pause_ms, 5000, "length of each pause");
 ABSL_FLAG(bool, confirm, true,
           "probes, verdicts and refutations confirm a suspicion (--noconfirm: phi only)");
+ABSL_FLAG(bool, old_detector, false,
+          "the detector before #16's idle-cost work (same-run baseline): full fanout every "
+          "round, no unanswered-Syn probe, one ping-req round");
+ABSL_FLAG(int32_t, quiet_after_rounds, -1,
+          "quiet rounds after this many idle rounds (0: never quiet; -1: engine default)");
+ABSL_FLAG(int32_t, quiet_syn_period, -1,
+          "a quiet node starts one handshake every this many rounds (-1: engine default)");
+ABSL_FLAG(int32_t, syn_probe, -1,
+          "an unanswered Syn makes its peer suspect: 1 on, 0 off, -1 engine default");
+ABSL_FLAG(int32_t, probe_indirect_rounds, 0,
+          "ping-req rounds before a verdict (0: engine default)");
+ABSL_FLAG(double, prior_ms, -1,
+          "phi prior mean interval (-1: the simulator's 2000; 0: the gossip interval)");
 ABSL_FLAG(bool, ignore_refutation, false, "planted bug: dead stays dead within a generation");
 ABSL_FLAG(double, restart_pct, 75, "probability a crashed node restarts, percent");
 ABSL_FLAG(uint32_t, keys, 16, "keys per owner, 1..2^24");
@@ -215,6 +228,29 @@ absl::StatusOr<CliOptions> ClusterFromFlags() {
   c.pause_us = static_cast<TimeUs>(absl::GetFlag(FLAGS_pause_ms) * kUsPerMs);
   c.membership.confirm = absl::GetFlag(FLAGS_confirm);
   c.membership.testonly_ignore_refutation = absl::GetFlag(FLAGS_ignore_refutation);
+  const bool old_detector = absl::GetFlag(FLAGS_old_detector);
+  const int32_t quiet_after = absl::GetFlag(FLAGS_quiet_after_rounds);
+  const int32_t quiet_period = absl::GetFlag(FLAGS_quiet_syn_period);
+  const int32_t syn_probe = absl::GetFlag(FLAGS_syn_probe);
+  const int32_t probe_rounds = absl::GetFlag(FLAGS_probe_indirect_rounds);
+  const double prior_ms = absl::GetFlag(FLAGS_prior_ms);
+  if (quiet_after < -1 || quiet_after > 1000 || quiet_period < -1 || quiet_period == 0 ||
+      quiet_period > 1000 || syn_probe < -1 || syn_probe > 1 || probe_rounds < 0 ||
+      probe_rounds > 100 || prior_ms < -1 || prior_ms > 1e7) {
+    return absl::InvalidArgumentError(
+        "--quiet_after_rounds -1..1000, --quiet_syn_period -1 or 1..1000, --syn_probe -1..1, "
+        "--probe_indirect_rounds 0..100, --prior_ms -1..1e7");
+  }
+  if (old_detector) {
+    c.quiet_after_rounds = 0;
+    c.membership.probe_unanswered_syn = false;
+    c.membership.probe_indirect_rounds = 1;
+  }
+  if (quiet_after >= 0) c.quiet_after_rounds = quiet_after;
+  if (quiet_period > 0) c.quiet_syn_period = quiet_period;
+  if (syn_probe >= 0) c.membership.probe_unanswered_syn = syn_probe == 1;
+  if (probe_rounds > 0) c.membership.probe_indirect_rounds = probe_rounds;
+  if (prior_ms >= 0) c.membership.initial_interval_us = static_cast<TimeUs>(prior_ms * kUsPerMs);
   c.restart_prob = Pct(FLAGS_restart_pct);
   c.keys = absl::GetFlag(FLAGS_keys);
   c.key_nodes = absl::GetFlag(FLAGS_key_nodes);
@@ -284,6 +320,16 @@ nlohmann::json StatsJson(const ClusterSimStats& s, const ClusterSim& sim) {
   j["rounds_to_converge"] = s.rounds_to_converge;
   j["quiet_round"] = s.quiet_round;
   j["bytes_per_node_per_round"] = s.bytes_per_node_per_round;
+  j["tail_bytes_per_node_per_round"] = s.tail_bytes_per_node_per_round;
+  nlohmann::json by_type = nlohmann::json::object();
+  for (size_t t = 0; t < wire::kMessageTypeCount; ++t) {
+    if (s.packets_by_type[t] == 0) continue;
+    by_type[wire::MessageTypeName(static_cast<wire::MessageType>(t))] = {
+        {"packets", s.packets_by_type[t]}, {"bytes", s.bytes_by_type[t]}};
+  }
+  j["sent_by_type"] = by_type;
+  j["quiet_rounds"] = s.quiet_rounds;
+  j["syn_unanswered"] = s.syn_unanswered;
   j["packets"] = s.packets_sent;
   j["packets_delivered"] = s.packets_delivered;
   j["bytes"] = s.bytes_sent;

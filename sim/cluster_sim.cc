@@ -99,6 +99,8 @@ void ClusterSim::StartEngine(Node& n) {
   cfg.advertise = n.ep;
   cfg.max_packet_bytes = config_.max_packet_bytes;
   cfg.fanout = config_.fanout;
+  if (config_.quiet_after_rounds >= 0) cfg.quiet_after_rounds = config_.quiet_after_rounds;
+  if (config_.quiet_syn_period >= 0) cfg.quiet_syn_period = config_.quiet_syn_period;
   cfg.gossip_interval_us = config_.gossip_interval_us;
   cfg.tombstone_grace_us = config_.tombstone_grace_us;
   cfg.frontier_gc = config_.frontier_gc;
@@ -241,6 +243,10 @@ void ClusterSim::RunRounds(uint32_t n) {
     const TimeUs start = kStartUs + static_cast<TimeUs>(round_) * config_.gossip_interval_us;
     now_us_ = std::max(now_us_, start);
     checker_->set_round(round_);
+    if (round_ == config_.rounds / 2) {
+      stats_.tail_start_bytes = stats_.bytes_sent;
+      stats_.tail_start_round = round_;
+    }
     RandomFaults();
     ScheduleWrites();
     ProcessUntil(start + config_.gossip_interval_us);

@@ -106,6 +106,9 @@ struct ClusterSimConfig {
   // ---- Engine ----
   size_t max_packet_bytes = wire::kMaxUdpPayloadBytes;
   int fanout = 3;
+  // EngineConfig quiet rounds (#16 idle cost): -1 = the engine default, 0 = off.
+  int quiet_after_rounds = -1;
+  int quiet_syn_period = -1;
   TimeUs tombstone_grace_us = 3600 * kUsPerSec;
   bool frontier_gc = true;  // EngineConfig::frontier_gc (seed 002 ack-frontier GC)
   uint32_t num_seeds = 3;
@@ -158,6 +161,13 @@ struct ClusterSimStats {
   uint64_t tampered = 0;
   size_t peak_inflight = 0;
   double bytes_per_node_per_round = 0;
+  // The same over the second half of the rounds run (steady state: joining is over).
+  double tail_bytes_per_node_per_round = 0;
+  uint64_t tail_start_bytes = 0;
+  uint32_t tail_start_round = 0;
+  // Engine send counters by message type, summed over every engine incarnation.
+  uint64_t packets_by_type[wire::kMessageTypeCount] = {};
+  uint64_t bytes_by_type[wire::kMessageTypeCount] = {};
   // Workload and faults.
   uint64_t writes = 0;
   uint64_t deletes = 0;
@@ -177,6 +187,8 @@ struct ClusterSimStats {
   uint64_t confirmed_dead = 0;
   uint64_t verdicts_applied = 0;
   uint64_t late_ticks = 0;
+  uint64_t quiet_rounds = 0;    // engine rounds ticked quiet (EngineConfig::quiet_after_rounds)
+  uint64_t syn_unanswered = 0;  // suspicions raised by an unanswered Syn
   // Tombstones held per replica (over every owner it knows, its own map included),
   // sampled at the end of every round: the maximum over replicas and rounds, and the
   // maximum over replicas at the last round. Only owners that ever deleted are visited.

@@ -157,6 +157,12 @@ void ClusterSim::AbsorbStats(const Engine& e) {
   stats_.confirmed_dead += p.confirmed_dead;
   stats_.verdicts_applied += p.verdicts_applied;
   stats_.late_ticks += p.late_ticks;
+  stats_.quiet_rounds += e.stats().quiet_rounds;
+  stats_.syn_unanswered += e.stats().syn_unanswered;
+  for (size_t t = 0; t < wire::kMessageTypeCount; ++t) {
+    stats_.packets_by_type[t] += e.stats().packets_out[t];
+    stats_.bytes_by_type[t] += e.stats().bytes_out[t];
+  }
   for (size_t i = 0; i < wire::kDropReasonCount; ++i) {
     stats_.decode_drops[i] += e.stats().decode_drops[i];
   }
@@ -228,6 +234,11 @@ const ClusterSimStats& ClusterSim::Finish() {
       round_ == 0 ? 0
                   : static_cast<double>(stats_.bytes_sent) /
                         (static_cast<double>(nodes_.size()) * static_cast<double>(round_));
+  if (round_ > stats_.tail_start_round) {
+    stats_.tail_bytes_per_node_per_round =
+        static_cast<double>(stats_.bytes_sent - stats_.tail_start_bytes) /
+        (static_cast<double>(nodes_.size()) * static_cast<double>(round_ - stats_.tail_start_round));
+  }
   stats_.wall_seconds = WallSeconds() - wall_start_;
   return stats_;
 }
