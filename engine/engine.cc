@@ -228,7 +228,7 @@ void Engine::OnTick(TimeUs now_us) {
   ProbeTick(now_us);  // local health first: a stalled observer rebases before judging
   // Quiet rounds bring fanout * quiet_syn_period times fewer heartbeat vectors, and
   // unanswered Syns (not phi) are what notices a crash then: phi waits that much longer.
-  const bool quiet = Quiet();
+  bool quiet = Quiet();
   const double silence_scale =
       quiet ? static_cast<double>(std::max(config_.fanout, 1) * std::max(config_.quiet_syn_period, 1))
             : 1.0;
@@ -240,13 +240,21 @@ void Engine::OnTick(TimeUs now_us) {
     AdvanceProbes(now_us);
     StartProbes(now_us);
   }
+  // Liveness news wakes a quiet node for this round already: a probe in its indirect
+  // round (a full round brings the suspect's newer heartbeat from any of `fanout` peers,
+  // which clears a suspicion born of lost packets), a verdict it reached, accepted or
+  // refuted. Under heavy loss a node therefore stays busy while it has doubts.
+  if (quiet && LivenessNews()) quiet = Quiet();
   int fanout = config_.fanout;
+  bool handshake = true;
   if (quiet) {
     ++stats_.quiet_rounds;
     const uint64_t period = static_cast<uint64_t>(std::max(config_.quiet_syn_period, 1));
-    fanout = (stats_.rounds + quiet_phase_) % period == 0 ? std::min(fanout, 1) : 0;
+    handshake = (stats_.rounds + quiet_phase_) % period == 0;
+    fanout = std::min(fanout, 1);
   }
-  if (fanout > 0) {
+  // ChoosePeers runs even at fanout 0: a node that knows nobody still contacts a seed.
+  if (handshake) {
     membership_.ChoosePeers(cluster_, fanout, config_.seeds, rng_, &peers_);
     // Copy: SendSyn may not reuse peers_, but rumor sending below does.
     const std::vector<Endpoint> peers = peers_;
@@ -379,12 +387,28 @@ bool Engine::Quiet() {
   const uint64_t applied = a.parts[static_cast<size_t>(PartOutcome::kApplied)] +
                            a.parts[static_cast<size_t>(PartOutcome::kReset)];
   if (applied != applied_seen_ || cluster_.epoch() != epoch_seen_ ||
-      !epidemic_.monger().empty() || welcome_.join.active || !welcome_.serving.empty()) {
+      !epidemic_.monger().empty() || welcome_.join.active || !welcome_.serving.empty() ||
+      LivenessNews()) {
     applied_seen_ = applied;
     epoch_seen_ = cluster_.epoch();
     MarkBusy();
   }
   return stats_.rounds >= busy_round_ + static_cast<uint64_t>(after);
+}
+
+// Verdicts reached, applied or refuted since the last call, or a probe in its indirect
+// round (the suspect missed a ping too). A suspicion alone does not wake the node: at 5%
+// loss one quiet Syn in ten goes unanswered, and its ping settles it within an interval.
+bool Engine::LivenessNews() {
+  const ProbeStats& p = probe_.stats;
+  const uint64_t count =
+      p.confirmed_dead + p.verdicts_applied + p.refutations_sent + p.refutations_applied;
+  const bool doubt = std::any_of(probe_.pending.begin(), probe_.pending.end(),
+                                 [](const PendingProbe& q) { return q.indirect; });
+  const bool news = count != liveness_seen_ || doubt;
+  liveness_seen_ = count;
+  if (news) MarkBusy();
+  return news;
 }
 
 const SummaryIndex& Engine::Summary() {

@@ -439,6 +439,7 @@ class Engine {
   void RaiseHealth();
   // Quiet rounds (EngineConfig::quiet_after_rounds).
   bool Quiet();
+  bool LivenessNews();
   void MarkBusy() { busy_round_ = stats_.rounds; }
   // A Syn still waiting for its SynAck (MembershipConfig::probe_unanswered_syn).
   void CheckUnansweredSyns(TimeUs now_us);
@@ -476,6 +477,7 @@ class Engine {
   uint64_t busy_round_ = 0;
   uint64_t applied_seen_ = 0;
   uint64_t epoch_seen_ = 0;
+  uint64_t liveness_seen_ = 0;
   uint64_t quiet_phase_ = 0;
   // Security (DESIGN §8).
   wire::Cipher cipher_;

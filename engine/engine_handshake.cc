@@ -89,13 +89,17 @@ void Engine::HandleSynAck(const wire::DecodedPacket& pkt, const Endpoint& from, 
   if (d.summary.present) {
     // Compact digest: nothing differs, or send what the peer misses in its listed buckets
     // with our own entries for them, so it can answer with what we miss.
+    if (d.scope_buckets != 0 && d.scope.empty()) {
+      // Quiet rounds: only an exchange where both members and buckets agree is idle.
+      if (d.summary.membership != Summary().membership() || d.summary.count != Summary().count()) {
+        MarkBusy();
+      }
+      return;
+    }
+    MarkBusy();
     const SummaryIndex& idx = Summary();
     const bool same_members =
         d.summary.membership == idx.membership() && d.summary.count == idx.count();
-    // Quiet rounds: only an exchange where both members and buckets agree is idle.
-    if (!same_members) MarkBusy();
-    if (d.scope_buckets != 0 && d.scope.empty()) return;
-    MarkBusy();
     if (Send(from, Outgoing{.type = wire::MessageType::kAck,
                             .digest = true,
                             .peer = &pkt,

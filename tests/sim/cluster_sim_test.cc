@@ -688,6 +688,7 @@ TEST(ClusterDetection, QuietRoundsCutIdleBytesAndStillDetectCrashes) {
     ClusterSimConfig c = DetectionConfig(4, 50, 0.05);
     c.write_rate = 0;
     c.quiet_after_rounds = quiet == 0 ? 0 : 2;
+    c.membership.probe_unanswered_syn = quiet == 1;
     ClusterSim sim(c);
     sim.RunRounds(30);
     sim.Crash(7);
