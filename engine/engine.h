@@ -436,6 +436,7 @@ class Engine {
   void SpreadVerdict(const NodeState& node, uint8_t state, uint64_t heartbeat,
                      const Endpoint& also);
   TimeUs ProbeTimeoutUs() const;
+  void SendIndirect(PendingProbe& p, const NodeState& node, TimeUs now_us);
   void RaiseHealth();
   // Quiet rounds (EngineConfig::quiet_after_rounds).
   bool Quiet();

@@ -88,13 +88,41 @@ void Engine::StartProbes(TimeUs now_us) {
     p.generation = node->generation();
     p.heartbeat = node->heartbeat;
     p.seq = probe_.next_seq++;
-    p.deadline_us = now_us + ProbeTimeoutUs();
     ++probe_.stats.suspicions;
+    if (node->liveness.held) {
+      // An unanswered Syn was the direct ping (SWIM §3): go straight to ping-req.
+      SendIndirect(p, *node, now_us);
+      probe_.pending.push_back(std::move(p));
+      continue;
+    }
+    p.deadline_us = now_us + ProbeTimeoutUs();
     if (SendProbe(node->endpoint, wire::kProbePing, p.seq, p.heartbeat, MakeNodeRef(*node, 0),
                   node->name())) {
       ++probe_.stats.pings_sent;
     }
     probe_.pending.push_back(std::move(p));
+  }
+}
+
+// One ping-req round: k random live members ping the suspect for us, and one more direct
+// ping. The first round waits two probe timeouts (relayed acks take four hops), later ones
+// one each.
+void Engine::SendIndirect(PendingProbe& p, const NodeState& node, TimeUs now_us) {
+  p.deadline_us = now_us + (p.rounds == 0 ? 2 : 1) * ProbeTimeoutUs();
+  ++p.rounds;
+  p.indirect = true;
+  const wire::NodeRef ref = MakeNodeRef(node, 0);
+  if (SendProbe(node.endpoint, wire::kProbePing, p.seq, p.heartbeat, ref, p.name)) {
+    ++probe_.stats.pings_sent;
+  }
+  membership_.ChoosePeers(cluster_, config_.membership.probe_relays + 1, {}, rng_, &peers_);
+  int asked = 0;
+  for (const Endpoint& relay : peers_) {
+    if (relay == node.endpoint || asked >= config_.membership.probe_relays) continue;
+    if (SendProbe(relay, wire::kProbePingReq, p.seq, p.heartbeat, ref, p.name)) {
+      ++probe_.stats.ping_reqs_sent;
+      ++asked;
+    }
   }
 }
 
@@ -112,23 +140,12 @@ void Engine::AdvanceProbes(TimeUs now_us) {
       keep.push_back(std::move(p));
       continue;
     }
-    if (!p.indirect) {
+    const int rounds = std::max(config_.membership.probe_indirect_rounds, 1);
+    if (p.rounds < rounds) {
       // SWIM ping-req: k random live members ping it for us; one more direct ping too.
-      p.indirect = true;
-      p.deadline_us = now_us + 2 * ProbeTimeoutUs();
-      const wire::NodeRef ref = MakeNodeRef(*node, 0);
-      if (SendProbe(node->endpoint, wire::kProbePing, p.seq, p.heartbeat, ref, p.name)) {
-        ++probe_.stats.pings_sent;
-      }
-      membership_.ChoosePeers(cluster_, config_.membership.probe_relays + 1, {}, rng_, &peers_);
-      int asked = 0;
-      for (const Endpoint& relay : peers_) {
-        if (relay == node->endpoint || asked >= config_.membership.probe_relays) continue;
-        if (SendProbe(relay, wire::kProbePingReq, p.seq, p.heartbeat, ref, p.name)) {
-          ++probe_.stats.ping_reqs_sent;
-          ++asked;
-        }
-      }
+      // The first round gets two timeouts (relayed acks take four hops); each further
+      // round (probe_indirect_rounds) resends both with new relays and gets one more.
+      SendIndirect(p, *node, now_us);
       keep.push_back(std::move(p));
       continue;
     }

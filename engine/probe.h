@@ -51,6 +51,7 @@ struct PendingProbe {
   uint32_t seq = 0;
   TimeUs deadline_us = 0;
   bool indirect = false;   // the ping-req round is under way
+  int rounds = 0;          // ping-req rounds sent (MembershipConfig::probe_indirect_rounds)
 };
 
 struct RelayedProbe {
