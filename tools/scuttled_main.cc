@@ -71,6 +71,10 @@ ABSL_FLAG(int64_t, phi_initial_interval_ms, 0,
           "Young-node prior: the heartbeat interval a peer is expected to keep, worth 4 "
           "samples until its own arrivals outweigh it (0 = --gossip_interval_ms, which is "
           "what a healthy peer shows)");
+ABSL_FLAG(bool, quiet_rounds, true,
+          "Idle cost (docs/detection.md): a node with nothing to exchange for 2 rounds starts "
+          "one handshake every 2 rounds instead of --fanout every round; an unanswered Syn is "
+          "a probe (ping-req, 2 rounds). false = the full-fanout detector of before");
 ABSL_FLAG(int64_t, phi_max_interval_ms, 10000,
           "Heartbeat gaps longer than this are not rhythm samples (pauses, partitions)");
 ABSL_FLAG(absl::Duration, dead_node_grace, absl::Hours(24),
@@ -409,6 +413,11 @@ Config ReadFlags() {
                                                      absl::GetFlag(FLAGS_gossip_interval_ms), 1,
                                                      3'600'000)} * kUsPerMs;
   e.fanout = CheckRange<int32_t>("fanout", absl::GetFlag(FLAGS_fanout), 1, 1024);
+  if (absl::GetFlag(FLAGS_quiet_rounds)) {
+    e.quiet_after_rounds = 2;
+    e.membership.probe_unanswered_syn = true;
+    e.membership.probe_indirect_rounds = 2;
+  }
   e.max_packet_bytes = static_cast<size_t>(CheckRange<int64_t>(
       "max_packet_bytes", absl::GetFlag(FLAGS_max_packet_bytes), 600, 65507));
   e.max_datagrams_per_reply =
