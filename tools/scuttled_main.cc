@@ -71,7 +71,7 @@ ABSL_FLAG(int64_t, phi_initial_interval_ms, 0,
           "Young-node prior: the heartbeat interval a peer is expected to keep, worth 4 "
           "samples until its own arrivals outweigh it (0 = --gossip_interval_ms, which is "
           "what a healthy peer shows)");
-ABSL_FLAG(bool, quiet_rounds, true,
+ABSL_FLAG(bool, quiet_rounds, false,
           "Idle cost (docs/detection.md): a node with nothing to exchange for 2 rounds starts "
           "one handshake every 2 rounds instead of --fanout every round; an unanswered Syn is "
           "a probe (ping-req, 2 rounds). false = the full-fanout detector of before");
