@@ -404,7 +404,11 @@ bool Engine::LivenessNews() {
   const uint64_t count =
       p.confirmed_dead + p.verdicts_applied + p.refutations_sent + p.refutations_applied;
   const bool doubt = std::any_of(probe_.pending.begin(), probe_.pending.end(),
-                                 [](const PendingProbe& q) { return q.indirect; });
+                                 [](const PendingProbe& q) {
+                                   // A Syn-born probe starts at ping-req: doubt once
+                                   // its first round went unanswered too.
+                                   return q.indirect && (!q.syn_born || q.rounds >= 2);
+                                 });
   const bool news = count != liveness_seen_ || doubt;
   liveness_seen_ = count;
   if (news) MarkBusy();

@@ -91,6 +91,7 @@ void Engine::StartProbes(TimeUs now_us) {
     ++probe_.stats.suspicions;
     if (node->liveness.held) {
       // An unanswered Syn was the direct ping (SWIM §3): go straight to ping-req.
+      p.syn_born = true;
       SendIndirect(p, *node, now_us);
       probe_.pending.push_back(std::move(p));
       continue;

@@ -52,6 +52,7 @@ struct PendingProbe {
   TimeUs deadline_us = 0;
   bool indirect = false;   // the ping-req round is under way
   int rounds = 0;          // ping-req rounds sent (MembershipConfig::probe_indirect_rounds)
+  bool syn_born = false;   // suspected for an unanswered Syn: began with ping-req
 };
 
 struct RelayedProbe {
