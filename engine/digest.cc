@@ -13,9 +13,10 @@ uint64_t Mix64(uint64_t z) {  // splitmix64 finalizer
   return z ^ (z >> 31);
 }
 
-uint64_t ValueHash(uint64_t id, const NodeState& n) {
+uint64_t ValueHash(uint64_t id, const NodeState& n, bool liveness) {
+  const bool dead = liveness && n.liveness.state == MemberState::kDead;
   return Mix64(id + 3 * Mix64(n.max_version()) + Mix64(n.last_gc_version() ^ 0x5bd1e995ULL) +
-               (n.leaving ? 0x9e3779b97f4a7c15ULL : 0));
+               (n.leaving ? 0x9e3779b97f4a7c15ULL : 0) + (dead ? 0x2545f4914f6cdd1dULL : 0));
 }
 
 }  // namespace
@@ -64,7 +65,7 @@ void SummaryIndex::Refresh(const Cluster& cluster, bool values_changed) {
     uint64_t h = 0;
     for (size_t i = fine_start_[f]; i < fine_start_[f + 1]; ++i) {
       const NodeState& n = *order_[i];
-      h ^= ValueHash(SummaryNodeId(n.name(), n.generation()), n);
+      h ^= ValueHash(SummaryNodeId(n.name(), n.generation()), n, liveness_);
     }
     fine_hash_[f] = h;
   }
@@ -236,6 +237,7 @@ bool DigestBuilder::Write(wire::PacketEncoder& enc, BlobWriter& blob) const {
     const NodeState& node = *planned_[i];
     wire::DigestEntry& e = entries[i];
     e.node = MakeNodeRef(node, blob.Put(node.name()));
+    if (liveness_ && node.liveness.state == MemberState::kDead) e.node.flags |= wire::kNodeDead;
     e.heartbeat = node.heartbeat;
     e.last_gc_version = node.last_gc_version();
     e.max_version = node.max_version();

@@ -35,6 +35,10 @@ class SummaryIndex {
   // Brings the index up to date: the order when membership changed (cluster epoch), the
   // hashes when `values_changed` or the order was rebuilt. O(n log n) / O(n).
   void Refresh(const Cluster& cluster, bool values_changed);
+  // With liveness, a node this engine holds dead hashes differently (bounded quiet
+  // handshakes: deaths travel by anti-entropy too; docs/detection.md). Every node of a
+  // cluster must agree on it, or their buckets never match.
+  void set_liveness(bool on) { liveness_ = on; }
 
   uint64_t membership() const { return membership_; }
   uint32_t count() const { return static_cast<uint32_t>(order_.size()); }
@@ -64,6 +68,7 @@ class SummaryIndex {
   std::vector<uint64_t> fine_hash_ = std::vector<uint64_t>(kFineBuckets, 0);
   uint64_t membership_ = 0;
   uint64_t epoch_ = 0;
+  bool liveness_ = false;
   size_t self_pos_ = 0;
 };
 
@@ -97,6 +102,8 @@ class DigestBuilder {
   }
   // Drops any planned summary (Plan/PlanScope keep it until the next Write).
   void ClearSummary() { summary_ = nullptr; }
+  // Entries flag the nodes this engine holds dead (wire::kNodeDead).
+  void set_liveness(bool on) { liveness_ = on; }
   size_t blob_bytes() const { return blob_bytes_; }
   // REQUIRES: Plan() was called and the cluster has not changed since.
   bool Write(wire::PacketEncoder& enc, BlobWriter& blob) const;
@@ -122,6 +129,7 @@ class DigestBuilder {
   size_t hb_base_ = 0;
   size_t hb_count_ = 0;
   size_t hb_cursor_ = 0;
+  bool liveness_ = false;
 };
 
 }  // namespace scuttle

@@ -5,6 +5,7 @@
 #include "engine/engine.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -95,6 +96,8 @@ Engine::Engine(EngineConfig config, PacketSink* sink, EventSink* events)
   // Nodes take their quiet handshakes on different rounds, so a quiet cluster's load is
   // even from round to round (from the name, not rng_: the other draws stay as they were).
   quiet_phase_ = SummaryNodeId(config_.node_name, config_.generation);
+  summary_.set_liveness(BoundedQuiet());
+  digest_builder_.set_liveness(BoundedQuiet());
   decode_limits_.max_key_bytes = config_.limits.max_key_bytes;
   decode_limits_.max_value_bytes = config_.limits.max_value_bytes;
   decode_limits_.max_digest_entries = config_.limits.max_nodes;
@@ -229,9 +232,7 @@ void Engine::OnTick(TimeUs now_us) {
   // Quiet rounds bring fanout * quiet_syn_period times fewer heartbeat vectors, and
   // unanswered Syns (not phi) are what notices a crash then: phi waits that much longer.
   bool quiet = Quiet();
-  const double silence_scale =
-      quiet ? static_cast<double>(std::max(config_.fanout, 1) * std::max(config_.quiet_syn_period, 1))
-            : 1.0;
+  const double silence_scale = SilenceScale(quiet);
   membership_.Update(cluster_, now_us, events_, config_.limits.max_nodes, probe_.health,
                      silence_scale);
   const MembershipConfig& mc = config_.membership;
@@ -259,7 +260,7 @@ void Engine::OnTick(TimeUs now_us) {
     // Copy: SendSyn may not reuse peers_, but rumor sending below does.
     const std::vector<Endpoint> peers = peers_;
     for (size_t i = 0; i < peers.size(); ++i) {
-      SendSyn(peers[i]);
+      SendSyn(peers[i], quiet);
       // SWIM's one ping per period: only the round's first (a uniformly chosen live peer)
       // is awaited, so loss costs at most one extra ping per round.
       if (i == 0 && mc.confirm && mc.probe_unanswered_syn &&
@@ -357,15 +358,26 @@ void Engine::RunGc(TimeUs now_us) {
   }
 }
 
-void Engine::SendSyn(const Endpoint& to) {
+void Engine::SendSyn(const Endpoint& to, bool quiet) {
   const AntiEntropyMode mode = config_.epidemic.anti_entropy;
   if (config_.digest_summaries && mode == AntiEntropyMode::kPushPull) {
     const size_t n = Summary().count();
+    size_t buckets = SummaryIndex::ChooseBuckets(n, config_.max_packet_bytes);
+    size_t heartbeats = kMaxSummaryHeartbeats;
+    if (quiet) {
+      // Bounded quiet handshake (docs/detection.md): a power-of-two bucket count divides
+      // the fine table like any other, so the peer compares it as it would a full one.
+      if (config_.quiet_buckets > 0) {
+        buckets = std::min(buckets, std::bit_floor(config_.quiet_buckets));
+      }
+      if (config_.quiet_heartbeats > 0) heartbeats = config_.quiet_heartbeats;
+    }
     Send(to, Outgoing{.type = wire::MessageType::kSyn,
                       .flags = static_cast<uint8_t>(mode),
                       .digest = true,
                       .summary = true,
-                      .summary_buckets = SummaryIndex::ChooseBuckets(n, config_.max_packet_bytes),
+                      .summary_buckets = buckets,
+                      .max_heartbeats = heartbeats,
                       .no_entries = true});
     return;
   }
@@ -402,7 +414,8 @@ bool Engine::Quiet() {
 bool Engine::LivenessNews() {
   const ProbeStats& p = probe_.stats;
   const uint64_t count =
-      p.confirmed_dead + p.verdicts_applied + p.refutations_sent + p.refutations_applied;
+      p.confirmed_dead + p.verdicts_applied + p.refutations_sent + p.refutations_applied +
+      p.deaths_from_digest;
   const bool doubt = std::any_of(probe_.pending.begin(), probe_.pending.end(),
                                  [](const PendingProbe& q) {
                                    // A Syn-born probe starts at ping-req: doubt once
@@ -415,7 +428,32 @@ bool Engine::LivenessNews() {
   return news;
 }
 
+// Quiet rounds bring fanout * quiet_syn_period times fewer heartbeat vectors, and a
+// bounded quiet Syn (quiet_heartbeats) carries only a slice of each: phi's thresholds are
+// stretched by the arrivals lost, so phi stays a far backstop and probes decide. The slice
+// factor applies while quiet Syns are the cluster's rhythm: also to a node woken for a
+// round or two, whose peers' heartbeats reached it (and its peers) only slice by slice.
+double Engine::SilenceScale(bool quiet) {
+  double scale = 1.0;
+  if (quiet) {
+    scale = static_cast<double>(std::max(config_.fanout, 1) * std::max(config_.quiet_syn_period, 1));
+  }
+  const size_t k = config_.quiet_heartbeats;
+  if (k > 0 && config_.quiet_after_rounds > 0 && stats_.quiet_rounds > 0) {
+    const size_t n = cluster_.size();
+    if (n > k) {
+      scale *= static_cast<double>(n) / static_cast<double>(k);
+      if (!quiet) scale *= std::max(config_.quiet_syn_period, 1);
+    }
+  }
+  return scale;
+}
+
 const SummaryIndex& Engine::Summary() {
+  if (BoundedQuiet() && membership_.state_changes() != states_seen_) {
+    states_seen_ = membership_.state_changes();
+    summary_dirty_ = true;
+  }
   summary_.Refresh(cluster_, summary_dirty_);
   summary_dirty_ = false;
   return summary_;

@@ -195,6 +195,15 @@ struct EngineConfig {
   // simulator saw false deaths (90 in a 200-node run, 0 without). See docs/detection.md.
   int quiet_after_rounds = 0;
   int quiet_syn_period = 2;
+  // Bounded quiet handshakes (#16: idle bytes that do not grow with N; docs/detection.md).
+  // A quiet Syn carries at most `quiet_heartbeats` positional heartbeats (a rotating slice
+  // of the vector) and at most `quiet_buckets` bucket hashes; its SynAck answers with no
+  // more heartbeats than it got. Deaths are then decided by probes (the unanswered Syn),
+  // not phi: phi's thresholds are scaled by the heartbeat rate lost (N / quiet_heartbeats
+  // on top of the quiet-round factor) for as long as quiet Syns are the cluster's rhythm.
+  // 0 = unbounded (the whole vector up to kMaxSummaryHeartbeats, ChooseBuckets buckets).
+  size_t quiet_heartbeats = 0;
+  size_t quiet_buckets = 0;
   SecurityConfig security;
   CompressionConfig compression;
   uint64_t rng_seed = 1;
@@ -268,7 +277,8 @@ class Engine {
   TimeUs RumorCycleDueUs(TimeUs now_us);
   void OnRumorCycle(TimeUs now_us);
   // Starts a handshake with one peer (OnTick calls it for each chosen peer).
-  void SendSyn(const Endpoint& to);
+  // `quiet`: a quiet round's Syn (bounded by EngineConfig::quiet_heartbeats / quiet_buckets).
+  void SendSyn(const Endpoint& to, bool quiet = false);
   // Welcome (seed 002 bulk join, engine/welcome.cc): asks `peer` for a snapshot streamed
   // as WelcomeChunks. When a session is already running, `peer` is queued (bounded) and
   // tried next. Returns true when a session started now.
@@ -361,6 +371,7 @@ class Engine {
     bool summary = false;
     size_t summary_buckets = 0;
     bool heartbeats = true;  // positional heartbeats in the summary
+    size_t max_heartbeats = kMaxSummaryHeartbeats;  // at most this many of them
     bool fill_rest = false;  // scoped: fill spare room with other nodes' entries
     bool scoped = false;
     bool no_entries = false;
@@ -441,6 +452,13 @@ class Engine {
   // Quiet rounds (EngineConfig::quiet_after_rounds).
   bool Quiet();
   bool LivenessNews();
+  // The factor on phi's thresholds this round (quiet rounds, bounded quiet Syns).
+  double SilenceScale(bool quiet);
+  // Bounded quiet handshakes are on (EngineConfig::quiet_heartbeats): liveness rides in
+  // the summary hashes and digest entries.
+  bool BoundedQuiet() const { return config_.quiet_heartbeats > 0 && config_.quiet_after_rounds > 0; }
+  // A digest entry flagged dead (wire::kNodeDead) about `node` (nullptr: ourselves).
+  void ObserveDeadEntry(NodeState* node, uint64_t heartbeat, TimeUs now_us);
   void MarkBusy() { busy_round_ = stats_.rounds; }
   // A Syn still waiting for its SynAck (MembershipConfig::probe_unanswered_syn).
   void CheckUnansweredSyns(TimeUs now_us);
@@ -480,6 +498,7 @@ class Engine {
   uint64_t epoch_seen_ = 0;
   uint64_t liveness_seen_ = 0;
   uint64_t quiet_phase_ = 0;
+  uint64_t states_seen_ = 0;
   // Security (DESIGN §8).
   wire::Cipher cipher_;
   uint64_t seal_sender_id_ = 0;

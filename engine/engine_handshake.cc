@@ -37,6 +37,11 @@ void Engine::HandleSyn(const wire::DecodedPacket& pkt, const Endpoint& from) {
                         // suspicions among 250 processes. Positional only when the
                         // initiator can read them (equal memberships).
                         .heartbeats = same_members,
+                        // A bounded quiet Syn gets a bounded answer: no more heartbeats
+                        // than it carried (a full Syn carries them all, up to the cap).
+                        .max_heartbeats = s.heartbeats.size() < std::min<size_t>(s.count, kMaxSummaryHeartbeats)
+                                              ? std::max<size_t>(s.heartbeats.size(), 1)
+                                              : kMaxSummaryHeartbeats,
                         .fill_rest = !same_members,
                         .scoped = true,
                         .scope_buckets = buckets,

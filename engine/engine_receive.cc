@@ -200,6 +200,7 @@ void Engine::ObserveSummary(const wire::DecodedPacket& pkt, TimeUs now_us) {
   }
   const SummaryIndex& idx = Summary();
   const NodeState& self = cluster_.self();
+  const bool liveness = BoundedQuiet();
   if (s.membership == idx.membership() && s.count == idx.count() && idx.count() > 0) {
     const auto& order = idx.order();
     for (size_t i = 0; i < s.heartbeats.size(); ++i) {
@@ -210,6 +211,10 @@ void Engine::ObserveSummary(const wire::DecodedPacket& pkt, TimeUs now_us) {
       const uint16_t ahead = static_cast<uint16_t>(s.heartbeats[i] - static_cast<uint16_t>(n->heartbeat));
       if (ahead == 0 || ahead >= 0x8000) continue;
       n->heartbeat += ahead;
+      // Bounded quiet handshakes: a slice can carry a heartbeat from before a crash many
+      // rounds late, so it is no proof of life for a node held dead (its own packets, a
+      // refutation or a listed alive entry are).
+      if (liveness && n->liveness.state == MemberState::kDead) continue;
       membership_.OnHeartbeat(*n, now_us, events_);
     }
   }
@@ -232,9 +237,14 @@ void Engine::ObserveSender(const wire::DecodedPacket& pkt, const Endpoint& /*fro
 
 // Learns nodes, generations, addresses and heartbeats from a digest (DESIGN §5).
 void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
+  const bool liveness = BoundedQuiet();
   for (const wire::DigestEntry& e : pkt.digest.entries) {
     const std::string_view name = pkt.Name(e.node);
+    const bool dead = liveness && (e.node.flags & wire::kNodeDead) != 0;
     if (name == cluster_.self().name()) {
+      if (dead && e.node.generation == cluster_.self().generation()) {
+        ObserveDeadEntry(nullptr, e.heartbeat, now_us);
+      }
       if (e.node.generation > cluster_.self().generation()) Drop(EngineDrop::kSelfConflict);
       if (e.node.generation == cluster_.self().generation()) {
         NodeState* sender = cluster_.Find(pkt.Name(*pkt.sender));
@@ -275,11 +285,45 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
     }
     // Leaving is sticky within a generation: a stale relayed entry must not undo it.
     if ((e.node.flags & wire::kNodeLeaving) != 0) node->leaving = true;
+    if (dead && e.node.generation == node->generation()) {
+      ObserveDeadEntry(node, e.heartbeat, now_us);
+      continue;
+    }
     if (e.heartbeat > node->heartbeat) {
       node->heartbeat = e.heartbeat;
       membership_.OnHeartbeat(*node, now_us, events_);
     }
   }
+}
+
+// Deaths by anti-entropy (bounded quiet handshakes, docs/detection.md): the verdict push
+// is a rumor that misses ~e^-fanout of the members, and with heartbeats sent slice by
+// slice phi no longer catches the rest; a node held dead hashes differently, so the
+// members that disagree find the bucket, list it, and settle it here (seed 001: anti-
+// entropy backs up rumor mongering). As with a pushed verdict, a heartbeat above the tag
+// wins: a holder that saw the node after the tag probes it instead of believing it.
+void Engine::ObserveDeadEntry(NodeState* node, uint64_t heartbeat, TimeUs now_us) {
+  NodeState& self = cluster_.self();
+  if (node == nullptr) {
+    // We are held dead somewhere: refute as for a pushed verdict.
+    self.heartbeat = std::max(self.heartbeat, heartbeat) + 1;
+    ++probe_.stats.refutations_sent;
+    SpreadVerdict(self, wire::kVerdictAlive, self.heartbeat, Endpoint());
+    return;
+  }
+  const MemberState s = node->liveness.state;
+  if (s == MemberState::kDead || s == MemberState::kLeft || node->leaving) return;
+  if (heartbeat < node->heartbeat) {
+    if (config_.membership.confirm && membership_.SuspectUnanswered(*node, now_us, events_)) {
+      ++stats_.syn_unanswered;
+    }
+    return;
+  }
+  if (!membership_.Declare(*node, now_us, events_)) return;
+  node->heartbeat = heartbeat;  // the tag: only a heartbeat above it revives the node
+  ++probe_.stats.deaths_from_digest;
+  std::erase_if(probe_.pending, [&](const PendingProbe& p) { return p.name == node->name(); });
+  SpreadVerdict(*node, wire::kVerdictDead, heartbeat, Endpoint());
 }
 
 }  // namespace scuttle

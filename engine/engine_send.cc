@@ -81,7 +81,7 @@ bool Engine::Send(const Endpoint& to, const Outgoing& out) {
     size_t summary_bytes = 0;
     if (out.summary) {
       summary_bytes = digest_builder_.PlanSummary(
-          Summary(), out.summary_buckets, out.heartbeats ? kMaxSummaryHeartbeats : 0,
+          Summary(), out.summary_buckets, out.heartbeats ? std::min(out.max_heartbeats, kMaxSummaryHeartbeats) : 0,
           digest_budget);
     }
     auto plan_entries = [&](size_t b) {

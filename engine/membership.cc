@@ -107,6 +107,7 @@ void Membership::SetState(NodeState& node, MemberState s, TimeUs now_us,
                           EventSink* events) const {
   node.liveness.state = s;
   node.liveness.state_since_us = now_us;
+  ++state_changes_;
   node.liveness.held = false;
   if (events == nullptr) return;
   switch (s) {

@@ -177,6 +177,8 @@ class Membership {
                 size_t max_remembered = 1 << 16, int health = 0,
                 double silence_scale = 1) const;
   double Phi(const NodeState& node, TimeUs now_us) const;
+  // Bumped on every state change (the summary hashes liveness in bounded mode).
+  uint64_t state_changes() const { return state_changes_; }
 
   // Chooses this round's peers: up to `fanout` distinct alive peers (uniformly, or by the
   // spatial distribution when spatial_exponent > 0); with probability dead/(alive+1) one
@@ -196,6 +198,7 @@ class Membership {
   void ChooseSpatial(const NodeState& self, std::vector<const NodeState*>& alive, size_t k,
                      Rng& rng, std::vector<Endpoint>* out) const;
   const MembershipConfig* config_;
+  mutable uint64_t state_changes_ = 0;
 };
 
 }  // namespace scuttle

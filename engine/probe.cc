@@ -286,6 +286,9 @@ void Engine::HandleVerdict(const wire::DecodedPacket& pkt, const Endpoint& from,
     return;
   }
   if (!membership_.Declare(*node, now_us, events_)) return;  // already dead: infect-and-die
+  // The tag: only a heartbeat above it revives the node (with bounded quiet handshakes a
+  // slice may bring an older one many rounds late).
+  if (BoundedQuiet()) node->heartbeat = f.heartbeat;
   ++probe_.stats.verdicts_applied;
   std::erase_if(probe_.pending, [&](const PendingProbe& p) { return p.name == name; });
   SpreadVerdict(*node, wire::kVerdictDead, f.heartbeat, Endpoint());

@@ -48,6 +48,12 @@ ABSL_FLAG(int32_t, quiet_after_rounds, -1,
           "quiet rounds after this many idle rounds (0: never quiet; -1: engine default)");
 ABSL_FLAG(int32_t, quiet_syn_period, -1,
           "a quiet node starts one handshake every this many rounds (-1: engine default)");
+ABSL_FLAG(int32_t, quiet_heartbeats, -1,
+          "a quiet Syn carries at most this many heartbeats, a rotating slice (0: all; -1: "
+          "engine default)");
+ABSL_FLAG(int32_t, quiet_buckets, -1,
+          "a quiet Syn carries at most this many bucket hashes (0: as a busy Syn; -1: engine "
+          "default)");
 ABSL_FLAG(int32_t, syn_probe, -1,
           "an unanswered Syn makes its peer suspect: 1 on, 0 off, -1 engine default");
 ABSL_FLAG(int32_t, probe_indirect_rounds, 0,
@@ -241,7 +247,16 @@ absl::StatusOr<CliOptions> ClusterFromFlags() {
         "--quiet_after_rounds -1..1000, --quiet_syn_period -1 or 1..1000, --syn_probe -1..1, "
         "--probe_indirect_rounds 0..100, --prior_ms -1..1e7");
   }
+  const int32_t quiet_hb = absl::GetFlag(FLAGS_quiet_heartbeats);
+  const int32_t quiet_buckets = absl::GetFlag(FLAGS_quiet_buckets);
+  if (quiet_hb < -1 || quiet_hb > 1024 || quiet_buckets < -1 || quiet_buckets > 1024) {
+    return absl::InvalidArgumentError("--quiet_heartbeats and --quiet_buckets: -1..1024");
+  }
+  if (quiet_hb >= 0) c.quiet_heartbeats = quiet_hb;
+  if (quiet_buckets >= 0) c.quiet_buckets = quiet_buckets;
   if (old_detector) {
+    c.quiet_heartbeats = 0;
+    c.quiet_buckets = 0;
     c.quiet_after_rounds = 0;
     c.membership.probe_unanswered_syn = false;
     c.membership.probe_indirect_rounds = 1;
@@ -379,6 +394,7 @@ nlohmann::json StatsJson(const ClusterSimStats& s, const ClusterSim& sim) {
   j["probes_started"] = s.probes_started;
   j["confirmed_dead"] = s.confirmed_dead;
   j["verdicts_applied"] = s.verdicts_applied;
+  j["deaths_from_digest"] = s.deaths_from_digest;
   j["late_ticks"] = s.late_ticks;
   nlohmann::json drops = nlohmann::json::object();
   for (size_t i = 0; i < kEngineDropCount; ++i) {

@@ -101,6 +101,8 @@ void ClusterSim::StartEngine(Node& n) {
   cfg.fanout = config_.fanout;
   if (config_.quiet_after_rounds >= 0) cfg.quiet_after_rounds = config_.quiet_after_rounds;
   if (config_.quiet_syn_period >= 0) cfg.quiet_syn_period = config_.quiet_syn_period;
+  if (config_.quiet_heartbeats >= 0) cfg.quiet_heartbeats = static_cast<size_t>(config_.quiet_heartbeats);
+  if (config_.quiet_buckets >= 0) cfg.quiet_buckets = static_cast<size_t>(config_.quiet_buckets);
   cfg.gossip_interval_us = config_.gossip_interval_us;
   cfg.tombstone_grace_us = config_.tombstone_grace_us;
   cfg.frontier_gc = config_.frontier_gc;

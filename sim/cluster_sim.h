@@ -109,6 +109,10 @@ struct ClusterSimConfig {
   // EngineConfig quiet rounds (#16 idle cost): -1 = the engine default, 0 = off.
   int quiet_after_rounds = -1;
   int quiet_syn_period = -1;
+  // Bounded quiet Syns (EngineConfig::quiet_heartbeats / quiet_buckets): -1 = the engine
+  // default, 0 = unbounded.
+  int quiet_heartbeats = -1;
+  int quiet_buckets = -1;
   TimeUs tombstone_grace_us = 3600 * kUsPerSec;
   bool frontier_gc = true;  // EngineConfig::frontier_gc (seed 002 ack-frontier GC)
   uint32_t num_seeds = 3;
@@ -186,6 +190,7 @@ struct ClusterSimStats {
   uint64_t probes_started = 0;
   uint64_t confirmed_dead = 0;
   uint64_t verdicts_applied = 0;
+  uint64_t deaths_from_digest = 0;  // dead flags in digests that marked a node dead
   uint64_t late_ticks = 0;
   uint64_t quiet_rounds = 0;    // engine rounds ticked quiet (EngineConfig::quiet_after_rounds)
   uint64_t syn_unanswered = 0;  // suspicions raised by an unanswered Syn

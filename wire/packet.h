@@ -58,6 +58,9 @@ inline constexpr uint8_t kNodeLeaving = 1u << 2;
 // In a packet's sender reference only: the sender decompresses zstd payloads
 // (kFlagCompressed, wire/compress.h). Older builds ignore the bit.
 inline constexpr uint8_t kNodeZstd = 1u << 3;
+// In a digest entry only: the sender holds this node dead (liveness in the summary, engine
+// EngineConfig::quiet_heartbeats, docs/detection.md). Older builds ignore the bit.
+inline constexpr uint8_t kNodeDead = 1u << 4;
 
 struct NodeRef {
   uint64_t generation;
