@@ -414,8 +414,7 @@ bool Engine::Quiet() {
 bool Engine::LivenessNews() {
   const ProbeStats& p = probe_.stats;
   const uint64_t count =
-      p.confirmed_dead + p.verdicts_applied + p.refutations_sent + p.refutations_applied +
-      p.deaths_from_digest;
+      p.confirmed_dead + p.verdicts_applied + p.refutations_sent + p.refutations_applied;
   const bool doubt = std::any_of(probe_.pending.begin(), probe_.pending.end(),
                                  [](const PendingProbe& q) {
                                    // A Syn-born probe starts at ping-req: doubt once

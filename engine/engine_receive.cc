@@ -300,8 +300,11 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
 // is a rumor that misses ~e^-fanout of the members, and with heartbeats sent slice by
 // slice phi no longer catches the rest; a node held dead hashes differently, so the
 // members that disagree find the bucket, list it, and settle it here (seed 001: anti-
-// entropy backs up rumor mongering). As with a pushed verdict, a heartbeat above the tag
-// wins: a holder that saw the node after the tag probes it instead of believing it.
+// entropy backs up rumor mongering). A dead flag is a suspicion, not a verdict: the holder
+// may be stale (the node refuted since, and with slices our own view of its heartbeat may
+// be as old as the flag's), so we probe it ourselves, and only our own probe declares it
+// dead (and pushes the verdict); a live node acks, and our next entries carry its fresh
+// heartbeat back to the holders, which revives it there.
 void Engine::ObserveDeadEntry(NodeState* node, uint64_t heartbeat, TimeUs now_us) {
   NodeState& self = cluster_.self();
   if (node == nullptr) {
@@ -311,19 +314,8 @@ void Engine::ObserveDeadEntry(NodeState* node, uint64_t heartbeat, TimeUs now_us
     SpreadVerdict(self, wire::kVerdictAlive, self.heartbeat, Endpoint());
     return;
   }
-  const MemberState s = node->liveness.state;
-  if (s == MemberState::kDead || s == MemberState::kLeft || node->leaving) return;
-  if (heartbeat < node->heartbeat) {
-    if (config_.membership.confirm && membership_.SuspectUnanswered(*node, now_us, events_)) {
-      ++stats_.syn_unanswered;
-    }
-    return;
-  }
-  if (!membership_.Declare(*node, now_us, events_)) return;
-  node->heartbeat = heartbeat;  // the tag: only a heartbeat above it revives the node
-  ++probe_.stats.deaths_from_digest;
-  std::erase_if(probe_.pending, [&](const PendingProbe& p) { return p.name == node->name(); });
-  SpreadVerdict(*node, wire::kVerdictDead, heartbeat, Endpoint());
+  if (node->leaving || !config_.membership.confirm) return;
+  if (membership_.SuspectUnanswered(*node, now_us, events_)) ++probe_.stats.suspicions_from_digest;
 }
 
 }  // namespace scuttle

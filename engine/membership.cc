@@ -105,9 +105,9 @@ double Membership::Phi(const NodeState& node, TimeUs now_us) const {
 
 void Membership::SetState(NodeState& node, MemberState s, TimeUs now_us,
                           EventSink* events) const {
+  if ((node.liveness.state == MemberState::kDead) != (s == MemberState::kDead)) ++state_changes_;
   node.liveness.state = s;
   node.liveness.state_since_us = now_us;
-  ++state_changes_;
   node.liveness.held = false;
   if (events == nullptr) return;
   switch (s) {

@@ -177,7 +177,8 @@ class Membership {
                 size_t max_remembered = 1 << 16, int health = 0,
                 double silence_scale = 1) const;
   double Phi(const NodeState& node, TimeUs now_us) const;
-  // Bumped on every state change (the summary hashes liveness in bounded mode).
+  // Bumped whenever a node becomes dead or stops being dead (the summary hashes that with
+  // bounded quiet handshakes, EngineConfig::quiet_heartbeats).
   uint64_t state_changes() const { return state_changes_; }
 
   // Chooses this round's peers: up to `fanout` distinct alive peers (uniformly, or by the

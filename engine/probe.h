@@ -75,7 +75,7 @@ struct ProbeStats {
   uint64_t verdicts_received = 0;
   uint64_t verdicts_applied = 0;   // dead verdicts that marked a node dead here
   uint64_t verdicts_stale = 0;     // dead verdicts older than a heartbeat we had seen
-  uint64_t deaths_from_digest = 0;  // dead flags in digest entries that marked a node dead
+  uint64_t suspicions_from_digest = 0;  // dead flags in digest entries that made us probe
   uint64_t refutations_sent = 0;   // alive verdicts on ourselves
   uint64_t refutations_applied = 0;  // alive verdicts that revived a node here
   uint64_t late_ticks = 0;         // local health: ticks a round or more late

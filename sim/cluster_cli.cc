@@ -394,7 +394,7 @@ nlohmann::json StatsJson(const ClusterSimStats& s, const ClusterSim& sim) {
   j["probes_started"] = s.probes_started;
   j["confirmed_dead"] = s.confirmed_dead;
   j["verdicts_applied"] = s.verdicts_applied;
-  j["deaths_from_digest"] = s.deaths_from_digest;
+  j["suspicions_from_digest"] = s.suspicions_from_digest;
   j["late_ticks"] = s.late_ticks;
   nlohmann::json drops = nlohmann::json::object();
   for (size_t i = 0; i < kEngineDropCount; ++i) {

@@ -190,7 +190,7 @@ struct ClusterSimStats {
   uint64_t probes_started = 0;
   uint64_t confirmed_dead = 0;
   uint64_t verdicts_applied = 0;
-  uint64_t deaths_from_digest = 0;  // dead flags in digests that marked a node dead
+  uint64_t suspicions_from_digest = 0;  // dead flags in digests that made a node probe
   uint64_t late_ticks = 0;
   uint64_t quiet_rounds = 0;    // engine rounds ticked quiet (EngineConfig::quiet_after_rounds)
   uint64_t syn_unanswered = 0;  // suspicions raised by an unanswered Syn

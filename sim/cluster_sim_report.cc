@@ -156,7 +156,7 @@ void ClusterSim::AbsorbStats(const Engine& e) {
   stats_.probes_started += p.suspicions;
   stats_.confirmed_dead += p.confirmed_dead;
   stats_.verdicts_applied += p.verdicts_applied;
-  stats_.deaths_from_digest += p.deaths_from_digest;
+  stats_.suspicions_from_digest += p.suspicions_from_digest;
   stats_.late_ticks += p.late_ticks;
   stats_.quiet_rounds += e.stats().quiet_rounds;
   stats_.syn_unanswered += e.stats().syn_unanswered;

@@ -749,8 +749,8 @@ TEST(ClusterDetection, BoundedQuietHandshakesKeepIdleBytesFlatInN) {
 
 // With heartbeats sent slice by slice phi no longer catches the members the verdict push
 // missed: deaths also travel by anti-entropy (a node held dead hashes differently), so
-// every survivor still learns of each crash, as soon as with unbounded quiet Syns (same
-// seed), and a 5 s pause under 5% loss is no death.
+// every survivor still learns of each crash, within a probe round of unbounded quiet Syns
+// (same seed), and a 5 s pause under 5% loss is no death.
 TEST(ClusterDetection, BoundedQuietHandshakesStillDetectEveryCrash) {
   double median[2] = {0, 0};
   for (int bounded : {0, 1}) {
@@ -772,13 +772,14 @@ TEST(ClusterDetection, BoundedQuietHandshakesStillDetectEveryCrash) {
     EXPECT_GT(s.quiet_rounds, 80u * 20u);
     median[bounded] = Median(s.detection_intervals);
     if (bounded == 1) {
-      // Every survivor, both crashes (a few twice: an alive entry listed by a member that
-      // had seen a later heartbeat revives the node until its own probe settles it).
+      // Every survivor, both crashes.
       EXPECT_GE(s.detection_intervals.size(), 2u * 78u) << Describe(sim);
-      EXPECT_GT(s.deaths_from_digest, 0u) << "the verdict push alone reached everyone?";
+      EXPECT_GT(s.suspicions_from_digest, 0u) << "the verdict push alone reached everyone?";
     }
   }
-  EXPECT_LE(median[1], median[0] + 2) << "bounded " << median[1] << " vs unbounded "
+  // Members the push missed now wait for their own probe (a dead flag is a suspicion) —
+  // a probe round more than phi took with the whole vector in this small cluster.
+  EXPECT_LE(median[1], median[0] + 4) << "bounded " << median[1] << " vs unbounded "
                                       << median[0] << " intervals";
 }
 
