@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstdlib>
 #include <utility>
 
@@ -37,12 +38,24 @@ KvArena::Ref KvArena::Append(std::string_view a, std::string_view b) {
   }
   Chunk& c = chunks_.back();
   char* dst = c.data.get() + c.used;
-  if (!a.empty()) std::memcpy(dst, a.data(), a.size());
-  if (!b.empty()) std::memcpy(dst + a.size(), b.data(), b.size());
+  if (n > 0 && a.data() + a.size() == b.data()) {
+    // Adjacent already (a key and its value in a received packet, or in this arena).
+    std::memcpy(dst, a.data(), n);
+  } else {
+    if (!a.empty()) std::memcpy(dst, a.data(), a.size());
+    if (!b.empty()) std::memcpy(dst + a.size(), b.data(), b.size());
+  }
   const Ref ref = (static_cast<uint64_t>(chunks_.size() - 1) << 32) | c.used;
   c.used += n;
   used_bytes_ += n;
   return ref;
+}
+
+void KvArena::Reserve(size_t bytes) {
+  assert(chunks_.empty());
+  const size_t size = std::clamp(bytes, kFirstChunkBytes, kChunkBytes);
+  chunks_.push_back(Chunk{AllocBlockOf<char>(size), size, 0});
+  allocated_bytes_ += size;
 }
 
 void KvArena::Clear() {

@@ -32,6 +32,21 @@ BlockPtr<T> AllocBlockOf(size_t n) {
   return BlockPtr<T>(static_cast<T*>(AllocBlock(n * sizeof(T))));
 }
 
+// a[0, n) == b[0, n). Keys are mostly short: 8 to 16 bytes compare as two overlapping
+// 8-byte words, inline, instead of a call into the library's memcmp (a hash-table probe
+// that meets its key does this once per lookup).
+inline bool KeyBytesEqual(const char* a, const char* b, size_t n) {
+  if (n >= 8 && n <= 16) {
+    uint64_t a0, a1, b0, b1;
+    std::memcpy(&a0, a, 8);
+    std::memcpy(&b0, b, 8);
+    std::memcpy(&a1, a + n - 8, 8);
+    std::memcpy(&b1, b + n - 8, 8);
+    return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+  }
+  return std::memcmp(a, b, n) == 0;
+}
+
 class KvArena {
  public:
   using Ref = uint64_t;
@@ -44,6 +59,10 @@ class KvArena {
 
   // Copies a and b back to back; returns the reference of the first byte.
   Ref Append(std::string_view a, std::string_view b);
+  // Makes the first chunk hold `bytes` (at most kChunkBytes), for a caller that knows what
+  // it will append (compaction): one chunk instead of a doubling series of small ones.
+  // REQUIRES: nothing allocated yet.
+  void Reserve(size_t bytes);
   const char* At(Ref ref) const {
     return chunks_[ref >> 32].data.get() + static_cast<uint32_t>(ref);
   }

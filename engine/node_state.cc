@@ -138,7 +138,7 @@ uint32_t NodeState::FindHashed(std::string_view key, uint64_t hash) const {
     if (static_cast<uint32_t>(b >> 32) != tag) continue;
     const uint32_t idx = static_cast<uint32_t>(b) - 1;
     const Slot& s = store_->slots[idx];
-    if (s.key_len == key.size() && std::memcmp(store_->arena.At(s.kv), key.data(), key.size()) == 0) {
+    if (s.key_len == key.size() && KeyBytesEqual(store_->arena.At(s.kv), key.data(), key.size())) {
       return idx;
     }
   }
@@ -421,31 +421,27 @@ size_t NodeState::GcTombstonesUpTo(Version v) {
 
 void NodeState::MaybeCompact() {
   Store& st = *store_;
-  // The log holds one live record per key; compact once stale records outnumber them, so
-  // scans skip at most as many records as they emit over the log and the amortized cost
-  // per write stays O(1).
-  if (st.log_stale > 64 && st.log_stale > st.log.size() - st.log_stale) CompactLog();
-  if (!st.arena.ShouldCompact()) return;
-  // Copy the live bytes in version order (the log order), so entries a delta sends
-  // together stay adjacent in the arena (DeltaBuilder copies adjacent runs with one
-  // memcpy). Every record is live after CompactLog.
-  CompactLog();
-  KvArena fresh;
-  constexpr uint32_t kAhead = 8;
-  const uint32_t n = st.log.size();
-  for (uint32_t i = 0; i < n; ++i) {
-    if (i + 2 * kAhead < n) PrefetchRead(&st.slots[st.log[i + 2 * kAhead].idx]);
-    if (i + kAhead < n) PrefetchRead(st.arena.At(st.slots[st.log[i + kAhead].idx].kv));
-    Slot& s = st.slots[st.log[i].idx];
-    s.kv = fresh.Append(KeyOf(s), ValueOf(s));
+  // The log holds one live record per key; compact it once stale records outnumber them, so
+  // scans skip at most as many records as they emit and the amortized cost per write stays
+  // O(1). The arena compacts once garbage outweighs live bytes.
+  const bool log_due = st.log_stale > 64 && st.log_stale > st.log.size() - st.log_stale;
+  const bool arena_due = st.arena.ShouldCompact();
+  if (!log_due && !arena_due) return;
+  // Both passes read every log record's slot at random (one DRAM miss each): that read is
+  // most of their cost, so when the log is due and the arena is at least half-way due they
+  // share one pass instead of running back to back.
+  if (arena_due || (st.arena.dead_bytes() > (1u << 19) &&
+                    2 * st.arena.dead_bytes() > st.arena.live_bytes())) {
+    Compact();
+  } else {
+    CompactLog();
   }
-  st.arena.Swap(fresh);
 }
 
 void NodeState::CompactLog() {
   Store& st = *store_;
   VersionLog& log = st.log;
-  constexpr uint32_t kAhead = 16;
+  constexpr uint32_t kAhead = 32;
   const uint32_t n = log.size();
   uint32_t out = 0;
   for (uint32_t i = 0; i < n; ++i) {
@@ -455,6 +451,36 @@ void NodeState::CompactLog() {
   }
   log.Truncate(out);
   st.log_stale = 0;
+}
+
+void NodeState::Compact() {
+  Store& st = *store_;
+  VersionLog& log = st.log;
+  // One pass over the log: drop stale records, and copy each live key-value into a fresh
+  // arena in version (log) order, so entries a delta sends together stay adjacent in the
+  // arena (DeltaBuilder copies adjacent runs with one memcpy). Slots are prefetched two
+  // distances ahead, their arena bytes one distance ahead (that address needs the slot).
+  constexpr uint32_t kAhead = 16;
+  const uint32_t n = log.size();
+  KvArena fresh;
+  fresh.Reserve(st.arena.live_bytes());
+  uint32_t out = 0;
+  for (uint32_t i = 0; i < n; ++i) {
+    if (i + 2 * kAhead < n) PrefetchRead(&st.slots[log[i + 2 * kAhead].idx]);
+    if (i + kAhead < n) {
+      const LogRecord& ahead = log[i + kAhead];
+      const Slot& s = st.slots[ahead.idx];
+      if (s.version == ahead.version()) PrefetchRead(st.arena.At(s.kv));
+    }
+    const LogRecord r = log[i];
+    Slot& s = st.slots[r.idx];
+    if (s.version != r.version()) continue;  // stale
+    log[out++] = r;
+    s.kv = fresh.Append(KeyOf(s), ValueOf(s));
+  }
+  log.Truncate(out);
+  st.log_stale = 0;
+  st.arena.Swap(fresh);
 }
 
 size_t NodeState::OverheadBytes() const {

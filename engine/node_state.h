@@ -243,8 +243,11 @@ class NodeState {
   uint32_t LogUpperBound(Version v) const;
   void Unindex(uint32_t idx);
   void RemoveSlot(uint32_t idx);
+  // Compacts the version log (CompactLog) or the log and the arena together (Compact) when
+  // their garbage calls for it; amortized O(1) per write.
   void MaybeCompact();
   void CompactLog();
+  void Compact();
   // Frees the store once GC has removed every key.
   void ReleaseIfEmpty();
 
