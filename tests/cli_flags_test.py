@@ -183,10 +183,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build-dir", required=True)
     ap.add_argument("--only", default=None, help="check only binaries whose path has this")
+    ap.add_argument("--no-bench", action="store_true",
+                    help="the build has no benchmarks (SCUTTLE_BENCH=OFF): skip bench/")
     args = ap.parse_args()
     fails, checked = [], 0
     for b in BINARIES:
         if args.only and args.only not in b["bin"]:
+            continue
+        if args.no_bench and b["bin"].startswith("bench/"):
+            print(f"skip {b['bin']}: SCUTTLE_BENCH=OFF")
             continue
         if not os.path.exists(os.path.join(args.build_dir, b["bin"])):
             fails.append(f"{b['bin']}: not built")
