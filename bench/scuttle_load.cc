@@ -319,38 +319,34 @@ int Main(int argc, char** argv) {
   }
 
   std::vector<RunSpec> specs;
+  // One echo row per (server, size) of a repetition on `cores` cores.
+  const auto add_echo = [&specs](std::initializer_list<const char*> servers,
+                                 std::initializer_list<size_t> sizes, int cores, int rep) {
+    for (size_t sz : sizes) {
+      for (const char* srv : servers) {
+        RunSpec s;
+        s.kind = "echo";
+        s.server = srv;
+        s.size_label = sz == kJumboPayload ? "9000" : std::to_string(sz);
+        s.request = s.reply = sz;
+        s.cores = cores;
+        s.rep = rep;
+        specs.push_back(s);
+      }
+    }
+  };
   for (int rep = 0; veth && rep < o.reps; ++rep) {
     for (int cores : core_counts) {
-      for (size_t sz : {size_t{64}, size_t{1400}, kJumboPayload}) {
-        for (const char* srv : {"raw_mmsg", "raw_uring", "transport_uring", "transport_epoll",
-                                "transport_xdp_drv", "transport_xdp_skb"}) {
-          RunSpec s;
-          s.kind = "echo";
-          s.server = srv;
-          s.size_label = sz == kJumboPayload ? "9000" : std::to_string(sz);
-          s.request = s.reply = sz;
-          s.cores = cores;
-          s.rep = rep;
-          specs.push_back(s);
-        }
-      }
+      add_echo({"raw_mmsg", "raw_uring", "transport_uring", "transport_epoll",
+                "transport_xdp_drv", "transport_xdp_skb"},
+               {size_t{64}, size_t{1400}, kJumboPayload}, cores, rep);
     }
   }
   for (int rep = 0; !veth && rep < o.reps; ++rep) {
     for (int cores : core_counts) {
-      for (size_t sz : {size_t{64}, size_t{1400}, kMaxDatagram}) {
-        for (const char* srv : {"raw_mmsg", "raw_uring", "transport_uring", "transport_epoll",
-                                "transport_uring_sealed", "transport_epoll_sealed"}) {
-          RunSpec s;
-          s.kind = "echo";
-          s.server = srv;
-          s.size_label = std::to_string(sz);
-          s.request = s.reply = sz;
-          s.cores = cores;
-          s.rep = rep;
-          specs.push_back(s);
-        }
-      }
+      add_echo({"raw_mmsg", "raw_uring", "transport_uring", "transport_epoll",
+                "transport_uring_sealed", "transport_epoll_sealed"},
+               {size_t{64}, size_t{1400}, kMaxDatagram}, cores, rep);
       for (size_t pi = 0; pi < std::size(kProfiles); ++pi) {
         for (const char* srv : {"raw_mmsg", "raw_uring", "raw_mmsg_copy", "raw_uring_copy",
                                 "engine_uring", "engine_epoll", "engine_uring_sealed",
