@@ -314,43 +314,55 @@ void NodeState::ApplyBatch(std::span<const Update> updates, TimeUs now_us) {
   const size_t n = updates.size();
   if (n == 0) return;
   if (store_ == nullptr) store_ = std::make_unique<Store>();
-  // A software pipeline over the updates, kStageDistance apart per stage, so the cache
-  // misses of different entries overlap (each entry's chain of dependent loads is
-  // independent of the others'): hash the key and prefetch its home bucket; walk the probe
-  // run (now arriving) and prefetch the slot of the first bucket whose stored hash bits
-  // match; prefetch that slot's key bytes in the arena; write. The early stages only warm
-  // the cache: the write looks the key up again, so entries of the run that insert or
-  // collide with each other stay exact, whatever the table did in between.
-  constexpr size_t kD = kStageDistance;
-  constexpr size_t kRing = 4 * kD;
+  // A software pipeline over groups of kStageDistance updates, so the cache misses of
+  // different entries overlap (each entry's chain of dependent loads is independent of the
+  // others'): hash the keys and prefetch their home buckets; walk their probe runs (now
+  // arriving) and prefetch the slot of the first bucket whose stored hash bits match;
+  // prefetch those slots' key bytes in the arena; write. A stage handles a whole group
+  // back to back, so its prefetches sit next to each other in the instruction stream and
+  // their TLB walks and misses overlap too (one entry's write is long enough to fill the
+  // reorder window: interleaved with writes, each prefetch waited for its own walk).
+  // The early stages only warm the cache: the write looks the key up again, so entries of
+  // the run that insert or collide with each other stay exact, whatever the table did in
+  // between.
+  constexpr size_t kG = kStageDistance;
+  constexpr size_t kRing = 4 * kG;  // the groups in flight: hashed, probed, prefetched, written
   static_assert((kRing & (kRing - 1)) == 0);
   uint64_t hash[kRing];
   uint32_t cand[kRing];
   const Store& st = *store_;
-  for (size_t step = 0; step < n + 3 * kD; ++step) {
-    if (step < n) {
-      const uint64_t h = KeyTable::Hash(updates[step].key);
-      hash[step % kRing] = h;
-      st.keys.Prefetch(h);
+  const size_t groups = (n + kG - 1) / kG;
+  for (size_t g = 0; g < groups + 3; ++g) {
+    if (g < groups) {
+      for (size_t k = g * kG; k < std::min(n, (g + 1) * kG); ++k) {
+        const uint64_t h = KeyTable::Hash(updates[k].key);
+        hash[k % kRing] = h;
+        st.keys.Prefetch(h);
+      }
     }
-    if (step >= kD && step - kD < n) {
-      const size_t i = (step - kD) % kRing;
-      cand[i] = ProbeHint(hash[i]);
-      if (cand[i] != kNoSlot) PrefetchRead(&st.slots[cand[i]]);
+    if (g >= 1 && g - 1 < groups) {
+      for (size_t k = (g - 1) * kG; k < std::min(n, g * kG); ++k) {
+        const size_t i = k % kRing;
+        cand[i] = ProbeHint(hash[i]);
+        if (cand[i] != kNoSlot) PrefetchRead(&st.slots[cand[i]]);
+      }
     }
-    if (step >= 2 * kD && step - 2 * kD < n) {
-      const size_t i = (step - 2 * kD) % kRing;
-      if (cand[i] != kNoSlot) PrefetchRead(st.arena.At(st.slots[cand[i]].kv));
+    if (g >= 2 && g - 2 < groups) {
+      for (size_t k = (g - 2) * kG; k < std::min(n, (g - 1) * kG); ++k) {
+        const size_t i = k % kRing;
+        if (cand[i] != kNoSlot) PrefetchRead(st.arena.At(st.slots[cand[i]].kv));
+      }
     }
-    if (step >= 3 * kD && step - 3 * kD < n) {
-      const Update& u = updates[step - 3 * kD];
-      assert(u.version > max_version_);
-      // As ApplyEntry (a delete keeps its death certificate).
-      WriteHashed(u.version, u.key, hash[(step - 3 * kD) % kRing],
-                  u.tombstone ? std::string_view() : u.value,
-                  u.tombstone ? KeyStatus::kTombstone : KeyStatus::kSet,
-                  u.tombstone ? now_us : 0);
-      max_version_ = u.version;
+    if (g >= 3 && g - 3 < groups) {
+      for (size_t k = (g - 3) * kG; k < std::min(n, (g - 2) * kG); ++k) {
+        const Update& u = updates[k];
+        assert(u.version > max_version_);
+        // As ApplyEntry (a delete keeps its death certificate).
+        WriteHashed(u.version, u.key, hash[k % kRing], u.tombstone ? std::string_view() : u.value,
+                    u.tombstone ? KeyStatus::kTombstone : KeyStatus::kSet,
+                    u.tombstone ? now_us : 0);
+        max_version_ = u.version;
+      }
     }
   }
 }
