@@ -444,15 +444,21 @@ def table(c0, args):
     print(flush=True)
 
 
+def five_with_sleeper(c):
+    """Starts 5 nodes, waits for membership and 20 heartbeats from every node; returns
+    (the node to pause, the 4 observers)."""
+    nodes = c.start_many(5, seeds_count=1)
+    c.wait_members(timeout=30)
+    wait_until(lambda: min(m["heartbeat"] for m in nodes[0].members().values()) >= 20,
+               30, "20 heartbeats")
+    return nodes[4], nodes[:4]
+
+
 def sigstop_row(rows, args, interval_ms):
     """SIGSTOP: one of 5 nodes stopped 5 s at 300 ms rounds."""
     c = new_cluster(args, interval_ms)
     try:
-        nodes = c.start_many(5, seeds_count=1)
-        c.wait_members(timeout=30)
-        wait_until(lambda: min(m["heartbeat"] for m in nodes[0].members().values()) >= 20,
-                   30, "20 heartbeats")
-        sleeper, others = nodes[4], nodes[:4]
+        sleeper, others = five_with_sleeper(c)
         worst = {o.name: "alive" for o in others}
         rank = {"alive": 0, "suspect": 1, "dead": 2, "left": 3}
         first = {}
@@ -495,11 +501,7 @@ def sigstop_window_row(rows, args, interval_ms):
     first observer lists it suspect, then continued (default flags, 300 ms rounds)."""
     c = new_cluster(args, interval_ms)
     try:
-        nodes = c.start_many(5, seeds_count=1)
-        c.wait_members(timeout=30)
-        wait_until(lambda: min(m["heartbeat"] for m in nodes[0].members().values()) >= 20,
-                   30, "20 heartbeats")
-        sleeper, others = nodes[4], nodes[:4]
+        sleeper, others = five_with_sleeper(c)
         seen = set()
 
         def states():
