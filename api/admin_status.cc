@@ -109,6 +109,26 @@ json StatsJson(const NodeStats& s) {
                             {"wire_bytes_in", cs.wire_bytes_in},
                             {"plain_bytes_in", cs.plain_bytes_in}};
   }
+  {
+    // Failure detection (docs/detection.md), as /metrics scuttle_probe_events_total.
+    const ProbeStats& pr = s.probe;
+    e["probe"] = json{{"suspicions", pr.suspicions},
+                      {"suspicions_from_digest", pr.suspicions_from_digest},
+                      {"pings_sent", pr.pings_sent},
+                      {"ping_reqs_sent", pr.ping_reqs_sent},
+                      {"acks_sent", pr.acks_sent},
+                      {"acks_received", pr.acks_received},
+                      {"relayed", pr.relayed},
+                      {"relay_drops", pr.relay_drops},
+                      {"confirmed_dead", pr.confirmed_dead},
+                      {"verdicts_received", pr.verdicts_received},
+                      {"verdicts_applied", pr.verdicts_applied},
+                      {"verdicts_stale", pr.verdicts_stale},
+                      {"refutations_sent", pr.refutations_sent},
+                      {"refutations_applied", pr.refutations_applied},
+                      {"late_ticks", pr.late_ticks},
+                      {"health_max", pr.health_max}};
+  }
   e["parts"] = Counters(s.apply.parts, [](size_t i) {
     return PartOutcomeName(static_cast<PartOutcome>(i));
   });

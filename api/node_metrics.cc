@@ -183,6 +183,32 @@ void StateMetrics(MetricsWriter& w, const NodeStats& s, const Pass& p) {
       w.Sample(s.member_events_by_type[i],
                {{"event", MemberEventName(static_cast<MemberEvent>(i))}});
     }
+    // Failure detection (docs/detection.md): suspicions, the probes that confirm or clear
+    // them, dead verdicts reached here or applied from others, refutations, local health.
+    const ProbeStats& pr = s.probe;
+    w.Family("scuttle_probe_events_total", kCounter,
+             "Failure detection: suspicions, probes, verdicts and refutations, by event.");
+    const std::pair<const char*, uint64_t> events[] = {
+        {"suspicion", pr.suspicions},
+        {"suspicion_from_digest", pr.suspicions_from_digest},
+        {"ping_sent", pr.pings_sent},
+        {"ping_req_sent", pr.ping_reqs_sent},
+        {"ack_sent", pr.acks_sent},
+        {"ack_received", pr.acks_received},
+        {"relayed", pr.relayed},
+        {"relay_drop", pr.relay_drops},
+        {"confirmed_dead", pr.confirmed_dead},
+        {"verdict_received", pr.verdicts_received},
+        {"verdict_applied", pr.verdicts_applied},
+        {"verdict_stale", pr.verdicts_stale},
+        {"refutation_sent", pr.refutations_sent},
+        {"refutation_applied", pr.refutations_applied},
+        {"late_tick", pr.late_ticks},
+    };
+    for (const auto& [event, value] : events) w.Sample(value, {{"event", event}});
+    w.Gauge("scuttle_local_health_max",
+            "The highest local health multiplier this node reached (0 = never raised).",
+            pr.health_max);
   }
 }
 

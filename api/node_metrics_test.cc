@@ -33,6 +33,9 @@ NodeStats Filled(uint64_t k) {
   s.handshake_seconds.Observe(0.001 * static_cast<double>(k + 1));
   s.subscription_overflows = 10 * k + 8;
   s.transport.rx_packets = 10 * k + 9;
+  s.probe.refutations_sent = 10 * k + 10;
+  s.probe.confirmed_dead = 10 * k + 11;
+  s.probe.health_max = k + 1;
   return s;
 }
 
@@ -80,6 +83,9 @@ TEST(NodeMetricsTest, ShardsGetALabelAndNodeWideFamiliesAppearOnce) {
   // Membership is shard 0's, unlabelled; the admin server's counters once.
   EXPECT_EQ(ex.Get("scuttle_members", {{"state", "alive"}}), 6);
   EXPECT_EQ(ex.Get("scuttle_member_events_total", {{"event", "joined"}}), 7);
+  EXPECT_EQ(ex.Get("scuttle_probe_events_total", {{"event", "refutation_sent"}}), 10);
+  EXPECT_EQ(ex.Get("scuttle_probe_events_total", {{"event", "confirmed_dead"}}), 11);
+  EXPECT_EQ(ex.Get("scuttle_local_health_max"), 1);
   EXPECT_EQ(ex.Get("scuttle_watchers"), 3);
   EXPECT_EQ(ex.Get("scuttle_watch_overflows_total", {{"reader", "http"}}), 4);
   EXPECT_EQ(ex.Get("scuttle_node_info", {{"name", "n"}}), 1);
@@ -89,6 +95,8 @@ TEST(NodeMetricsTest, ShardsGetALabelAndNodeWideFamiliesAppearOnce) {
       "scuttle_members",
       "scuttle_forgotten_members",
       "scuttle_member_events_total",
+      "scuttle_probe_events_total",
+      "scuttle_local_health_max",
       "scuttle_config_changes_total",
       "scuttle_watchers",
       "scuttle_watch_rejected_total",

@@ -231,6 +231,7 @@ struct NodeStats {
   size_t arena_allocated_bytes = 0, arena_live_bytes = 0;
   size_t rumors_hot = 0;
   RumorStats rumor;
+  ProbeStats probe;  // failure detection: probes, verdicts, refutations, local health
   // Handshake latency (Syn sent -> SynAck from that address), gossip round (OnTick) time,
   // and sizes of sent delta-carrying packets (SynAck, Ack, Rumor), in base units.
   Histogram handshake_seconds = Histogram::Exponential(50e-6, 2, 16);

@@ -255,6 +255,7 @@ absl::StatusOr<NodeStats> Node::StatsOf(Runtime& rt) {
     s.loop = rt.loop().stats();
     const Engine& e = rt.engine();
     s.rumor = e.rumor_stats();
+    s.probe = e.probe_stats();
     s.rumors_hot = e.epidemic_hot();
     s.forgotten_remembered = e.cluster().forgotten_count();
     for (const NodeState* ns : e.cluster().nodes()) {
