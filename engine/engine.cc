@@ -236,11 +236,7 @@ void Engine::OnTick(TimeUs now_us) {
   membership_.Update(cluster_, now_us, events_, config_.limits.max_nodes, probe_.health,
                      silence_scale);
   const MembershipConfig& mc = config_.membership;
-  if (mc.confirm && !mc.external) {
-    if (mc.probe_unanswered_syn) CheckUnansweredSyns(now_us);
-    AdvanceProbes(now_us);
-    StartProbes(now_us);
-  }
+  RunProbes(now_us);
   // Liveness news wakes a quiet node for this round already: a probe in its indirect
   // round (a full round brings the suspect's newer heartbeat from any of `fanout` peers,
   // which clears a suspicion born of lost packets), a verdict it reached, accepted or

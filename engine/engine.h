@@ -276,6 +276,11 @@ class Engine {
   // OnRumorCycle and local writes; it is cheap.
   TimeUs RumorCycleDueUs(TimeUs now_us);
   void OnRumorCycle(TimeUs now_us);
+  // Failure confirmation between rounds: the earliest probe deadline or unanswered-Syn
+  // check (0: none pending). The driver calls OnProbeTimer then, so confirming a crash is
+  // not quantized to gossip rounds. Optional: OnTick runs the same steps.
+  TimeUs ProbeDueUs() const;
+  void OnProbeTimer(TimeUs now_us);
   // Starts a handshake with one peer (OnTick calls it for each chosen peer).
   // `quiet`: a quiet round's Syn (bounded by EngineConfig::quiet_heartbeats / quiet_buckets).
   void SendSyn(const Endpoint& to, bool quiet = false);
@@ -462,6 +467,19 @@ class Engine {
   void MarkBusy() { busy_round_ = stats_.rounds; }
   // A Syn still waiting for its SynAck (MembershipConfig::probe_unanswered_syn).
   void CheckUnansweredSyns(TimeUs now_us);
+  // The probe steps OnTick and OnProbeTimer run (unanswered Syns, deadlines, new suspects).
+  void RunProbes(TimeUs now_us);
+  // Gossip lags (quiet rounds with the handshake as the probe): a heartbeat relayed by a
+  // third party may be many rounds old, so it no longer settles a doubt (docs/detection.md,
+  // "Direct evidence"). Only the node's own packets, probe acks and verdicts do.
+  bool GossipLags() const {
+    return config_.quiet_after_rounds > 0 && config_.membership.probe_unanswered_syn &&
+           config_.membership.confirm && !config_.membership.external;
+  }
+  // A heartbeat for `node` relayed by someone else (a digest entry or summary slot).
+  void GossipHeartbeat(NodeState& node, uint64_t heartbeat, TimeUs now_us);
+  // A verified packet from `from` whose sender is a member: proof that it is alive now.
+  void ObserveDirect(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
 
   EngineConfig config_;
   PacketSink* sink_;

@@ -178,6 +178,7 @@ bool Engine::Accept(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs
     NotePeerCompression(from, (pkt.sender->flags & wire::kNodeZstd) != 0);
   }
   ObserveSender(pkt, from, now_us);
+  ObserveDirect(pkt, from, now_us);
   if (pkt.type == wire::MessageType::kSyn || pkt.type == wire::MessageType::kSynAck ||
       (pkt.type == wire::MessageType::kAck && pkt.digest.present)) {
     ObserveDigest(pkt, now_us);
@@ -210,12 +211,14 @@ void Engine::ObserveSummary(const wire::DecodedPacket& pkt, TimeUs now_us) {
       // ring (hours of rounds), else an older copy.
       const uint16_t ahead = static_cast<uint16_t>(s.heartbeats[i] - static_cast<uint16_t>(n->heartbeat));
       if (ahead == 0 || ahead >= 0x8000) continue;
-      n->heartbeat += ahead;
       // Bounded quiet handshakes: a slice can carry a heartbeat from before a crash many
       // rounds late, so it is no proof of life for a node held dead (its own packets, a
       // refutation or a listed alive entry are).
-      if (liveness && n->liveness.state == MemberState::kDead) continue;
-      membership_.OnHeartbeat(*n, now_us, events_);
+      if (liveness && n->liveness.state == MemberState::kDead) {
+        n->heartbeat += ahead;
+        continue;
+      }
+      GossipHeartbeat(*n, n->heartbeat + ahead, now_us);
     }
   }
   // Ack frontier (seed 002): an equal bucket holding us means the sender has our max.
@@ -289,10 +292,57 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
       ObserveDeadEntry(node, e.heartbeat, now_us);
       continue;
     }
-    if (e.heartbeat > node->heartbeat) {
-      node->heartbeat = e.heartbeat;
-      membership_.OnHeartbeat(*node, now_us, events_);
+    if (e.heartbeat <= node->heartbeat) continue;
+    if (name != pkt.Name(*pkt.sender)) {
+      GossipHeartbeat(*node, e.heartbeat, now_us);
+      continue;
     }
+    node->heartbeat = e.heartbeat;
+    membership_.OnHeartbeat(*node, now_us, events_);
+  }
+}
+
+// Where gossip lags (GossipLags), a relayed heartbeat may be one of a crashed node's last,
+// reaching us rounds after the crash: it does not clear a suspicion under probe (the probe
+// goes on, its tag follows the heartbeat) and does not revive a node held dead, unless it
+// is a refutation step above the verdict's tag (kRefuteStep: the node refuted it). Else it
+// is the ordinary arrival phi samples.
+void Engine::GossipHeartbeat(NodeState& node, uint64_t heartbeat, TimeUs now_us) {
+  if (heartbeat <= node.heartbeat) return;
+  if (GossipLags()) {
+    const Liveness& l = node.liveness;
+    if (l.state == MemberState::kDead && heartbeat < node.heartbeat + kRefuteStep) return;
+    if (l.state == MemberState::kSuspect && l.held) {
+      node.heartbeat = heartbeat;
+      return;
+    }
+  }
+  node.heartbeat = heartbeat;
+  membership_.OnHeartbeat(node, now_us, events_);
+}
+
+// Direct evidence: a verified packet from a member is proof it is alive now, whatever the
+// gossip about it says; it answers our awaited Syn to that address, clears a suspicion and
+// revives a node held dead (it will refute the verdict itself when it hears of it).
+void Engine::ObserveDirect(const wire::DecodedPacket& pkt, const Endpoint& from,
+                           TimeUs now_us) {
+  if (!GossipLags()) return;
+  std::erase_if(probe_.syn_waits, [&](const SynWait& w) { return w.to == from; });
+  NodeState* node = cluster_.Find(pkt.Name(*pkt.sender));
+  if (node == nullptr || node == &cluster_.self() ||
+      node->generation() != pkt.sender->generation) {
+    return;
+  }
+  const MemberState s = node->liveness.state;
+  if (s == MemberState::kDead) {
+    // It may not know it is held dead (the verdict reached it while it was paused or cut
+    // off), and others still hold it so: tell it, so it refutes to everyone (SWIM tells
+    // the suspect). A Verdict naming it is no larger than its own packet's sender name.
+    const wire::ProbeFields f{wire::kVerdictDead, 0, node->heartbeat, MakeNodeRef(*node, 0)};
+    Send(from, Outgoing{.type = wire::MessageType::kVerdict, .probe = &f, .probe_name = node->name()});
+  }
+  if (s == MemberState::kSuspect || s == MemberState::kDead) {
+    membership_.OnProbeAck(*node, now_us, events_);
   }
 }
 
@@ -309,7 +359,7 @@ void Engine::ObserveDeadEntry(NodeState* node, uint64_t heartbeat, TimeUs now_us
   NodeState& self = cluster_.self();
   if (node == nullptr) {
     // We are held dead somewhere: refute as for a pushed verdict.
-    self.heartbeat = std::max(self.heartbeat, heartbeat) + 1;
+    self.heartbeat = std::max(self.heartbeat, heartbeat) + kRefuteStep;
     ++probe_.stats.refutations_sent;
     SpreadVerdict(self, wire::kVerdictAlive, self.heartbeat, Endpoint());
     return;

@@ -44,13 +44,16 @@ void Engine::ProbeTick(TimeUs now_us) {
   probe_.last_tick_us = now_us;
 }
 
-// SWIM §3 with the handshake as the ping: a Syn unanswered by the next tick (at least
-// half a probe timeout later) from a peer that showed no newer heartbeat since, by any
-// path, makes it suspect; StartProbes then pings it and AdvanceProbes asks relays.
-// A live peer behind a lost Syn or SynAck answers the ping (5% loss: 1 in 10 quiet
-// handshakes costs a ping and an ack); only a peer that also misses the ping, the second
-// ping and all k relayed pings is declared dead — and under loss a gossiped heartbeat
-// arriving meanwhile cancels the probe (AdvanceProbes).
+// SWIM §3 with the handshake as the ping: a Syn unanswered half a probe timeout later
+// (OnProbeTimer, or the next tick) makes its peer suspect; StartProbes then asks relays
+// at once (the Syn was the direct ping) and AdvanceProbes judges. A live peer behind a
+// lost Syn or SynAck answers the ping (5% loss: 1 in 10 quiet handshakes costs a ping and
+// an ack); only a peer that also misses the second direct ping and all k relayed pings of
+// every ping-req round is declared dead.
+// What counts as an answer: any verified packet from the peer's address (ObserveDirect
+// removes the wait), not a newer heartbeat relayed by a third party — with quiet rounds
+// the last heartbeats of a crashed node keep spreading for several rounds after the crash
+// and would clear every suspicion of it meanwhile.
 void Engine::CheckUnansweredSyns(TimeUs now_us) {
   const TimeUs wait_us = ProbeTimeoutUs() / 2;
   std::vector<SynWait>& waits = probe_.syn_waits;
@@ -63,11 +66,40 @@ void Engine::CheckUnansweredSyns(TimeUs now_us) {
     waits.erase(waits.begin() + static_cast<std::ptrdiff_t>(i));
     for (NodeState* node : cluster_.nodes()) {
       if (node == &cluster_.self() || node->endpoint != w.to) continue;
-      if (node->liveness.last_arrival_us >= w.sent_us) break;  // heard from it since
       if (membership_.SuspectUnanswered(*node, now_us, events_)) ++stats_.syn_unanswered;
       break;
     }
   }
+}
+
+void Engine::RunProbes(TimeUs now_us) {
+  const MembershipConfig& mc = config_.membership;
+  if (!mc.confirm || mc.external) return;
+  if (mc.probe_unanswered_syn) CheckUnansweredSyns(now_us);
+  AdvanceProbes(now_us);
+  StartProbes(now_us);
+}
+
+TimeUs Engine::ProbeDueUs() const {
+  const MembershipConfig& mc = config_.membership;
+  if (!mc.confirm || mc.external) return 0;
+  TimeUs due = 0;
+  auto earliest = [&](TimeUs t) { due = due == 0 ? t : std::min(due, t); };
+  for (const PendingProbe& p : probe_.pending) earliest(p.deadline_us);
+  const TimeUs wait_us = ProbeTimeoutUs() / 2;
+  for (const SynWait& w : probe_.syn_waits) earliest(w.sent_us + wait_us);
+  return due;
+}
+
+void Engine::OnProbeTimer(TimeUs now_us) {
+  last_now_us_ = std::max(last_now_us_, now_us);
+  // After a stall (a SIGSTOP) this timer may fire before the overdue round: judge the
+  // stall first, as the round would, so no probe deadline that ran out while we slept
+  // declares anyone dead.
+  if (probe_.last_tick_us >= 0 && now_us - probe_.last_tick_us > 2 * config_.gossip_interval_us) {
+    ProbeTick(now_us);
+  }
+  RunProbes(now_us);
 }
 
 void Engine::StartProbes(TimeUs now_us) {
@@ -134,8 +166,15 @@ void Engine::AdvanceProbes(TimeUs now_us) {
     NodeState* node = cluster_.Find(p.name);
     // Resolved without us: it came back (heartbeat, ack), restarted, or was declared.
     if (node == nullptr || node->generation() != p.generation ||
-        node->liveness.state != MemberState::kSuspect || node->heartbeat != p.heartbeat) {
+        node->liveness.state != MemberState::kSuspect) {
       continue;
+    }
+    if (node->heartbeat != p.heartbeat) {
+      // Where gossip lags, a relayed heartbeat may predate the crash: the probe goes on,
+      // and its verdict carries the newest heartbeat we know (so nobody who heard that one
+      // too takes it for stale). Elsewhere a newer heartbeat settles it.
+      if (!GossipLags()) continue;
+      p.heartbeat = std::max(p.heartbeat, node->heartbeat);
     }
     if (p.deadline_us > now_us) {
       keep.push_back(std::move(p));
@@ -262,7 +301,7 @@ void Engine::HandleVerdict(const wire::DecodedPacket& pkt, const Endpoint& from,
   if (name == self.name()) {
     // Refute a verdict on this incarnation: a heartbeat above the verdict's wins.
     if (f.kind != wire::kVerdictDead || f.target.generation != self.generation()) return;
-    self.heartbeat = std::max(self.heartbeat, f.heartbeat) + 1;
+    self.heartbeat = std::max(self.heartbeat, f.heartbeat) + kRefuteStep;
     ++probe_.stats.refutations_sent;
     SpreadVerdict(self, wire::kVerdictAlive, self.heartbeat, from);
     return;
@@ -281,14 +320,18 @@ void Engine::HandleVerdict(const wire::DecodedPacket& pkt, const Endpoint& from,
     }
     return;
   }
-  if (f.heartbeat < node->heartbeat) {
-    ++probe_.stats.verdicts_stale;  // we heard from it after the prober's last heartbeat
+  // Stale: we heard a heartbeat after the prober's last one. Where gossip lags, one less
+  // than a refutation step above the tag is no such proof (it may predate the crash and
+  // have reached us before the prober): a live node refutes with a whole step.
+  const uint64_t slack = GossipLags() ? kRefuteStep / 2 : 0;
+  if (f.heartbeat + slack < node->heartbeat) {
+    ++probe_.stats.verdicts_stale;
     return;
   }
   if (!membership_.Declare(*node, now_us, events_)) return;  // already dead: infect-and-die
   // The tag: only a heartbeat above it revives the node (with bounded quiet handshakes a
   // slice may bring an older one many rounds late).
-  if (BoundedQuiet()) node->heartbeat = f.heartbeat;
+  if (BoundedQuiet() || GossipLags()) node->heartbeat = std::max(node->heartbeat, f.heartbeat);
   ++probe_.stats.verdicts_applied;
   std::erase_if(probe_.pending, [&](const PendingProbe& p) { return p.name == name; });
   SpreadVerdict(*node, wire::kVerdictDead, f.heartbeat, Endpoint());

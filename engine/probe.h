@@ -39,6 +39,13 @@
 namespace scuttle {
 
 inline constexpr int kMaxLocalHealth = 8;
+// A node refuting a dead verdict raises its heartbeat this far above the verdict's tag,
+// not by one: where gossip lags (quiet rounds), a relayed heartbeat a few rounds above a
+// tag is most likely one of the node's last before it crashed, still spreading; only one
+// a refutation step above it proves the node outlived the verdict (docs/detection.md,
+// "Direct evidence"). The 16-bit summary heartbeats compare modulo 2^16 with half the ring
+// as the horizon, so a step leaves room for 31 refutations in a row.
+inline constexpr uint64_t kRefuteStep = 1024;
 // Ping-reqs a member relays at once (bounded; more are dropped and counted).
 inline constexpr size_t kMaxRelays = 64;
 // On-time ticks that lower the local health multiplier by one.

@@ -291,7 +291,7 @@ absl::StatusOr<std::unique_ptr<Node>> Node::Start(NodeOptions o) {
     Runtime* rt = node->rts_[s].get();
     io::EventLoop* loop = node->loops_[s].get();
     loop->set_on_datagram([rt](const io::RxDatagram& d) { rt->OnDatagram(d); });
-    loop->set_after_batch([rt] { rt->ArmRumorCycle(); });
+    loop->set_after_batch([rt] { rt->ArmEngineTimers(); });
     // The first round right away: a joining node reaches its seeds without waiting.
     rt->ScheduleTick(io::MonotonicNowUs(), 0);
     if (!cpus.empty()) {

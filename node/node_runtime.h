@@ -200,25 +200,37 @@ class Node::Runtime final : public PacketSink, public EventSink {
     return std::max<TimeUs>(1, static_cast<TimeUs>(static_cast<double>(interval_us_) * f));
   }
 
-  // Rumor cycles on their own clock (EpidemicConfig::rumor_interval_us): after every loop
-  // iteration, arm (or move earlier) one timer at the engine's next rumor cycle. Nothing
-  // is armed while no rumor is hot.
-  void ArmRumorCycle() {
+  // The engine's clocks between rounds, armed after every loop iteration (each timer
+  // only moves earlier; nothing is armed while its clock has nothing due):
+  //   - rumor cycles (EpidemicConfig::rumor_interval_us) while a rumor is hot;
+  //   - failure confirmation (Engine::ProbeDueUs): an awaited SynAck's wait, a probe's
+  //     deadline, so a crash is confirmed when its timeouts end, not at the next round.
+  void ArmEngineTimers() {
     const TimeUs now = io::MonotonicNowUs();
-    const TimeUs due = engine_.RumorCycleDueUs(now);
-    if (due == 0 || (rumor_timer_ != 0 && rumor_deadline_us_ <= due)) return;
-    if (rumor_timer_ != 0 && !loop_->CancelTimer(rumor_timer_)) return;  // firing now
-    auto id = loop_->AddTimer(due, [this] {
-      rumor_timer_ = 0;
-      engine_.OnRumorCycle(io::MonotonicNowUs());
+    Arm(rumor_timer_, engine_.RumorCycleDueUs(now), "rumor",
+        [this] { engine_.OnRumorCycle(io::MonotonicNowUs()); });
+    Arm(probe_timer_, engine_.ProbeDueUs(), "probe",
+        [this] { engine_.OnProbeTimer(io::MonotonicNowUs()); });
+  }
+
+  struct EngineTimer {
+    io::EventLoop::TimerId id = 0;
+    TimeUs deadline_us = 0;
+  };
+  void Arm(EngineTimer& t, TimeUs due, const char* what, std::function<void()> fire) {
+    if (due == 0 || (t.id != 0 && t.deadline_us <= due)) return;
+    if (t.id != 0 && !loop_->CancelTimer(t.id)) return;  // firing now
+    auto id = loop_->AddTimer(due, [&t, fire = std::move(fire)] {
+      t.id = 0;
+      fire();
     });
     if (!id.ok()) {
-      rumor_timer_ = 0;
-      spdlog::warn("node: cannot arm the rumor timer: {}", SV(id.status().message()));
+      t.id = 0;
+      spdlog::warn("node: cannot arm the {} timer: {}", what, SV(id.status().message()));
       return;
     }
-    rumor_timer_ = *id;
-    rumor_deadline_us_ = due;
+    t.id = *id;
+    t.deadline_us = due;
   }
 
   // Graceful leave (DESIGN §5): the leaving flag rides in our digest entry. One extra round
@@ -353,8 +365,8 @@ class Node::Runtime final : public PacketSink, public EventSink {
   std::shared_ptr<EventLog> events_;
   io::EventLoop::TimerId tick_timer_ = 0;
   TimeUs tick_deadline_us_ = 0;
-  io::EventLoop::TimerId rumor_timer_ = 0;
-  TimeUs rumor_deadline_us_ = 0;
+  EngineTimer rumor_timer_;
+  EngineTimer probe_timer_;
   uint64_t sent_seen_[kMessageTypeCount] = {};
   absl::flat_hash_map<Endpoint, TimeUs> syn_sent_us_;
   Engine engine_;

@@ -116,6 +116,7 @@ void ClusterSim::StartEngine(Node& n) {
   n.engine = std::make_unique<Engine>(std::move(cfg), n.sink.get(), n.events.get());
   n.started_round = round_;
   ++n.incarnation;
+  n.probe_timer_at = 0;
 }
 
 void ClusterSim::ScheduleTick(Node& n, TimeUs after) {
@@ -201,6 +202,7 @@ void ClusterSim::OnDatagram(const SimEvent& e) {
   if (check) checker_->BeforeDeliver(e.node, e.from, *n.engine, data);
   n.engine->OnPacket(LocalTime(n, now_us_), nodes_[e.from]->ep, data);
   if (check) checker_->AfterDeliver(e.node, *n.engine);
+  ArmProbeTimer(n);
   ++stats_.packets_delivered;
   pool_.Get(e.slot) = std::move(data);
   pool_.Free(e.slot);
@@ -214,9 +216,46 @@ void ClusterSim::OnTick(const SimEvent& e) {
     return;
   }
   n.engine->OnTick(LocalTime(n, now_us_));
+  ArmProbeTimer(n);
   const double period = static_cast<double>(config_.gossip_interval_us) / (1.0 + n.drift);
   const double jitter = 1.0 + config_.tick_jitter * (2.0 * rng_.Unit() - 1.0);
   ScheduleTick(n, static_cast<TimeUs>(period * jitter));
+}
+
+// The engine's due time is on its local clock (offset, drift); the event is in simulated
+// time. One armed event per node, moved earlier when the engine wants it sooner; a stale
+// one (superseded, or of an earlier incarnation) does nothing when it fires.
+void ClusterSim::ArmProbeTimer(Node& n) {
+  if (n.engine == nullptr) return;
+  const TimeUs due = n.engine->ProbeDueUs();
+  if (due == 0) return;
+  const TimeUs local_now = LocalTime(n, now_us_);
+  const TimeUs at = now_us_ + std::max<TimeUs>(1, static_cast<TimeUs>(
+                                                      static_cast<double>(due - local_now) /
+                                                      (1.0 + n.drift)));
+  if (n.probe_timer_at > now_us_ && n.probe_timer_at <= at) return;
+  n.probe_timer_at = at;
+  SimEvent e;
+  e.at = at;
+  e.kind = SimEventKind::kProbeTimer;
+  e.node = n.index;
+  e.tag = n.incarnation;
+  queue_.Push(e);
+}
+
+void ClusterSim::OnProbeTimer(const SimEvent& e) {
+  Node& n = *nodes_[e.node];
+  if (n.engine == nullptr || e.tag != n.incarnation || e.at != n.probe_timer_at) return;
+  n.probe_timer_at = 0;
+  if (now_us_ < n.paused_until_us) {  // fires late, when the process resumes
+    n.probe_timer_at = n.paused_until_us;
+    SimEvent later = e;
+    later.at = n.paused_until_us;
+    queue_.Push(later);
+    return;
+  }
+  n.engine->OnProbeTimer(LocalTime(n, now_us_));
+  ArmProbeTimer(n);
 }
 
 void ClusterSim::ProcessUntil(TimeUs end) {
@@ -232,6 +271,9 @@ void ClusterSim::ProcessUntil(TimeUs end) {
         break;
       case SimEventKind::kWrite:
         DoWrite();
+        break;
+      case SimEventKind::kProbeTimer:
+        OnProbeTimer(e);
         break;
     }
   }

@@ -286,6 +286,9 @@ class ClusterSim {
   void RandomFaults();
   void ProcessUntil(TimeUs end);
   void OnTick(const SimEvent& e);
+  void OnProbeTimer(const SimEvent& e);
+  // Arms (or moves earlier) the node's probe timer at Engine::ProbeDueUs, as scuttled does.
+  void ArmProbeTimer(Node& n);
   void OnDatagram(const SimEvent& e);
   void DoWrite();
   void Send(uint32_t from, const Endpoint& to, std::span<const uint8_t> bytes);
