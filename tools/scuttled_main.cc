@@ -71,10 +71,22 @@ ABSL_FLAG(int64_t, phi_initial_interval_ms, 0,
           "Young-node prior: the heartbeat interval a peer is expected to keep, worth 4 "
           "samples until its own arrivals outweigh it (0 = --gossip_interval_ms, which is "
           "what a healthy peer shows)");
-ABSL_FLAG(bool, quiet_rounds, false,
+ABSL_FLAG(bool, quiet_rounds, true,
           "Idle cost (docs/detection.md): a node with nothing to exchange for 2 rounds starts "
           "one handshake every 2 rounds instead of --fanout every round; an unanswered Syn is "
-          "a probe (ping-req, 2 rounds). false = the full-fanout detector of before");
+          "a probe (ping-req, --probe_indirect_rounds), confirmed on its own deadlines, and "
+          "only the node's own packets clear a doubt. false = the full-fanout detector");
+ABSL_FLAG(int32_t, quiet_heartbeats, 64,
+          "With --quiet_rounds: a quiet Syn carries at most this many heartbeats (a rotating "
+          "slice) and deaths also travel in digests, so idle bytes stay flat in N "
+          "(docs/detection.md, bounded quiet handshakes); 0 = every heartbeat up to 1024");
+ABSL_FLAG(int32_t, quiet_buckets, 16,
+          "With --quiet_rounds and --quiet_heartbeats > 0: at most this many bucket hashes in "
+          "a quiet Syn (a power of two, 1..256)");
+ABSL_FLAG(int32_t, probe_indirect_rounds, 0,
+          "Ping-req rounds (fresh relays each) before a verdict: each one adds a probe timeout "
+          "to a real crash and cuts false deaths under loss (3 for lossy networks). 0 = 2 "
+          "with --quiet_rounds, 1 without");
 ABSL_FLAG(int64_t, phi_max_interval_ms, 10000,
           "Heartbeat gaps longer than this are not rhythm samples (pauses, partitions)");
 ABSL_FLAG(absl::Duration, dead_node_grace, absl::Hours(24),
@@ -413,10 +425,22 @@ Config ReadFlags() {
                                                      absl::GetFlag(FLAGS_gossip_interval_ms), 1,
                                                      3'600'000)} * kUsPerMs;
   e.fanout = CheckRange<int32_t>("fanout", absl::GetFlag(FLAGS_fanout), 1, 1024);
+  const int32_t indirect_rounds =
+      CheckRange<int32_t>("probe_indirect_rounds", absl::GetFlag(FLAGS_probe_indirect_rounds), 0, 8);
+  e.membership.probe_indirect_rounds =
+      indirect_rounds > 0 ? indirect_rounds : (absl::GetFlag(FLAGS_quiet_rounds) ? 2 : 1);
+  const int32_t quiet_buckets =
+      CheckRange<int32_t>("quiet_buckets", absl::GetFlag(FLAGS_quiet_buckets), 1, 256);
+  if ((quiet_buckets & (quiet_buckets - 1)) != 0) {
+    BadFlag(absl::StrCat("--quiet_buckets=", quiet_buckets, " must be a power of two"));
+  }
+  const int32_t quiet_heartbeats = CheckRange<int32_t>(
+      "quiet_heartbeats", absl::GetFlag(FLAGS_quiet_heartbeats), 0, kMaxSummaryHeartbeats);
   if (absl::GetFlag(FLAGS_quiet_rounds)) {
     e.quiet_after_rounds = 2;
     e.membership.probe_unanswered_syn = true;
-    e.membership.probe_indirect_rounds = 2;
+    e.quiet_heartbeats = static_cast<size_t>(quiet_heartbeats);
+    e.quiet_buckets = quiet_heartbeats > 0 ? static_cast<size_t>(quiet_buckets) : 0;
   }
   e.max_packet_bytes = static_cast<size_t>(CheckRange<int64_t>(
       "max_packet_bytes", absl::GetFlag(FLAGS_max_packet_bytes), 600, 65507));
