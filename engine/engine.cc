@@ -265,6 +265,8 @@ void Engine::OnTick(TimeUs now_us) {
       }
     }
   }
+  // Hot verdicts ride the round unless they have the rumor clock (engine_verdict.cc).
+  if (!VerdictCyclesOwnClock()) VerdictCycle();
   const EpidemicConfig& ec = config_.epidemic;
   // With decoupled rumor cycles, hot rumors have their own clock (OnRumorCycle); the round
   // only carries a pulling node's requests while it has nothing hot.
@@ -283,7 +285,9 @@ void Engine::OnTick(TimeUs now_us) {
 
 TimeUs Engine::RumorCycleDueUs(TimeUs now_us) {
   const EpidemicConfig& ec = config_.epidemic;
-  if (!ec.rumor || ec.rumor_interval_us <= 0 || epidemic_.monger().empty()) {
+  // Hot verdicts keep the clock running with or without key-value rumors (engine_verdict.cc).
+  const bool verdicts = VerdictCyclesOwnClock() && !verdicts_.empty();
+  if (!verdicts && (!ec.rumor || ec.rumor_interval_us <= 0 || epidemic_.monger().empty())) {
     rumor_cycle_due_us_ = 0;
     return 0;
   }
@@ -299,6 +303,7 @@ TimeUs Engine::RumorCycleDueUs(TimeUs now_us) {
 void Engine::OnRumorCycle(TimeUs now_us) {
   last_now_us_ = std::max(last_now_us_, now_us);
   rumor_cycle_due_us_ = 0;
+  if (VerdictCyclesOwnClock()) VerdictCycle();
   const EpidemicConfig& ec = config_.epidemic;
   if (!ec.rumor || ec.rumor_interval_us <= 0) return;
   epidemic_.EndRound(rng_);

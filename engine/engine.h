@@ -15,6 +15,7 @@
 #ifndef SCUTTLE_ENGINE_ENGINE_H_
 #define SCUTTLE_ENGINE_ENGINE_H_
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -39,6 +40,7 @@
 #include "engine/reply_guard.h"
 #include "engine/rng.h"
 #include "engine/types.h"
+#include "engine/verdict_rumor.h"
 #include "engine/welcome.h"
 #include "wire/compress.h"
 #include "wire/endpoint.h"
@@ -273,7 +275,9 @@ class Engine {
   // RumorCycleDueUs is when the driver must call OnRumorCycle next, or 0 while no rumor is
   // hot (nothing to do; the clock restarts one interval after a rumor becomes hot, so the
   // first cycle judges the contacts of the immediate push). Call it after OnPacket, OnTick,
-  // OnRumorCycle and local writes; it is cheap.
+  // OnRumorCycle and local writes; it is cheap. Hot verdicts (engine/verdict_rumor.h) keep
+  // the clock running too, even with EpidemicConfig::rumor off; with rumor_interval_us 0
+  // their cycles ride OnTick instead.
   TimeUs RumorCycleDueUs(TimeUs now_us);
   void OnRumorCycle(TimeUs now_us);
   // Failure confirmation between rounds: the earliest probe deadline or unanswered-Syn
@@ -327,6 +331,8 @@ class Engine {
   // Failure confirmation (engine/probe.h).
   const ProbeStats& probe_stats() const { return probe_.stats; }
   int local_health() const { return probe_.health; }
+  // Verdicts this node is spreading (engine/verdict_rumor.h).
+  size_t hot_verdicts() const { return verdicts_.size(); }
   size_t epidemic_hot() const { return epidemic_.monger().hot_count(); }
   Rng& rng() { return rng_; }
 
@@ -448,9 +454,20 @@ class Engine {
   void OnProbeAck(const wire::DecodedPacket& pkt, TimeUs now_us);
   bool SendProbe(const Endpoint& to, uint8_t kind, uint32_t seq, uint64_t heartbeat,
                  const wire::NodeRef& target, std::string_view target_name);
-  // Pushes a verdict on `node` to fanout random members (and to `also`, when valid).
+  // Makes a verdict on `node` a hot rumor and pushes it at once to fanout random live
+  // members (and to `also`, when valid); rumor cycles push it on (engine/verdict_rumor.h).
   void SpreadVerdict(const NodeState& node, uint8_t state, uint64_t heartbeat,
                      const Endpoint& also);
+  // Verdict rumors (engine/engine_verdict.cc): a received push (applied by ApplyVerdict,
+  // then answered with feedback) or feedback; one push of a hot verdict; one rumor cycle.
+  void ApplyVerdict(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us);
+  void OnVerdictFeedback(const wire::DecodedPacket& pkt);
+  void PushVerdict(const HotVerdict& v, const Endpoint& also);
+  void VerdictCycle();
+  bool VerdictCyclesOwnClock() const { return config_.epidemic.rumor_interval_us > 0; }
+  uint32_t VerdictK() const {
+    return std::max<uint32_t>(config_.epidemic.rumor_options.k, kMinVerdictK);
+  }
   TimeUs ProbeTimeoutUs() const;
   void SendIndirect(PendingProbe& p, const NodeState& node, TimeUs now_us);
   void RaiseHealth();
@@ -507,6 +524,7 @@ class Engine {
   bool prior_follows_interval_ = false;
   WelcomeState welcome_;
   ProbeState probe_;
+  VerdictRumors verdicts_;  // hot verdicts (engine/verdict_rumor.h)
   MemberPublisher member_pub_;  // shard 0 of a sharded node
   MemberView member_view_;      // the other shards (membership.external)
   // Quiet rounds: the last round that had something to exchange, the applied-part count

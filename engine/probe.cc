@@ -208,17 +208,14 @@ bool Engine::SendProbe(const Endpoint& to, uint8_t kind, uint32_t seq, uint64_t 
   return sent;
 }
 
+// A verdict this node reached, accepted, refuted or applied is a hot rumor (seed 001
+// §1.4; engine/verdict_rumor.h): pushed now, then every rumor cycle until the counter runs
+// out (engine_verdict.cc).
 void Engine::SpreadVerdict(const NodeState& node, uint8_t state, uint64_t heartbeat,
                            const Endpoint& also) {
-  const wire::ProbeFields f{state, 0, heartbeat, MakeNodeRef(node, 0)};
-  membership_.ChoosePeers(cluster_, config_.fanout, {}, rng_, &peers_);
-  if (also.valid() && std::find(peers_.begin(), peers_.end(), also) == peers_.end()) {
-    peers_.push_back(also);
-  }
-  const std::vector<Endpoint> to = peers_;
-  for (const Endpoint& ep : to) {
-    Send(ep, Outgoing{.type = wire::MessageType::kVerdict, .probe = &f, .probe_name = node.name()});
-  }
+  const HotVerdict& v = verdicts_.Add(node.name(), node.generation(), state, heartbeat);
+  probe_.stats.verdicts_dropped_full = verdicts_.stats().dropped_full;
+  PushVerdict(v, also);
 }
 
 void Engine::HandleProbe(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
@@ -293,7 +290,7 @@ void Engine::OnProbeAck(const wire::DecodedPacket& pkt, TimeUs now_us) {
   std::erase_if(probe_.pending, [&](const PendingProbe& p) { return p.name == target; });
 }
 
-void Engine::HandleVerdict(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
+void Engine::ApplyVerdict(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
   const wire::ProbeFields& f = pkt.probe;
   const std::string_view name = pkt.Name(f.target);
   ++probe_.stats.verdicts_received;
@@ -328,7 +325,7 @@ void Engine::HandleVerdict(const wire::DecodedPacket& pkt, const Endpoint& from,
     ++probe_.stats.verdicts_stale;
     return;
   }
-  if (!membership_.Declare(*node, now_us, events_)) return;  // already dead: infect-and-die
+  if (!membership_.Declare(*node, now_us, events_)) return;  // already dead: no news
   // The tag: only a heartbeat above it revives the node (with bounded quiet handshakes a
   // slice may bring an older one many rounds late).
   if (BoundedQuiet() || GossipLags()) node->heartbeat = std::max(node->heartbeat, f.heartbeat);

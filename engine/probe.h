@@ -5,11 +5,15 @@
 //   1. a direct ping; no ack within probe_timeout ->
 //   2. ping-req through k = probe_relays random live members (and one more direct ping);
 //      no ack within 2 × probe_timeout -> the prober declares it dead.
-// The verdict is tagged with the suspect's (generation, heartbeat) and pushed at once to
-// `fanout` random members; each member that accepts it (it had not seen a newer heartbeat
-// and had not already marked the node dead) pushes it on once more (infect-and-die). With
-// fanout f the verdict reaches all but ~e^-f of the cluster in O(log N) hops, each a
-// network delay rather than a gossip round; the rest still have their own phi.
+// The verdict is tagged with the suspect's (generation, heartbeat) and spread by rumor
+// mongering with feedback and a counter (seed 001, Demers et al. §1.4;
+// engine/verdict_rumor.h): pushed at once to `fanout` random live members (and the
+// suspect, so a live one refutes), each of which answers "news" or "already knew"; a member
+// for which it was news takes it up and pushes it the same way. Every node holding it hot
+// pushes it again each rumor cycle until k cycles in a row brought only "already knew".
+// Infect-and-die (forward once on first hearing) missed ~e^-fanout of the members, who then
+// waited ~60 intervals for their own phi with quiet rounds; with feedback + counter the
+// residue falls to ~e^-(k+1)·fanout per Demers' analysis, in O(log N) network delays.
 //
 // Refutation (SWIM's incarnation number; here the heartbeat, which only the owner raises):
 // a node that hears a dead verdict on its own incarnation raises its heartbeat and pushes
@@ -85,6 +89,13 @@ struct ProbeStats {
   uint64_t suspicions_from_digest = 0;  // dead flags in digest entries that made us probe
   uint64_t refutations_sent = 0;   // alive verdicts on ourselves
   uint64_t refutations_applied = 0;  // alive verdicts that revived a node here
+  // Verdict rumor mongering (engine/verdict_rumor.h).
+  uint64_t verdict_pushes = 0;        // verdict pushes sent (asking for feedback)
+  uint64_t verdict_feedback_knew = 0; // feedback received: the peer already knew
+  uint64_t verdict_feedback_new = 0;  // feedback received: it was news to the peer
+  uint64_t verdict_replies_sent = 0;  // feedback we sent for pushes we received
+  uint64_t verdicts_dropped_full = 0; // hot verdicts evicted: the list was full
+  uint64_t verdict_cycles = 0;        // rumor cycles that pushed hot verdicts
   uint64_t late_ticks = 0;         // local health: ticks a round or more late
   uint64_t health_max = 0;         // the highest local health multiplier reached
 };

@@ -395,6 +395,11 @@ nlohmann::json StatsJson(const ClusterSimStats& s, const ClusterSim& sim) {
   j["confirmed_dead"] = s.confirmed_dead;
   j["verdicts_applied"] = s.verdicts_applied;
   j["suspicions_from_digest"] = s.suspicions_from_digest;
+  j["verdict_pushes"] = s.verdict_pushes;
+  j["verdict_feedback_knew"] = s.verdict_feedback_knew;
+  j["verdict_feedback_new"] = s.verdict_feedback_new;
+  j["verdicts_dropped_full"] = s.verdicts_dropped_full;
+  j["verdict_cycles"] = s.verdict_cycles;
   j["late_ticks"] = s.late_ticks;
   nlohmann::json drops = nlohmann::json::object();
   for (size_t i = 0; i < kEngineDropCount; ++i) {

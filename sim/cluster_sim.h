@@ -191,6 +191,12 @@ struct ClusterSimStats {
   uint64_t confirmed_dead = 0;
   uint64_t verdicts_applied = 0;
   uint64_t suspicions_from_digest = 0;  // dead flags in digests that made a node probe
+  // Verdict rumors (engine/verdict_rumor.h), summed engine ProbeStats.
+  uint64_t verdict_pushes = 0;
+  uint64_t verdict_feedback_knew = 0;
+  uint64_t verdict_feedback_new = 0;
+  uint64_t verdicts_dropped_full = 0;
+  uint64_t verdict_cycles = 0;
   uint64_t late_ticks = 0;
   uint64_t quiet_rounds = 0;    // engine rounds ticked quiet (EngineConfig::quiet_after_rounds)
   uint64_t syn_unanswered = 0;  // suspicions raised by an unanswered Syn

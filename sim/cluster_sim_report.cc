@@ -157,6 +157,11 @@ void ClusterSim::AbsorbStats(const Engine& e) {
   stats_.confirmed_dead += p.confirmed_dead;
   stats_.verdicts_applied += p.verdicts_applied;
   stats_.suspicions_from_digest += p.suspicions_from_digest;
+  stats_.verdict_pushes += p.verdict_pushes;
+  stats_.verdict_feedback_knew += p.verdict_feedback_knew;
+  stats_.verdict_feedback_new += p.verdict_feedback_new;
+  stats_.verdicts_dropped_full += p.verdicts_dropped_full;
+  stats_.verdict_cycles += p.verdict_cycles;
   stats_.late_ticks += p.late_ticks;
   stats_.quiet_rounds += e.stats().quiet_rounds;
   stats_.syn_unanswered += e.stats().syn_unanswered;

@@ -133,12 +133,18 @@ inline constexpr uint8_t kProbeAck = 2;
 inline constexpr uint8_t kProbePingReq = 3;
 inline constexpr uint8_t kVerdictDead = 0;
 inline constexpr uint8_t kVerdictAlive = 1;
-// Probe fields; Verdict uses target (the node), heartbeat and kind (the state).
+// Verdict.reply values (rumor feedback, engine/verdict_rumor.h).
+inline constexpr uint8_t kVerdictPush = 0;
+inline constexpr uint8_t kVerdictKnew = 1;
+inline constexpr uint8_t kVerdictNews = 2;
+// Probe fields; Verdict uses target (the node), heartbeat, kind (the state), seq (nonzero:
+// feedback wanted) and reply.
 struct ProbeFields {
   uint8_t kind = 0;
   uint32_t seq = 0;
   uint64_t heartbeat = 0;
   NodeRef target{};  // name_off filled in by the caller (a blob offset)
+  uint8_t reply = 0;  // Verdict only: kVerdictPush / kVerdictKnew / kVerdictNews
 };
 
 // Welcome (bulk join, seed 002) message fields: WelcomeRequest uses session, window, ack
@@ -183,7 +189,7 @@ enum class DropReason : uint8_t {
   kTooManyEntries,
   kMisaligned,        // a struct vector not 8-aligned (crafted offsets), or an unaligned buffer
   kBadSummary,        // digest summary or scope out of range (bucket count, heartbeat window)
-  kBadProbe,          // Probe kind or Verdict state unknown
+  kBadProbe,          // Probe kind, Verdict state or Verdict reply unknown
   kBadCompression,    // compressed payload corrupt, truncated, unsized or over the bound
   kCount,
 };

@@ -139,11 +139,11 @@ bool Decode(std::span<const uint8_t> datagram, const DecodeLimits& limits, Decod
         *reason = DropReason::kMissingField;
         return false;
       }
-      if (m->state() > kVerdictAlive) {
+      if (m->state() > kVerdictAlive || m->reply() > kVerdictNews) {
         *reason = DropReason::kBadProbe;
         return false;
       }
-      out->probe = ProbeFields{m->state(), 0, m->heartbeat(), {}};
+      out->probe = ProbeFields{m->state(), m->seq(), m->heartbeat(), {}, m->reply()};
       std::memcpy(&out->probe.target, m->node(), sizeof(NodeRef));
       return CheckNodeRef(out->probe.target, blob_size, reason);
     }

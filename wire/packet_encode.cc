@@ -262,7 +262,11 @@ std::span<const uint8_t> PacketEncoder::Finish(MessageType type) {
     }
     case MessageType::kVerdict: {
       const ProbeFields& f = m.options.probe;
-      msg = fb::CreateVerdict(fbb, &AsFb(f.target), f.heartbeat, f.kind).Union();
+      // A push that wants feedback writes seq and reply even at their defaults, so the
+      // feedback (same fields, reply != 0) is never larger than the push.
+      fbb.ForceDefaults(f.seq != 0);
+      msg = fb::CreateVerdict(fbb, &AsFb(f.target), f.heartbeat, f.kind, f.seq, f.reply).Union();
+      fbb.ForceDefaults(false);
       msg_type = fb::Message::Verdict;
       break;
     }

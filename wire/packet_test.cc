@@ -393,5 +393,46 @@ TEST(PacketTest, ProbeAndVerdictRoundTripAndValidation) {
             DropReason::kBadBlobRange);
 }
 
+// Verdict rumor fields (engine/verdict_rumor.h): seq and reply round-trip, a reply value
+// outside the schema's is dropped, feedback is never larger than its push, and a verdict
+// from an older peer (neither field) decodes as a push without feedback.
+TEST(PacketTest, VerdictFeedbackFieldsRoundTripAndValidation) {
+  auto build = [](uint32_t seq, uint8_t reply) {
+    Builder b;
+    EncodeOptions o = b.Options();
+    const uint32_t off = b.Put("suspect");
+    o.probe = ProbeFields{kVerdictDead, seq, 12345, Builder::Ref(off, 7, 9), reply};
+    PacketEncoder enc(b.slot, o);
+    auto pkt = b.Finish(enc, MessageType::kVerdict);
+    return std::vector<uint8_t>(pkt.begin(), pkt.end());
+  };
+  for (uint8_t reply : {kVerdictPush, kVerdictKnew, kVerdictNews}) {
+    const std::vector<uint8_t> bytes = build(0x01020304, reply);
+    DecodedPacket p;
+    DropReason r;
+    ASSERT_TRUE(Decode(bytes, DecodeLimits{}, &p, &r)) << DropReasonName(r);
+    EXPECT_EQ(p.type, MessageType::kVerdict);
+    EXPECT_EQ(p.probe.kind, kVerdictDead);
+    EXPECT_EQ(p.probe.seq, 0x01020304u);
+    EXPECT_EQ(p.probe.reply, reply);
+    EXPECT_EQ(p.probe.heartbeat, 12345u);
+    EXPECT_EQ(p.Name(p.probe.target), "suspect");
+  }
+  const size_t push = build(1, kVerdictPush).size();
+  EXPECT_LE(build(1, kVerdictKnew).size(), push);
+  EXPECT_LE(build(1, kVerdictNews).size(), push);
+  EXPECT_LE(build(0xffffffff, kVerdictNews).size(), build(0xffffffff, kVerdictPush).size());
+  for (uint8_t bad : {3, 7, 255}) {
+    EXPECT_EQ(DecodeFails(build(5, bad)), DropReason::kBadProbe) << int{bad};
+  }
+  const std::vector<uint8_t> old = build(0, kVerdictPush);
+  DecodedPacket p;
+  DropReason r;
+  ASSERT_TRUE(Decode(old, DecodeLimits{}, &p, &r)) << DropReasonName(r);
+  EXPECT_EQ(p.probe.seq, 0u);
+  EXPECT_EQ(p.probe.reply, kVerdictPush);
+  EXPECT_LT(old.size(), push) << "without feedback the new fields cost nothing";
+}
+
 }  // namespace
 }  // namespace scuttle::wire
