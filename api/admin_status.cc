@@ -126,6 +126,12 @@ json StatsJson(const NodeStats& s) {
                       {"verdicts_stale", pr.verdicts_stale},
                       {"refutations_sent", pr.refutations_sent},
                       {"refutations_applied", pr.refutations_applied},
+                      {"verdict_pushes", pr.verdict_pushes},
+                      {"verdict_feedback_knew", pr.verdict_feedback_knew},
+                      {"verdict_feedback_new", pr.verdict_feedback_new},
+                      {"verdict_replies_sent", pr.verdict_replies_sent},
+                      {"verdicts_dropped_full", pr.verdicts_dropped_full},
+                      {"verdict_cycles", pr.verdict_cycles},
                       {"late_ticks", pr.late_ticks},
                       {"health_max", pr.health_max}};
   }

@@ -203,6 +203,12 @@ void StateMetrics(MetricsWriter& w, const NodeStats& s, const Pass& p) {
         {"verdict_stale", pr.verdicts_stale},
         {"refutation_sent", pr.refutations_sent},
         {"refutation_applied", pr.refutations_applied},
+        {"verdict_push", pr.verdict_pushes},
+        {"verdict_feedback_knew", pr.verdict_feedback_knew},
+        {"verdict_feedback_new", pr.verdict_feedback_new},
+        {"verdict_feedback_sent", pr.verdict_replies_sent},
+        {"verdict_dropped_full", pr.verdicts_dropped_full},
+        {"verdict_cycle", pr.verdict_cycles},
         {"late_tick", pr.late_ticks},
     };
     for (const auto& [event, value] : events) w.Sample(value, {{"event", event}});

@@ -35,6 +35,7 @@ NodeStats Filled(uint64_t k) {
   s.transport.rx_packets = 10 * k + 9;
   s.probe.refutations_sent = 10 * k + 10;
   s.probe.confirmed_dead = 10 * k + 11;
+  s.probe.verdict_pushes = 10 * k + 12;
   s.probe.health_max = k + 1;
   return s;
 }
@@ -85,6 +86,7 @@ TEST(NodeMetricsTest, ShardsGetALabelAndNodeWideFamiliesAppearOnce) {
   EXPECT_EQ(ex.Get("scuttle_member_events_total", {{"event", "joined"}}), 7);
   EXPECT_EQ(ex.Get("scuttle_probe_events_total", {{"event", "refutation_sent"}}), 10);
   EXPECT_EQ(ex.Get("scuttle_probe_events_total", {{"event", "confirmed_dead"}}), 11);
+  EXPECT_EQ(ex.Get("scuttle_probe_events_total", {{"event", "verdict_push"}}), 12);
   EXPECT_EQ(ex.Get("scuttle_local_health_max"), 1);
   EXPECT_EQ(ex.Get("scuttle_watchers"), 3);
   EXPECT_EQ(ex.Get("scuttle_watch_overflows_total", {{"reader", "http"}}), 4);
