@@ -1,6 +1,7 @@
 // Quiet-round detection (engine/probe.h, docs/detection.md "Direct evidence"): probe
 // deadlines between rounds, direct evidence over relayed heartbeats, and a node held dead
 // that is told so by the first member it reaches.
+#include <cmath>
 #include <string>
 
 #include "engine/engine.h"
@@ -152,6 +153,30 @@ TEST(DirectEvidenceTest, AProbeTimerAfterAStallAccusesNobody) {
   }
   EXPECT_EQ(sleeper.probe_stats().late_ticks, 1u);
   EXPECT_EQ(sleeper.probe_stats().confirmed_dead, 0u);
+}
+
+}  // namespace
+}  // namespace scuttle
+
+namespace scuttle {
+namespace {
+
+// The confirmation widens with the loss a node measures on its own handshakes: a live
+// suspect's false-verdict chance per suspicion stays below kFalseVerdictTarget.
+TEST(DirectEvidenceTest, IndirectRoundsFollowTheMeasuredLoss) {
+  EXPECT_EQ(IndirectRounds(2, 3, 0.0), 2);
+  const double five = 1 - 0.95 * 0.95, twenty = 1 - 0.8 * 0.8;
+  EXPECT_EQ(IndirectRounds(2, 3, five), 2);
+  EXPECT_EQ(IndirectRounds(1, 3, five), 2) << "one round is not enough at 5% loss";
+  EXPECT_EQ(IndirectRounds(2, 3, twenty), 6);
+  EXPECT_EQ(IndirectRounds(2, 3, 0.9), kMaxIndirectRounds);
+  EXPECT_EQ(IndirectRounds(4, 3, 0.0), 4) << "the configured rounds are a floor";
+  for (double f : {five, twenty}) {
+    const double relay_fail = 1 - (1 - f) * (1 - f);
+    const double q = f * relay_fail * relay_fail * relay_fail;
+    EXPECT_LT(std::pow(q, IndirectRounds(2, 3, f)), kFalseVerdictTarget);
+    EXPECT_GT(std::pow(q, IndirectRounds(2, 3, f) - 1), kFalseVerdictTarget) << "no more than needed";
+  }
 }
 
 }  // namespace

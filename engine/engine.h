@@ -471,6 +471,10 @@ class Engine {
   TimeUs ProbeTimeoutUs() const;
   void SendIndirect(PendingProbe& p, const NodeState& node, TimeUs now_us);
   void RaiseHealth();
+  // An awaited Syn was answered or not: the loss estimate behind IndirectRounds.
+  void NoteExchange(bool answered);
+  // A dead verdict (or dead-flagged entry) tagged `tag` names us: refute it (probe.cc).
+  void Refute(uint64_t tag, const Endpoint& also, TimeUs now_us);
   // Quiet rounds (EngineConfig::quiet_after_rounds).
   bool Quiet();
   bool LivenessNews();
@@ -518,6 +522,7 @@ class Engine {
   uint32_t cluster_hash_;
   EngineStats stats_;
   TimeUs last_now_us_ = 0;
+  TimeUs last_refute_us_ = -(TimeUs{1} << 60);  // Refute: the last alive push on ourselves
   TimeUs rumor_cycle_due_us_ = 0;  // 0: no rumor cycle armed (RumorCycleDueUs)
   // The young-node prior was left at 0 (the gossip interval): it follows live changes of
   // the interval (mutable_config) at every tick.

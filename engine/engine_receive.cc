@@ -214,7 +214,7 @@ void Engine::ObserveSummary(const wire::DecodedPacket& pkt, TimeUs now_us) {
       // Bounded quiet handshakes: a slice can carry a heartbeat from before a crash many
       // rounds late, so it is no proof of life for a node held dead (its own packets, a
       // refutation or a listed alive entry are).
-      if (liveness && n->liveness.state == MemberState::kDead) {
+      if (liveness && n->liveness.state == MemberState::kDead && !GossipLags()) {
         n->heartbeat += ahead;
         continue;
       }
@@ -312,7 +312,7 @@ void Engine::GossipHeartbeat(NodeState& node, uint64_t heartbeat, TimeUs now_us)
   if (GossipLags()) {
     const Liveness& l = node.liveness;
     if (l.state == MemberState::kDead && heartbeat < node.heartbeat + kRefuteStep) return;
-    if (l.state == MemberState::kSuspect && l.held) {
+    if (l.state == MemberState::kSuspect && l.held && !l.soft) {
       node.heartbeat = heartbeat;
       return;
     }
@@ -327,7 +327,9 @@ void Engine::GossipHeartbeat(NodeState& node, uint64_t heartbeat, TimeUs now_us)
 void Engine::ObserveDirect(const wire::DecodedPacket& pkt, const Endpoint& from,
                            TimeUs now_us) {
   if (!GossipLags()) return;
+  const size_t waits = probe_.syn_waits.size();
   std::erase_if(probe_.syn_waits, [&](const SynWait& w) { return w.to == from; });
+  for (size_t i = probe_.syn_waits.size(); i < waits; ++i) NoteExchange(true);
   NodeState* node = cluster_.Find(pkt.Name(*pkt.sender));
   if (node == nullptr || node == &cluster_.self() ||
       node->generation() != pkt.sender->generation) {
@@ -356,16 +358,15 @@ void Engine::ObserveDirect(const wire::DecodedPacket& pkt, const Endpoint& from,
 // dead (and pushes the verdict); a live node acks, and our next entries carry its fresh
 // heartbeat back to the holders, which revives it there.
 void Engine::ObserveDeadEntry(NodeState* node, uint64_t heartbeat, TimeUs now_us) {
-  NodeState& self = cluster_.self();
   if (node == nullptr) {
     // We are held dead somewhere: refute as for a pushed verdict.
-    self.heartbeat = std::max(self.heartbeat, heartbeat) + kRefuteStep;
-    ++probe_.stats.refutations_sent;
-    SpreadVerdict(self, wire::kVerdictAlive, self.heartbeat, Endpoint());
+    Refute(heartbeat, Endpoint(), now_us);
     return;
   }
   if (node->leaving || !config_.membership.confirm) return;
-  if (membership_.SuspectUnanswered(*node, now_us, events_)) ++probe_.stats.suspicions_from_digest;
+  if (membership_.SuspectUnanswered(*node, now_us, events_, /*soft=*/true)) {
+    ++probe_.stats.suspicions_from_digest;
+  }
 }
 
 }  // namespace scuttle

@@ -70,10 +70,12 @@ void Membership::OnProbeAck(NodeState& node, TimeUs now_us, EventSink* events) c
   SetState(node, MemberState::kAlive, now_us, events);
 }
 
-bool Membership::SuspectUnanswered(NodeState& node, TimeUs now_us, EventSink* events) const {
+bool Membership::SuspectUnanswered(NodeState& node, TimeUs now_us, EventSink* events,
+                                   bool soft) const {
   if (node.leaving || node.liveness.state != MemberState::kAlive) return false;
   SetState(node, MemberState::kSuspect, now_us, events);
   node.liveness.held = true;
+  node.liveness.soft = soft;
   return true;
 }
 
@@ -109,6 +111,7 @@ void Membership::SetState(NodeState& node, MemberState s, TimeUs now_us,
   node.liveness.state = s;
   node.liveness.state_since_us = now_us;
   node.liveness.held = false;
+  node.liveness.soft = false;
   if (events == nullptr) return;
   switch (s) {
     case MemberState::kAlive: events->OnMember(node, MemberEvent::kAlive); break;

@@ -136,6 +136,11 @@ struct Liveness {
   // Suspect because a Syn went unanswered (not because of phi): stays suspect until a
   // heartbeat, a probe ack or a verdict settles it, whatever phi says meanwhile.
   bool held = false;
+  // Held because a digest flagged it dead (a third party's doubt, not ours): where gossip
+  // lags, a relayed heartbeat still clears this one, as it did before (a thousand
+  // members probing one flagged node each with their own small chance of a false verdict
+  // would otherwise multiply false deaths under heavy loss).
+  bool soft = false;
 };
 static_assert(sizeof(Liveness) == 32, "one per known node, N² of them in a simulator");
 
@@ -155,7 +160,8 @@ class Membership {
   void OnProbeAck(NodeState& node, TimeUs now_us, EventSink* events) const;
   // A Syn to this alive node went unanswered: suspect it (held until settled) so the
   // Engine probes it. Returns false when it was not alive.
-  bool SuspectUnanswered(NodeState& node, TimeUs now_us, EventSink* events) const;
+  bool SuspectUnanswered(NodeState& node, TimeUs now_us, EventSink* events,
+                         bool soft = false) const;
   // A confirmed (or gossiped) dead verdict. Returns false when the node was already dead
   // or left.
   bool Declare(NodeState& node, TimeUs now_us, EventSink* events) const;

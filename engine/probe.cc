@@ -1,12 +1,30 @@
 // Failure confirmation: detect -> confirm -> spread (engine/probe.h; DESIGN §5, SWIM §4,
 // Lifeguard §4).
 #include <algorithm>
+#include <cmath>
 
 #include "engine/delta_builder.h"
 #include "engine/engine.h"
 #include "engine/node_state.h"
 
 namespace scuttle {
+
+int IndirectRounds(int configured, int relays, double f) {
+  const int floor = std::clamp(configured, 1, kMaxIndirectRounds);
+  if (!(f > 0)) return floor;
+  const double relay_fail = 1 - (1 - f) * (1 - f);
+  const double q = f * std::pow(relay_fail, std::max(relays, 0));
+  if (!(q > 0)) return floor;
+  if (q >= 0.5) return kMaxIndirectRounds;
+  const double need = std::ceil(std::log(kFalseVerdictTarget) / std::log(q));
+  return std::clamp(static_cast<int>(need), floor, kMaxIndirectRounds);
+}
+
+void Engine::NoteExchange(bool answered) {
+  probe_.exchanges_ok *= kExchangeDecay;
+  probe_.exchanges_failed *= kExchangeDecay;
+  (answered ? probe_.exchanges_ok : probe_.exchanges_failed) += 1;
+}
 
 TimeUs Engine::ProbeTimeoutUs() const {
   const MembershipConfig& m = config_.membership;
@@ -64,6 +82,7 @@ void Engine::CheckUnansweredSyns(TimeUs now_us) {
       continue;
     }
     waits.erase(waits.begin() + static_cast<std::ptrdiff_t>(i));
+    NoteExchange(false);
     for (NodeState* node : cluster_.nodes()) {
       if (node == &cluster_.self() || node->endpoint != w.to) continue;
       if (membership_.SuspectUnanswered(*node, now_us, events_)) ++stats_.syn_unanswered;
@@ -180,7 +199,10 @@ void Engine::AdvanceProbes(TimeUs now_us) {
       keep.push_back(std::move(p));
       continue;
     }
-    const int rounds = std::max(config_.membership.probe_indirect_rounds, 1);
+    const double samples = probe_.exchanges_ok + probe_.exchanges_failed;
+    const int rounds = IndirectRounds(config_.membership.probe_indirect_rounds,
+                                      config_.membership.probe_relays,
+                                      samples > 0 ? probe_.exchanges_failed / samples : 0);
     if (p.rounds < rounds) {
       // SWIM ping-req: k random live members ping it for us; one more direct ping too.
       // The first round gets two timeouts (relayed acks take four hops); each further
@@ -290,6 +312,23 @@ void Engine::OnProbeAck(const wire::DecodedPacket& pkt, TimeUs now_us) {
   std::erase_if(probe_.pending, [&](const PendingProbe& p) { return p.name == target; });
 }
 
+// One refutation per verdict tag: the heartbeat steps a kRefuteStep above the tag once,
+// and the alive verdict goes out. Every later dead verdict or dead-flagged digest entry
+// with that tag (they keep coming until the refutation has reached their holders) only
+// repeats the push, at most once a round — a step each would run the 16-bit summary
+// heartbeats around their ring within seconds.
+void Engine::Refute(uint64_t tag, const Endpoint& also, TimeUs now_us) {
+  NodeState& self = cluster_.self();
+  if (self.heartbeat < tag + kRefuteStep) {
+    self.heartbeat = tag + kRefuteStep;
+  } else if (now_us - last_refute_us_ < config_.gossip_interval_us) {
+    return;
+  }
+  last_refute_us_ = now_us;
+  ++probe_.stats.refutations_sent;
+  SpreadVerdict(self, wire::kVerdictAlive, self.heartbeat, also);
+}
+
 void Engine::ApplyVerdict(const wire::DecodedPacket& pkt, const Endpoint& from, TimeUs now_us) {
   const wire::ProbeFields& f = pkt.probe;
   const std::string_view name = pkt.Name(f.target);
@@ -298,9 +337,7 @@ void Engine::ApplyVerdict(const wire::DecodedPacket& pkt, const Endpoint& from, 
   if (name == self.name()) {
     // Refute a verdict on this incarnation: a heartbeat above the verdict's wins.
     if (f.kind != wire::kVerdictDead || f.target.generation != self.generation()) return;
-    self.heartbeat = std::max(self.heartbeat, f.heartbeat) + kRefuteStep;
-    ++probe_.stats.refutations_sent;
-    SpreadVerdict(self, wire::kVerdictAlive, self.heartbeat, from);
+    Refute(f.heartbeat, from, now_us);
     return;
   }
   NodeState* node = cluster_.Find(name);

@@ -115,8 +115,27 @@ struct ProbeState {
   int health = 0;  // Lifeguard local health multiplier
   int on_time_ticks = 0;
   TimeUs last_tick_us = -1;
+  // Awaited Syns answered / unanswered, decayed by kExchangeDecay a sample: the measured
+  // chance f that a handshake round trip fails (IndirectRounds).
+  double exchanges_ok = 0;
+  double exchanges_failed = 0;
   ProbeStats stats;
 };
+
+// A window of ~50 awaited Syns (~100 quiet rounds) for the loss estimate.
+inline constexpr double kExchangeDecay = 0.98;
+// IndirectRounds keeps a live member's chance of a false verdict per suspicion below this.
+inline constexpr double kFalseVerdictTarget = 1e-6;
+inline constexpr int kMaxIndirectRounds = 8;
+
+// The ping-req rounds a suspicion needs so that a live suspect, whose direct round trips
+// fail with probability f and whose relayed ones (four hops) with 1 - (1 - f)^2, is
+// declared dead with probability below kFalseVerdictTarget: each round fails with
+// q = f (1 - (1 - f)^2)^relays, so rounds = ln(target) / ln(q), at least `configured`,
+// at most kMaxIndirectRounds. f = 5%-loss round trips (0.0975): 2 rounds; 20% loss (0.36):
+// 6. Lifeguard (Dadgar et al. 2018) widens timeouts from local health; this widens the
+// confirmation from the loss the node measures on its own handshakes.
+int IndirectRounds(int configured, int relays, double f);
 
 }  // namespace scuttle
 
