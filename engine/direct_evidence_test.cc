@@ -181,3 +181,49 @@ TEST(DirectEvidenceTest, IndirectRoundsFollowTheMeasuredLoss) {
 
 }  // namespace
 }  // namespace scuttle
+
+namespace scuttle {
+namespace {
+
+// A dead verdict still hot when its node restarts is about the old incarnation: pushed
+// under the new one's reference it would declare the fresh node dead (its young heartbeat
+// is below the old tag). Seen in the simulator as ~1,000 false deaths per restart.
+TEST(DirectEvidenceTest, AHotVerdictDoesNotOutliveItsIncarnation) {
+  constexpr int kNodes = 10;
+  Net net;
+  BuildQuiet(net, kNodes, /*bounded=*/false);
+  const std::string name = "n" + std::to_string(kNodes);
+  const uint16_t port = Ep(kNodes).port;
+  net.crashed.insert(port);
+  ASSERT_GE(RunTimed(net, 30 * kUsPerSec, [&] {
+              for (int i = 1; i < kNodes; ++i) {
+                if (StateAt(net, i, name) != MemberState::kDead) return false;
+              }
+              return true;
+            }),
+            0);
+  uint64_t hot = 0;
+  for (auto& [p, e] : net.engines) hot += e->probe_stats().verdict_pushes;
+  ASSERT_GT(hot, 0u);
+  // Restart at once, with a new generation, while the verdict is still being pushed.
+  net.crashed.erase(port);
+  net.engines.erase(port);
+  net.sinks.erase(port);
+  net.Add([&] {
+    EngineConfig c = QuietConfig(kNodes, false);
+    c.generation = 2;
+    return c;
+  }());
+  int false_dead = 0;
+  for (int r = 0; r < 15; ++r) {
+    net.Round();
+    for (int i = 1; i < kNodes; ++i) {
+      const NodeState* n = net.engines.at(Ep(i).port)->FindNode(name);
+      false_dead += n != nullptr && n->generation() == 2 && n->liveness.state == MemberState::kDead;
+    }
+  }
+  EXPECT_EQ(false_dead, 0);
+}
+
+}  // namespace
+}  // namespace scuttle

@@ -49,7 +49,10 @@ void Engine::OnVerdictFeedback(const wire::DecodedPacket& pkt) {
 // 9,800 (8.5), at 1 — rumor_fanout's library default — 24 (6.3).
 void Engine::PushVerdict(const HotVerdict& v, const Endpoint& also) {
   const NodeState* node = cluster_.Find(v.name);
-  if (node == nullptr) return;  // forgotten meanwhile: the next cycle ages it out
+  // Forgotten or restarted meanwhile: the verdict was on another incarnation, and pushed
+  // under the new one's reference it would declare a fresh node dead (its young heartbeat
+  // is below the old tag). The next cycle ages it out.
+  if (node == nullptr || node->generation() != v.generation) return;
   const wire::ProbeFields f{v.kind, v.seq, v.heartbeat, MakeNodeRef(*node, 0),
                             wire::kVerdictPush};
   membership_.ChoosePeers(cluster_, config_.fanout, {}, rng_, &peers_);

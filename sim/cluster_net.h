@@ -35,7 +35,7 @@ struct LinkModel {
 // Draws one datagram's one-way delay under `m`.
 TimeUs DrawDelay(const LinkModel& m, Rng& rng);
 
-enum class SimEventKind : uint8_t { kDatagram, kTick, kWrite, kProbeTimer };
+enum class SimEventKind : uint8_t { kDatagram, kTick, kWrite, kProbeTimer, kRumorTimer };
 
 struct SimEvent {
   TimeUs at = 0;

@@ -104,6 +104,7 @@ void ClusterSim::StartEngine(Node& n) {
   if (config_.quiet_heartbeats >= 0) cfg.quiet_heartbeats = static_cast<size_t>(config_.quiet_heartbeats);
   if (config_.quiet_buckets >= 0) cfg.quiet_buckets = static_cast<size_t>(config_.quiet_buckets);
   cfg.gossip_interval_us = config_.gossip_interval_us;
+  cfg.epidemic.rumor_interval_us = config_.rumor_interval_us;
   cfg.tombstone_grace_us = config_.tombstone_grace_us;
   cfg.frontier_gc = config_.frontier_gc;
   cfg.membership = config_.membership;
@@ -117,6 +118,7 @@ void ClusterSim::StartEngine(Node& n) {
   n.started_round = round_;
   ++n.incarnation;
   n.probe_timer_at = 0;
+  n.rumor_timer_at = 0;
 }
 
 void ClusterSim::ScheduleTick(Node& n, TimeUs after) {
@@ -202,7 +204,7 @@ void ClusterSim::OnDatagram(const SimEvent& e) {
   if (check) checker_->BeforeDeliver(e.node, e.from, *n.engine, data);
   n.engine->OnPacket(LocalTime(n, now_us_), nodes_[e.from]->ep, data);
   if (check) checker_->AfterDeliver(e.node, *n.engine);
-  ArmProbeTimer(n);
+  ArmTimers(n);
   ++stats_.packets_delivered;
   pool_.Get(e.slot) = std::move(data);
   pool_.Free(e.slot);
@@ -216,46 +218,56 @@ void ClusterSim::OnTick(const SimEvent& e) {
     return;
   }
   n.engine->OnTick(LocalTime(n, now_us_));
-  ArmProbeTimer(n);
+  ArmTimers(n);
   const double period = static_cast<double>(config_.gossip_interval_us) / (1.0 + n.drift);
   const double jitter = 1.0 + config_.tick_jitter * (2.0 * rng_.Unit() - 1.0);
   ScheduleTick(n, static_cast<TimeUs>(period * jitter));
 }
 
-// The engine's due time is on its local clock (offset, drift); the event is in simulated
-// time. One armed event per node, moved earlier when the engine wants it sooner; a stale
-// one (superseded, or of an earlier incarnation) does nothing when it fires.
-void ClusterSim::ArmProbeTimer(Node& n) {
+// The engine's due times are on its local clock (offset, drift); events are in simulated
+// time. One armed event per node and clock, moved earlier when the engine wants it sooner;
+// a stale one (superseded, or of an earlier incarnation) does nothing when it fires.
+void ClusterSim::ArmTimers(Node& n) {
   if (n.engine == nullptr) return;
-  const TimeUs due = n.engine->ProbeDueUs();
-  if (due == 0) return;
+  ArmTimer(n, SimEventKind::kProbeTimer, n.engine->ProbeDueUs(), &n.probe_timer_at);
+  ArmTimer(n, SimEventKind::kRumorTimer, n.engine->RumorCycleDueUs(LocalTime(n, now_us_)),
+           &n.rumor_timer_at);
+}
+
+void ClusterSim::ArmTimer(Node& n, SimEventKind kind, TimeUs due_local, TimeUs* armed_at) {
+  if (due_local == 0) return;
   const TimeUs local_now = LocalTime(n, now_us_);
-  const TimeUs at = now_us_ + std::max<TimeUs>(1, static_cast<TimeUs>(
-                                                      static_cast<double>(due - local_now) /
-                                                      (1.0 + n.drift)));
-  if (n.probe_timer_at > now_us_ && n.probe_timer_at <= at) return;
-  n.probe_timer_at = at;
+  const TimeUs at =
+      now_us_ + std::max<TimeUs>(1, static_cast<TimeUs>(static_cast<double>(due_local - local_now) /
+                                                        (1.0 + n.drift)));
+  if (*armed_at > now_us_ && *armed_at <= at) return;
+  *armed_at = at;
   SimEvent e;
   e.at = at;
-  e.kind = SimEventKind::kProbeTimer;
+  e.kind = kind;
   e.node = n.index;
   e.tag = n.incarnation;
   queue_.Push(e);
 }
 
-void ClusterSim::OnProbeTimer(const SimEvent& e) {
+void ClusterSim::OnEngineTimer(const SimEvent& e) {
   Node& n = *nodes_[e.node];
-  if (n.engine == nullptr || e.tag != n.incarnation || e.at != n.probe_timer_at) return;
-  n.probe_timer_at = 0;
+  TimeUs* armed = e.kind == SimEventKind::kProbeTimer ? &n.probe_timer_at : &n.rumor_timer_at;
+  if (n.engine == nullptr || e.tag != n.incarnation || e.at != *armed) return;
+  *armed = 0;
   if (now_us_ < n.paused_until_us) {  // fires late, when the process resumes
-    n.probe_timer_at = n.paused_until_us;
+    *armed = n.paused_until_us;
     SimEvent later = e;
     later.at = n.paused_until_us;
     queue_.Push(later);
     return;
   }
-  n.engine->OnProbeTimer(LocalTime(n, now_us_));
-  ArmProbeTimer(n);
+  if (e.kind == SimEventKind::kProbeTimer) {
+    n.engine->OnProbeTimer(LocalTime(n, now_us_));
+  } else {
+    n.engine->OnRumorCycle(LocalTime(n, now_us_));
+  }
+  ArmTimers(n);
 }
 
 void ClusterSim::ProcessUntil(TimeUs end) {
@@ -273,7 +285,8 @@ void ClusterSim::ProcessUntil(TimeUs end) {
         DoWrite();
         break;
       case SimEventKind::kProbeTimer:
-        OnProbeTimer(e);
+      case SimEventKind::kRumorTimer:
+        OnEngineTimer(e);
         break;
     }
   }

@@ -51,6 +51,9 @@ struct ClusterSimConfig {
 
   // ---- Time ----
   TimeUs gossip_interval_us = kUsPerSec;
+  // EpidemicConfig::rumor_interval_us: hot verdicts (and rumors, with rumor on) run their
+  // cycles on this clock, as in scuttled (--rumor_interval_ms=20); 0 = once a round.
+  TimeUs rumor_interval_us = 20 * kUsPerMs;
   double tick_jitter = 0.1;        // each tick period uniform in interval * (1 ± this)
   TimeUs max_clock_offset_us = 0;  // node clock offsets uniform in [-this, this]
   double max_drift = 0;            // node clock rates uniform in 1 ± this (e.g. 1e-4)
@@ -292,9 +295,11 @@ class ClusterSim {
   void RandomFaults();
   void ProcessUntil(TimeUs end);
   void OnTick(const SimEvent& e);
-  void OnProbeTimer(const SimEvent& e);
-  // Arms (or moves earlier) the node's probe timer at Engine::ProbeDueUs, as scuttled does.
-  void ArmProbeTimer(Node& n);
+  void OnEngineTimer(const SimEvent& e);
+  // Arms (or moves earlier) the node's probe timer (Engine::ProbeDueUs) and rumor clock
+  // (Engine::RumorCycleDueUs), as scuttled's loop does after every event.
+  void ArmTimers(Node& n);
+  void ArmTimer(Node& n, SimEventKind kind, TimeUs due_local, TimeUs* armed_at);
   void OnDatagram(const SimEvent& e);
   void DoWrite();
   void Send(uint32_t from, const Endpoint& to, std::span<const uint8_t> bytes);

@@ -59,6 +59,7 @@ struct ClusterSim::Node {
   TimeUs crashed_at_us = 0;
   TimeUs paused_until_us = 0;  // paused while now < this
   TimeUs probe_timer_at = 0;   // the armed Engine::OnProbeTimer event (simulated time), or 0
+  TimeUs rumor_timer_at = 0;   // the armed Engine::OnRumorCycle event, or 0
   uint32_t started_round = 0;  // the round the current engine started
   int64_t restart_round = -1;  // while down: the round it comes back, or -1 for never
   // fresh_keys workload: this incarnation's live keys, and the next key number.
