@@ -32,12 +32,7 @@ EngineConfig QuietConfig(int i, bool bounded) {
 
 void BuildQuiet(Net& net, int n, bool bounded) {
   for (int i = 1; i <= n; ++i) net.Add(QuietConfig(i, bounded));
-  for (int r = 0; r < 100; ++r) {
-    net.Round();
-    bool full = true;
-    for (auto& [port, e] : net.engines) full = full && e->cluster().size() == static_cast<size_t>(n);
-    if (full) break;
-  }
+  net.RoundsUntilFull(static_cast<size_t>(n));
   for (int r = 0; r < 12; ++r) net.Round();
 }
 

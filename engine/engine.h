@@ -191,10 +191,10 @@ struct EngineConfig {
   //     whose buckets differ answers it and wakes up.
   // The price is paid in idle bytes only: about 1/(fanout * quiet_syn_period) of the
   // handshakes of a busy round.
-  // OFF by default for now (0): in a fully idle 50-node cluster at 5% loss the crash ->
-  // every-survivor median rose from ~7 to ~12 intervals (the ~5% that the infect-and-die
-  // verdict misses wait for phi, which quiet rounds slow down), and at 20% loss the
-  // simulator saw false deaths (90 in a 200-node run, 0 without). See docs/detection.md.
+  // Off in the library (0); scuttled turns it on by default (--quiet_rounds) with the
+  // rules that make it safe: only direct evidence clears a doubt (GossipLags), probe
+  // deadlines on their own timer (ProbeDueUs), ping-req rounds widened by measured loss
+  // (IndirectRounds) and verdicts spread as rumors. See docs/detection.md.
   int quiet_after_rounds = 0;
   int quiet_syn_period = 2;
   // Bounded quiet handshakes (#16: idle bytes that do not grow with N; docs/detection.md).

@@ -25,12 +25,7 @@ void Build(Net& net, int n, bool ignore_refutation = false) {
     c.membership.testonly_ignore_refutation = ignore_refutation;
     net.Add(std::move(c));
   }
-  for (int r = 0; r < 100; ++r) {
-    net.Round();
-    bool full = true;
-    for (auto& [port, e] : net.engines) full = full && e->cluster().size() == static_cast<size_t>(n);
-    if (full) break;
-  }
+  net.RoundsUntilFull(static_cast<size_t>(n));
   for (int r = 0; r < 10; ++r) net.Round();  // a few samples of the rhythm
 }
 
@@ -115,12 +110,7 @@ void BuildForVerdicts(Net& net, int n, uint64_t seed) {
     c.epidemic.rumor_interval_us = kVerdictCycleUs;  // key-value rumors stay off
     net.Add(std::move(c));
   }
-  for (int r = 0; r < 100; ++r) {
-    net.Round();
-    bool full = true;
-    for (auto& [port, e] : net.engines) full = full && e->cluster().size() == static_cast<size_t>(n);
-    if (full) break;
-  }
+  net.RoundsUntilFull(static_cast<size_t>(n));
   for (int r = 0; r < 10; ++r) net.Round();
 }
 

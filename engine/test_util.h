@@ -105,6 +105,15 @@ struct Net {
     }
     ADD_FAILURE() << "network never went quiet";
   }
+  // Runs rounds until every engine knows `n` nodes (at most `max_rounds`).
+  void RoundsUntilFull(size_t n, int max_rounds = 100) {
+    for (int r = 0; r < max_rounds; ++r) {
+      Round();
+      bool full = true;
+      for (auto& [port, e] : engines) full = full && e->cluster().size() == n;
+      if (full) return;
+    }
+  }
   void Round() {
     now += kUsPerSec;
     for (auto& [port, e] : engines) {
