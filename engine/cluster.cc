@@ -13,14 +13,14 @@ size_t Cluster::StrHash::operator()(std::string_view s) const {
   return absl::Hash<absl::string_view>{}(AV(s));
 }
 
-NodeState* Cluster::Pool::New(std::string name, Generation generation) {
+NodeState* Cluster::Pool::New(std::string_view name, Generation generation) {
   if (free_.empty()) {
     blocks_.push_back(std::make_unique<Storage[]>(kBlock));
     for (size_t i = kBlock; i-- > 0;) free_.push_back(&blocks_.back()[i]);
   }
   void* p = free_.back();
   free_.pop_back();
-  return new (p) NodeState(std::move(name), generation);
+  return new (p) NodeState(name, generation);
 }
 
 void Cluster::Pool::Delete(NodeState* n) {
@@ -29,7 +29,7 @@ void Cluster::Pool::Delete(NodeState* n) {
 }
 
 Cluster::Cluster(std::string self_name, Generation self_generation) {
-  self_ = pool_.New(std::move(self_name), self_generation);
+  self_ = pool_.New(self_name, self_generation);
   order_.push_back(self_);
   nodes_.insert(self_);
 }
@@ -53,14 +53,14 @@ NodeState* Cluster::Upsert(std::string_view name, Generation generation, bool* r
   *replaced = false;
   auto it = nodes_.find(name);
   if (it == nodes_.end()) {
-    NodeState* p = pool_.New(std::string(name), generation);
+    NodeState* p = pool_.New(name, generation);
     order_.push_back(p);
     ++epoch_;
     nodes_.insert(p);
     return p;
   }
   if (generation <= (*it)->generation()) return *it;
-  NodeState* p = pool_.New(std::string(name), generation);
+  NodeState* p = pool_.New(name, generation);
   NodeState* old = *it;
   std::replace(order_.begin(), order_.end(), old, p);
   nodes_.erase(it);

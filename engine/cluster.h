@@ -69,7 +69,7 @@ class Cluster {
     Pool() = default;
     Pool(const Pool&) = delete;
     Pool& operator=(const Pool&) = delete;
-    NodeState* New(std::string name, Generation generation);
+    NodeState* New(std::string_view name, Generation generation);
     void Delete(NodeState* n);
 
    private:

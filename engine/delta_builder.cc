@@ -56,7 +56,7 @@ void DeltaBuilder::SetProjection(const PeerProjection& projection) {
 void DeltaBuilder::Advance(PeerProjection* projection) const {
   for (const Planned& p : planned_) {
     const NodeState& node = *p.c.node;
-    PeerView& v = projection->nodes[node.name()];
+    PeerView& v = projection->nodes[std::string(node.name())];
     const bool same = v.listed && v.generation == node.generation();
     if (p.c.reset) {
       v.last_gc_version = node.last_gc_version();  // the applier's ResetTo

@@ -339,15 +339,15 @@ void Engine::RunGc(TimeUs now_us) {
       if (node == &cluster_.self()) continue;
       const MemberState s = node->liveness.state;
       if (s == MemberState::kDead || s == MemberState::kLeft) continue;
-      frontier = std::min(frontier, node->acked_self_max);
+      frontier = std::min(frontier, node->acked_self_max());
       ++live;
     }
     NodeState& self = cluster_.self();
     if (live > 0) stats_.tombstones_gced_frontier += self.GcTombstonesUpTo(frontier);
     for (NodeState* node : cluster_.nodes()) {
-      if (node != &self && node->owner_gc > 0) {
+      if (node != &self && node->owner_gc() > 0) {
         stats_.tombstones_gced_frontier +=
-            node->GcTombstonesUpTo(std::min(node->owner_gc, node->max_version()));
+            node->GcTombstonesUpTo(std::min(node->owner_gc(), node->max_version()));
       }
     }
   }

@@ -225,7 +225,7 @@ void Engine::ObserveSummary(const wire::DecodedPacket& pkt, TimeUs now_us) {
   if (sender != nullptr && !s.buckets.empty()) {
     const size_t b = SummaryIndex::BucketOf(idx.self_id(), s.buckets.size());
     if (s.buckets[b] == idx.BucketHash(s.buckets.size(), b)) {
-      sender->acked_self_max = self.max_version();
+      sender->set_acked_self_max(self.max_version());
     }
   }
 }
@@ -252,7 +252,7 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
       if (e.node.generation == cluster_.self().generation()) {
         NodeState* sender = cluster_.Find(pkt.Name(*pkt.sender));
         if (sender != nullptr && sender->generation() == pkt.sender->generation) {
-          sender->acked_self_max = e.max_version;
+          sender->set_acked_self_max(e.max_version);
         }
       }
       continue;
@@ -284,7 +284,7 @@ void Engine::ObserveDigest(const wire::DecodedPacket& pkt, TimeUs now_us) {
     // Ack frontier (seed 002): what the sender holds of our map, and the gc an owner
     // announces for its own map.
     if (name == pkt.Name(*pkt.sender) && e.node.generation == node->generation()) {
-      node->owner_gc = std::max(node->owner_gc, e.last_gc_version);
+      if (e.last_gc_version > node->owner_gc()) node->set_owner_gc(e.last_gc_version);
     }
     // Leaving is sticky within a generation: a stale relayed entry must not undo it.
     if ((e.node.flags & wire::kNodeLeaving) != 0) node->leaving = true;

@@ -731,13 +731,13 @@ TEST(EngineTest, LargestAllowedWriteReplicatesAtSmallPackets) {
     EXPECT_FALSE(a.Set(key, value + std::string(kv + 1 - key.size() - value.size(), 'x'), 1).ok());
     a.SendSyn(Ep(2));
     net.Pump();
-    EXPECT_TRUE(Get(b, a.self().name(), key) == value)
+    EXPECT_TRUE(Get(b, std::string(a.self().name()), key) == value)
         << "via Ack, mtu " << mtu << " acks out " << a.stats().packets_out[3] << " encode failed "
         << a.stats().engine_drops[static_cast<size_t>(EngineDrop::kEncodeFailed)] << " b decode drops "
         << b.stats().decode_drops[static_cast<size_t>(wire::DropReason::kValueTooLong)] << "/"
         << b.stats().decode_drops[static_cast<size_t>(wire::DropReason::kKeyTooLong)] << " parts applied "
         << b.apply_stats().parts[0] << " entries " << a.build_stats().entries;
-    EXPECT_TRUE(Get(a, b.self().name(), key) == value) << "via SynAck, mtu " << mtu;
+    EXPECT_TRUE(Get(a, std::string(b.self().name()), key) == value) << "via SynAck, mtu " << mtu;
     EXPECT_EQ(a.stats().engine_drops[static_cast<size_t>(EngineDrop::kEncodeFailed)], 0u);
   }
 }
@@ -926,7 +926,7 @@ TEST(SummaryTest, HeartbeatsTravelByPositionAndFrontierFromBuckets) {
   ASSERT_EQ(Get(a, "b", "kb"), "vb");
   a.SendSyn(Ep(2));
   net.Pump();
-  EXPECT_EQ(b.FindNode("a")->acked_self_max, b.self().max_version());
+  EXPECT_EQ(b.FindNode("a")->acked_self_max(), b.self().max_version());
 }
 
 // Teaches `e` about `n` extra nodes by crafted Syns from a fake node, legacy digests of up

@@ -40,15 +40,15 @@ void Membership::OnHeartbeat(NodeState& node, TimeUs now_us, EventSink* events) 
     // Long silences (a partition, a pause) are not samples of the normal rhythm.
     if (interval > 0 && interval <= static_cast<double>(config_->max_interval_us)) {
       if (l.mean_interval_us == 0) {
-        l.mean_interval_us = PriorUs();
+        l.mean_interval_us = static_cast<float>(PriorUs());
       }
       // The prior counts as prior_weight samples: after n samples the mean is
       // (w * prior + sum) / (w + n) (see membership.h).
       const double w = std::max(config_->prior_weight, 0.0);
       const double n =
           std::min<double>(l.samples + 1.0 + w, std::max(config_->window, 1));
-      l.mean_interval_us += (interval - l.mean_interval_us) / n;
-      ++l.samples;
+      l.mean_interval_us = static_cast<float>(l.mean_interval_us + (interval - l.mean_interval_us) / n);
+      if (l.samples < UINT16_MAX) ++l.samples;
     }
   }
   l.last_arrival_us = now_us;
@@ -136,7 +136,7 @@ size_t Membership::Update(Cluster& cluster, TimeUs now_us, EventSink* events,
       SetState(*node, MemberState::kLeft, now_us, events);
     }
     if (l.state == MemberState::kLeft || l.state == MemberState::kDead) {
-      if (now_us - l.state_since_us >= config_->dead_node_grace_us) forget.push_back(node->name());
+      if (now_us - l.state_since_us >= config_->dead_node_grace_us) forget.emplace_back(node->name());
       continue;
     }
     const double phi = Phi(*node, now_us);

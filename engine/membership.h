@@ -129,9 +129,11 @@ const char* MemberStateName(MemberState s);
 // Per-node detector record, embedded in NodeState.
 struct Liveness {
   TimeUs last_arrival_us = -1;     // -1: not discovered yet
-  double mean_interval_us = 0;     // 0: no interval sampled yet (the prior is used)
   TimeUs state_since_us = 0;
-  uint32_t samples = 0;
+  // 0: no interval sampled yet (the prior is used). A float: 24 bits hold a mean of up to
+  // max_interval_us to well under a microsecond, and the record is one of N² in a simulator.
+  float mean_interval_us = 0;
+  uint16_t samples = 0;  // saturates (a --phi_window above 65,535 acts as 65,535)
   MemberState state = MemberState::kAlive;
   // Suspect because a Syn went unanswered (not because of phi): stays suspect until a
   // heartbeat, a probe ack or a verdict settles it, whatever phi says meanwhile.
@@ -142,7 +144,7 @@ struct Liveness {
   // would otherwise multiply false deaths under heavy loss).
   bool soft = false;
 };
-static_assert(sizeof(Liveness) == 32, "one per known node, N² of them in a simulator");
+static_assert(sizeof(Liveness) == 24, "one per known node, N² of them in a simulator");
 
 // Starts the detector clock for a node first learned at now (from a digest or a delta).
 void InitLiveness(Liveness& l, TimeUs now_us);

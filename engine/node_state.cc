@@ -120,16 +120,16 @@ void NodeState::KeyTable::Erase(uint32_t idx, uint64_t hash) {
   --size_;
 }
 
-NodeState::NodeState(std::string name, Generation generation)
-    : name_(std::move(name)), generation_(generation) {}
+NodeState::NodeState(std::string_view name, Generation generation)
+    : name_(name), generation_(generation) {}
 
 uint32_t NodeState::Find(std::string_view key) const {
-  if (store_ == nullptr) return kNoSlot;
+  if (store() == nullptr) return kNoSlot;
   return FindHashed(key, KeyTable::Hash(key));
 }
 
 uint32_t NodeState::FindHashed(std::string_view key, uint64_t hash) const {
-  const KeyTable& t = store_->keys;
+  const KeyTable& t = store()->keys;
   if (!t.allocated()) return kNoSlot;
   const uint32_t tag = KeyTable::Tag(hash);
   for (size_t i = t.HomeOf(tag);; i = (i + 1) & t.mask()) {
@@ -137,19 +137,19 @@ uint32_t NodeState::FindHashed(std::string_view key, uint64_t hash) const {
     if (b == 0) return kNoSlot;
     if (static_cast<uint32_t>(b >> 32) != tag) continue;
     const uint32_t idx = static_cast<uint32_t>(b) - 1;
-    const Slot& s = store_->slots[idx];
-    if (s.key_len == key.size() && KeyBytesEqual(store_->arena.At(s.kv), key.data(), key.size())) {
+    const Slot& s = store()->slots[idx];
+    if (s.key_len == key.size() && KeyBytesEqual(store()->arena.At(s.kv), key.data(), key.size())) {
       return idx;
     }
   }
 }
 
 void NodeState::Prefetch(std::string_view key) const {
-  if (store_ != nullptr) store_->keys.Prefetch(KeyTable::Hash(key));
+  if (store() != nullptr) store()->keys.Prefetch(KeyTable::Hash(key));
 }
 
 uint32_t NodeState::LogUpperBound(Version v) const {
-  const VersionLog& log = store_->log;
+  const VersionLog& log = store()->log;
   uint32_t lo = 0;
   uint32_t hi = log.size();
   while (lo < hi) {
@@ -166,14 +166,14 @@ uint32_t NodeState::LogUpperBound(Version v) const {
 uint32_t NodeState::SlotOfVersion(Version version) const {
   const uint32_t i = LogUpperBound(version);
   if (i == 0) return kNoSlot;
-  const LogRecord& r = store_->log[i - 1];
-  if (r.version() != version || store_->slots[r.idx].version != version) return kNoSlot;
+  const LogRecord& r = store()->log[i - 1];
+  if (r.version() != version || store()->slots[r.idx].version != version) return kNoSlot;
   return r.idx;
 }
 
 void NodeState::ForEachAbove(Version v, absl::FunctionRef<bool(const Slot&)> fn) const {
-  if (store_ == nullptr) return;
-  const Store& st = *store_;
+  if (store() == nullptr) return;
+  const Store& st = *store();
   const uint32_t n = st.log.size();
   for (uint32_t i = LogUpperBound(v); i < n; ++i) {
     const LogRecord& r = st.log[i];
@@ -184,8 +184,8 @@ void NodeState::ForEachAbove(Version v, absl::FunctionRef<bool(const Slot&)> fn)
 }
 
 void NodeState::Scan(std::string_view prefix, absl::FunctionRef<void(const Slot&)> fn) const {
-  if (store_ == nullptr) return;
-  const Store& st = *store_;
+  if (store() == nullptr) return;
+  const Store& st = *store();
   for (uint32_t idx = 0; idx < st.slots.size(); ++idx) {
     const Slot& s = st.slots[idx];
     if (s.version == 0) continue;  // free
@@ -196,7 +196,7 @@ void NodeState::Scan(std::string_view prefix, absl::FunctionRef<void(const Slot&
 // Retires slot idx's current version from the tombstone/TTL indexes and leaves its log
 // record stale (not from the key table).
 void NodeState::Unindex(uint32_t idx) {
-  Store& st = *store_;
+  Store& st = *store();
   Slot& s = st.slots[idx];
   ++st.log_stale;
   if (s.status == KeyStatus::kTombstone) {
@@ -212,8 +212,8 @@ void NodeState::Unindex(uint32_t idx) {
 uint32_t NodeState::WriteHashed(Version version, std::string_view key, uint64_t hash,
                                 std::string_view value, KeyStatus status, TimeUs time_us) {
   assert(version != 0);
-  if (store_ == nullptr) store_ = std::make_unique<Store>();
-  Store& st = *store_;
+  EnsureStore();
+  Store& st = *store();
   uint32_t idx = FindHashed(key, hash);
   const bool fresh = idx == kNoSlot;
   if (fresh) {
@@ -251,7 +251,7 @@ uint32_t NodeState::WriteHashed(Version version, std::string_view key, uint64_t 
 
 void NodeState::RemoveSlot(uint32_t idx) {
   Unindex(idx);
-  Store& st = *store_;
+  Store& st = *store();
   Slot& s = st.slots[idx];
   st.keys.Erase(idx, KeyTable::Hash(KeyOf(s)));
   s.version = 0;  // free: its log records are stale
@@ -259,32 +259,32 @@ void NodeState::RemoveSlot(uint32_t idx) {
 }
 
 void NodeState::ReleaseIfEmpty() {
-  if (store_ != nullptr && store_->keys.size() == 0) store_.reset();
+  if (store() != nullptr && store()->keys.size() == 0) data_->store.reset();
 }
 
 Version NodeState::Set(std::string_view key, std::string_view value) {
-  Write(++max_version_, key, value, KeyStatus::kSet, 0);
-  return max_version_;
+  Write(++data().max_version, key, value, KeyStatus::kSet, 0);
+  return data_->max_version;
 }
 
 Version NodeState::SetWithTtl(std::string_view key, std::string_view value, TimeUs deadline_us) {
-  Write(++max_version_, key, value, KeyStatus::kExpiring, deadline_us);
-  return max_version_;
+  Write(++data().max_version, key, value, KeyStatus::kExpiring, deadline_us);
+  return data_->max_version;
 }
 
 Version NodeState::Delete(std::string_view key, TimeUs now_us) {
   const uint32_t idx = Find(key);
   if (idx == kNoSlot || slot(idx).status == KeyStatus::kTombstone) return 0;
   // The tombstone keeps the key only; the old value becomes arena garbage.
-  Write(++max_version_, key, {}, KeyStatus::kTombstone, now_us);
-  return max_version_;
+  Write(++data().max_version, key, {}, KeyStatus::kTombstone, now_us);
+  return data_->max_version;
 }
 
 size_t NodeState::ExpireDue(TimeUs now_us, absl::FunctionRef<void(std::string_view)> fn) {
   size_t n = 0;
-  while (store_ != nullptr && !store_->ttl_index.empty() &&
-         store_->ttl_index.begin()->first <= now_us) {
-    const uint32_t idx = SlotOfVersion(store_->ttl_index.begin()->second);
+  while (store() != nullptr && !store()->ttl_index.empty() &&
+         store()->ttl_index.begin()->first <= now_us) {
+    const uint32_t idx = SlotOfVersion(store()->ttl_index.begin()->second);
     assert(idx != kNoSlot);
     // Copy the key out: Delete rewrites the slot into the arena.
     const std::string key(KeyOf(slot(idx)));
@@ -297,23 +297,23 @@ size_t NodeState::ExpireDue(TimeUs now_us, absl::FunctionRef<void(std::string_vi
 
 TimeUs NodeState::NextExpiry() const {
   return num_expiring() == 0 ? std::numeric_limits<TimeUs>::max()
-                             : store_->ttl_index.begin()->first;
+                             : store()->ttl_index.begin()->first;
 }
 
 void NodeState::ApplyEntry(Version version, std::string_view key, std::string_view value,
                            bool tombstone, TimeUs now_us) {
-  assert(version > max_version_);
+  assert(version > max_version());
   // A delete of a key we never held still keeps its death certificate: a peer holding an
   // older set may later ask us for deletes above its max_version (seed 000 invariant).
   Write(version, key, tombstone ? std::string_view() : value,
         tombstone ? KeyStatus::kTombstone : KeyStatus::kSet, tombstone ? now_us : 0);
-  max_version_ = version;
+  data_->max_version = version;
 }
 
 void NodeState::ApplyBatch(std::span<const Update> updates, TimeUs now_us) {
   const size_t n = updates.size();
   if (n == 0) return;
-  if (store_ == nullptr) store_ = std::make_unique<Store>();
+  EnsureStore();
   // A software pipeline over groups of kStageDistance updates, so the cache misses of
   // different entries overlap (each entry's chain of dependent loads is independent of the
   // others'): hash the keys and prefetch their home buckets; walk their probe runs (now
@@ -330,7 +330,7 @@ void NodeState::ApplyBatch(std::span<const Update> updates, TimeUs now_us) {
   static_assert((kRing & (kRing - 1)) == 0);
   uint64_t hash[kRing];
   uint32_t cand[kRing];
-  const Store& st = *store_;
+  const Store& st = *store();
   const size_t groups = (n + kG - 1) / kG;
   for (size_t g = 0; g < groups + 3; ++g) {
     if (g < groups) {
@@ -356,19 +356,19 @@ void NodeState::ApplyBatch(std::span<const Update> updates, TimeUs now_us) {
     if (g >= 3 && g - 3 < groups) {
       for (size_t k = (g - 3) * kG; k < std::min(n, (g - 2) * kG); ++k) {
         const Update& u = updates[k];
-        assert(u.version > max_version_);
+        assert(u.version > max_version());
         // As ApplyEntry (a delete keeps its death certificate).
         WriteHashed(u.version, u.key, hash[k % kRing], u.tombstone ? std::string_view() : u.value,
                     u.tombstone ? KeyStatus::kTombstone : KeyStatus::kSet,
                     u.tombstone ? now_us : 0);
-        max_version_ = u.version;
+        data_->max_version = u.version;
       }
     }
   }
 }
 
 uint32_t NodeState::ProbeHint(uint64_t hash) const {
-  const KeyTable& t = store_->keys;
+  const KeyTable& t = store()->keys;
   if (!t.allocated()) return kNoSlot;
   const uint32_t tag = KeyTable::Tag(hash);
   for (size_t j = t.HomeOf(tag);; j = (j + 1) & t.mask()) {
@@ -379,19 +379,21 @@ uint32_t NodeState::ProbeHint(uint64_t hash) const {
 }
 
 void NodeState::RaiseMaxVersion(Version v) {
-  assert(v >= max_version_);
-  max_version_ = v;
+  assert(v >= max_version());
+  if (v != 0) data().max_version = v;
 }
 
 void NodeState::ResetTo(Version last_gc_version) {
-  store_.reset();
-  max_version_ = 0;
-  last_gc_version_ = last_gc_version;
+  if (data_ == nullptr && last_gc_version == 0) return;
+  Data& d = data();
+  d.store.reset();
+  d.max_version = 0;
+  d.last_gc_version = last_gc_version;
 }
 
 size_t NodeState::GcTombstones(TimeUs now_us, TimeUs grace_us, Version max_removable_version) {
-  if (store_ == nullptr) return 0;
-  Store& st = *store_;
+  if (store() == nullptr) return 0;
+  Store& st = *store();
   size_t removed = 0;
   auto it = st.tombstones_by_time.begin();
   while (it != st.tombstones_by_time.end() && it->first + grace_us <= now_us) {
@@ -408,7 +410,7 @@ size_t NodeState::GcTombstones(TimeUs now_us, TimeUs grace_us, Version max_remov
     st.slots[idx].status = KeyStatus::kSet;
     --st.num_tombstones;
     RemoveSlot(idx);
-    if (v > last_gc_version_) last_gc_version_ = v;
+    if (v > data_->last_gc_version) data_->last_gc_version = v;
     ++removed;
   }
   ReleaseIfEmpty();
@@ -416,15 +418,15 @@ size_t NodeState::GcTombstones(TimeUs now_us, TimeUs grace_us, Version max_remov
 }
 
 size_t NodeState::GcTombstonesUpTo(Version v) {
-  if (store_ == nullptr) return 0;
-  Store& st = *store_;
+  if (store() == nullptr) return 0;
+  Store& st = *store();
   size_t removed = 0;
   while (!st.tombstones_by_version.empty() && *st.tombstones_by_version.begin() <= v) {
     const Version tv = *st.tombstones_by_version.begin();
     const uint32_t idx = SlotOfVersion(tv);
     assert(idx != kNoSlot);
     RemoveSlot(idx);  // drops it from both tombstone indexes
-    if (tv > last_gc_version_) last_gc_version_ = tv;
+    if (tv > data_->last_gc_version) data_->last_gc_version = tv;
     ++removed;
   }
   ReleaseIfEmpty();
@@ -432,7 +434,7 @@ size_t NodeState::GcTombstonesUpTo(Version v) {
 }
 
 void NodeState::MaybeCompact() {
-  Store& st = *store_;
+  Store& st = *store();
   // The log holds one live record per key; compact it once stale records outnumber them, so
   // scans skip at most as many records as they emit and the amortized cost per write stays
   // O(1). The arena compacts once garbage outweighs live bytes.
@@ -451,7 +453,7 @@ void NodeState::MaybeCompact() {
 }
 
 void NodeState::CompactLog() {
-  Store& st = *store_;
+  Store& st = *store();
   VersionLog& log = st.log;
   constexpr uint32_t kAhead = 32;
   const uint32_t n = log.size();
@@ -466,7 +468,7 @@ void NodeState::CompactLog() {
 }
 
 void NodeState::Compact() {
-  Store& st = *store_;
+  Store& st = *store();
   VersionLog& log = st.log;
   // One pass over the log: drop stale records, and copy each live key-value into a fresh
   // arena in version (log) order, so entries a delta sends together stay adjacent in the
@@ -496,8 +498,8 @@ void NodeState::Compact() {
 }
 
 size_t NodeState::OverheadBytes() const {
-  if (store_ == nullptr) return 0;
-  const Store& st = *store_;
+  if (store() == nullptr) return 0;
+  const Store& st = *store();
   // Store + slab + key table (8 bytes a bucket) + version log (12 bytes a record, stale
   // ones included); btree nodes are estimated from their value size and a 70% fill.
   const size_t slab = st.slots.bytes();
@@ -510,3 +512,4 @@ size_t NodeState::OverheadBytes() const {
 }
 
 }  // namespace scuttle
+static_assert(sizeof(scuttle::NodeState) == 88);

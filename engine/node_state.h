@@ -41,6 +41,7 @@
 #include "absl/functional/function_ref.h"
 #include "engine/arena.h"
 #include "engine/membership.h"
+#include "engine/name_bytes.h"
 #include "engine/types.h"
 #include "wire/endpoint.h"
 
@@ -99,31 +100,37 @@ class NodeState {
   // comment): enough independent misses to cover the memory-level parallelism of a core.
   static constexpr size_t kStageDistance = 4;
 
-  NodeState(std::string name, Generation generation);
+  NodeState(std::string_view name, Generation generation);
   NodeState(const NodeState&) = delete;
   NodeState& operator=(const NodeState&) = delete;
 
-  const std::string& name() const { return name_; }
+  std::string_view name() const { return name_.view(); }
   Generation generation() const { return generation_; }
-  Version max_version() const { return max_version_; }
-  Version last_gc_version() const { return last_gc_version_; }
+  Version max_version() const { return data_ == nullptr ? 0 : data_->max_version; }
+  Version last_gc_version() const { return data_ == nullptr ? 0 : data_->last_gc_version; }
 
   // Membership fields carried by digests (not versioned). Declared so that they pack:
   // every replica holds one NodeState per known node (O(N²) over a cluster).
-  Endpoint endpoint;
-  bool leaving = false;
   uint64_t heartbeat = 0;
   Liveness liveness;  // failure-detector record (engine/membership.h)
+  Endpoint endpoint;
+  bool leaving = false;
   // Ack frontier (seed 002), learned from digests: for a peer, the max_version of OUR map
   // it last reported; for an owner, the last_gc_version it announced for its own map.
-  Version acked_self_max = 0;
-  Version owner_gc = 0;
+  Version acked_self_max() const { return data_ == nullptr ? 0 : data_->acked_self_max; }
+  Version owner_gc() const { return data_ == nullptr ? 0 : data_->owner_gc; }
+  void set_acked_self_max(Version v) {
+    if (v != 0 || data_ != nullptr) data().acked_self_max = v;
+  }
+  void set_owner_gc(Version v) {
+    if (v != 0 || data_ != nullptr) data().owner_gc = v;
+  }
 
-  size_t num_keys() const { return store_ == nullptr ? 0 : store_->keys.size(); }
+  size_t num_keys() const { return store() == nullptr ? 0 : store()->keys.size(); }
   size_t num_live() const { return num_keys() - num_tombstones(); }
-  size_t num_tombstones() const { return store_ == nullptr ? 0 : store_->num_tombstones; }
-  size_t num_expiring() const { return store_ == nullptr ? 0 : store_->ttl_index.size(); }
-  const KvArena& arena() const { return store_ == nullptr ? kNoArena : store_->arena; }
+  size_t num_tombstones() const { return store() == nullptr ? 0 : store()->num_tombstones; }
+  size_t num_expiring() const { return store() == nullptr ? 0 : store()->ttl_index.size(); }
+  const KvArena& arena() const { return store() == nullptr ? kNoArena : store()->arena; }
 
   // ---- Reads ----
   // Returns kNoSlot when the key is unknown (never set, or tombstone already GC'd).
@@ -131,15 +138,15 @@ class NodeState {
   // Starts loading the key-table bucket of `key` (ApplyBatch does this for its batch).
   void Prefetch(std::string_view key) const;
   // REQUIRES: idx is a slot index returned by Find (so the node holds keys).
-  const Slot& slot(uint32_t idx) const { return store_->slots[idx]; }
+  const Slot& slot(uint32_t idx) const { return store()->slots[idx]; }
   // REQUIRES (these three): s is one of this node's slots.
-  std::string_view KeyOf(const Slot& s) const { return {store_->arena.At(s.kv), s.key_len}; }
+  std::string_view KeyOf(const Slot& s) const { return {store()->arena.At(s.kv), s.key_len}; }
   // Key bytes immediately followed by value bytes.
   std::string_view KeyValueOf(const Slot& s) const {
-    return {store_->arena.At(s.kv), size_t{s.key_len} + s.value_len};
+    return {store()->arena.At(s.kv), size_t{s.key_len} + s.value_len};
   }
   std::string_view ValueOf(const Slot& s) const {
-    return {store_->arena.At(s.kv) + s.key_len, s.value_len};
+    return {store()->arena.At(s.kv) + s.key_len, s.value_len};
   }
   // Every slot with version > v, ascending. fn returns false to stop.
   void ForEachAbove(Version v, absl::FunctionRef<bool(const Slot&)> fn) const;
@@ -266,11 +273,30 @@ class NodeState {
   };
   static const KvArena kNoArena;
 
-  std::string name_;
+  // Versions and keys: all zero / empty for most members of a large idle cluster (a peer
+  // that never wrote, of an observer that never wrote), so they live out of line,
+  // allocated on the first non-zero version (DESIGN §7; docs/detection.md "Memory per
+  // member"). The key store is a second, larger step, taken on the first key.
+  struct Data {
+    Version max_version = 0;
+    Version last_gc_version = 0;
+    Version acked_self_max = 0;
+    Version owner_gc = 0;
+    std::unique_ptr<Store> store;  // null while the node holds no key
+  };
+  Data& data() {
+    if (data_ == nullptr) data_ = std::make_unique<Data>();
+    return *data_;
+  }
+  Store* store() const { return data_ == nullptr ? nullptr : data_->store.get(); }
+  void EnsureStore() {
+    Data& d = data();
+    if (d.store == nullptr) d.store = std::make_unique<Store>();
+  }
+
+  NameBytes name_;
   Generation generation_;
-  Version max_version_ = 0;
-  Version last_gc_version_ = 0;
-  std::unique_ptr<Store> store_;  // null while the node holds no key
+  std::unique_ptr<Data> data_;  // null while every version is 0 and no key is held
 };
 
 }  // namespace scuttle

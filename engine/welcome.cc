@@ -22,8 +22,8 @@ uint16_t ClampWindow(uint16_t w) {
 size_t CutAtOwnerFrontier(Cluster& cluster) {
   size_t n = 0;
   for (NodeState* node : cluster.nodes()) {
-    if (node != &cluster.self() && node->owner_gc > 0 && node->num_tombstones() > 0) {
-      n += node->GcTombstonesUpTo(std::min(node->owner_gc, node->max_version()));
+    if (node != &cluster.self() && node->owner_gc() > 0 && node->num_tombstones() > 0) {
+      n += node->GcTombstonesUpTo(std::min(node->owner_gc(), node->max_version()));
     }
   }
   return n;

@@ -47,14 +47,14 @@ bool SameAs(const Engine& e, const std::vector<Engine*>& owners, std::string* wh
   for (const Engine* o : owners) {
     const NodeState* n = e.FindNode(o->self().name());
     if (n == nullptr || n->max_version() != o->self().max_version()) {
-      if (why) *why = o->self().name() + ": max differs";
+      if (why) *why = std::string(o->self().name()) + ": max differs";
       return false;
     }
   }
   if (why == nullptr) return true;
   for (const Engine* o : owners) {
     if (Live(*e.FindNode(o->self().name())) != Live(o->self())) {
-      *why = o->self().name() + ": contents differ";
+      *why = std::string(o->self().name()) + ": contents differ";
       return false;
     }
   }
@@ -307,7 +307,7 @@ TEST(WelcomeTest, SnapshotIsCutAtTheResponderFrontier) {
   // The hub hears o0's digest, but does not tick (no GC run) before the joiner asks.
   o.SendSyn(hub.config().advertise);
   c.net.Pump();
-  ASSERT_EQ(hub.FindNode("o0")->owner_gc, o.self().last_gc_version());
+  ASSERT_EQ(hub.FindNode("o0")->owner_gc(), o.self().last_gc_version());
   EngineConfig jc = Config("joiner", 99);
   jc.max_packet_bytes = 1400;
   jc.epidemic.rumor = false;

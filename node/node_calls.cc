@@ -111,10 +111,10 @@ absl::StatusOr<KvEntry> Node::Get(std::string_view key, std::string_view node) {
     if (ns == nullptr) return absl::NotFoundError(absl::StrCat("unknown node '", std::string(n), "'"));
     const uint32_t idx = ns->Find(k);
     if (idx == NodeState::kNoSlot || !Visible(ns->slot(idx), io::MonotonicNowUs())) {
-      return absl::NotFoundError(absl::StrCat("no key '", k, "' on node '", ns->name(), "'"));
+      return absl::NotFoundError(absl::StrCat("no key '", k, "' on node '", std::string(ns->name()), "'"));
     }
     const NodeState::Slot& s = ns->slot(idx);
-    return KvEntry{ns->name(), k, std::string(ns->ValueOf(s)), s.version, 0};
+    return KvEntry{std::string(ns->name()), k, std::string(ns->ValueOf(s)), s.version, 0};
   });
 }
 
@@ -152,7 +152,7 @@ absl::StatusOr<KvSnapshot> Node::ScanShards(std::string_view prefix, std::string
                                      ns == &e.cluster().self()
                                  ? s.time_us - now
                                  : 0;
-        out.entries.push_back(KvEntry{ns->name(), std::string(key),
+        out.entries.push_back(KvEntry{std::string(ns->name()), std::string(key),
                                       std::string(ns->ValueOf(s)), s.version, left});
       });
     }

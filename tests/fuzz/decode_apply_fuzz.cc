@@ -43,27 +43,27 @@ struct NodeMark {
   Version max;
 };
 
-std::map<std::string, NodeMark> Marks(const Cluster& cluster) {
-  std::map<std::string, NodeMark> m;
+std::map<std::string, NodeMark, std::less<>> Marks(const Cluster& cluster) {
+  std::map<std::string, NodeMark, std::less<>> m;
   for (const NodeState* n : cluster.nodes()) {
-    m[n->name()] = {n->generation(), n->last_gc_version(), n->max_version()};
+    m[std::string(n->name())] = {n->generation(), n->last_gc_version(), n->max_version()};
   }
   return m;
 }
 
-void CheckCluster(const Cluster& cluster, const std::map<std::string, NodeMark>& before) {
+void CheckCluster(const Cluster& cluster, const std::map<std::string, NodeMark, std::less<>>& before) {
   for (const NodeState* n : cluster.nodes()) {
     CheckNodeState(*n);
     auto it = before.find(n->name());
     if (it == before.end()) continue;
     const NodeMark& b = it->second;
-    if (n->generation() < b.generation) Fail("generation went back", n->name());
+    if (n->generation() < b.generation) Fail("generation went back", std::string(n->name()));
     if (n->generation() != b.generation) continue;
     const bool rose = n->last_gc_version() > b.gc ||
                       (n->last_gc_version() == b.gc && n->max_version() >= b.max);
     if (!rose) {
       Fail("(gc, max) went back (seed 000)",
-           absl::StrCat(n->name(), ": (", b.gc, ",", b.max, ") -> (", n->last_gc_version(), ",",
+           absl::StrCat(std::string(n->name()), ": (", b.gc, ",", b.max, ") -> (", n->last_gc_version(), ",",
                         n->max_version(), ")"));
     }
   }

@@ -258,12 +258,12 @@ void CheckNodeState(const NodeState& node) {
     ok = why.empty();
     return ok;
   });
-  if (!ok) Fail(why.c_str(), node.name());
+  if (!ok) Fail(why.c_str(), std::string(node.name()));
   if (count != node.num_keys()) {
     Fail("version index size != key count",
-         absl::StrCat(node.name(), ": ", count, " vs ", node.num_keys()));
+         absl::StrCat(std::string(node.name()), ": ", count, " vs ", node.num_keys()));
   }
-  if (tombstones != node.num_tombstones()) Fail("tombstone count", node.name());
+  if (tombstones != node.num_tombstones()) Fail("tombstone count", std::string(node.name()));
 }
 
 }  // namespace scuttle::fuzz
