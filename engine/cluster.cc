@@ -30,12 +30,19 @@ void Cluster::Pool::Delete(NodeState* n) {
 
 Cluster::Cluster(std::string self_name, Generation self_generation) {
   self_ = pool_.New(self_name, self_generation);
-  order_.push_back(self_);
+  AppendOrder(self_);
   nodes_.insert(self_);
 }
 
 Cluster::~Cluster() {
   for (NodeState* n : nodes_) pool_.Delete(n);
+}
+
+void Cluster::AppendOrder(NodeState* n) {
+  // Grows by an eighth, not by doubling: a replica holds one of these per member, N² entries
+  // over a simulated cluster (docs/detection.md "Memory per member").
+  if (order_.size() == order_.capacity()) order_.reserve(order_.size() + order_.size() / 8 + 16);
+  order_.push_back(n);
 }
 
 NodeState* Cluster::Find(std::string_view name) {
@@ -54,7 +61,7 @@ NodeState* Cluster::Upsert(std::string_view name, Generation generation, bool* r
   auto it = nodes_.find(name);
   if (it == nodes_.end()) {
     NodeState* p = pool_.New(name, generation);
-    order_.push_back(p);
+    AppendOrder(p);
     ++epoch_;
     nodes_.insert(p);
     return p;

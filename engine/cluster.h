@@ -107,6 +107,7 @@ class Cluster {
   absl::flat_hash_map<std::string, Forgotten, StrHash, StrEq> forgotten_;
   absl::btree_set<std::pair<TimeUs, std::string>> forgotten_by_time_;
   void ExpireForgotten(TimeUs now_us);
+  void AppendOrder(NodeState* n);
 };
 
 }  // namespace scuttle

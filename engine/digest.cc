@@ -49,7 +49,8 @@ void SummaryIndex::Refresh(const Cluster& cluster, bool values_changed) {
     std::fill(fine_start_.begin(), fine_start_.end(), 0);
     for (const Item& it : items) ++fine_start_[(it.id & (kFineBuckets - 1)) + 1];
     for (size_t f = 0; f < kFineBuckets; ++f) fine_start_[f + 1] += fine_start_[f];
-    order_.resize(items.size());
+    // Exactly sized (resize would double): one entry per member in every replica.
+    if (order_.capacity() != items.size()) order_ = std::vector<NodeState*>(items.size());
     for (size_t i = 0; i < items.size(); ++i) {
       order_[i] = items[i].node;
       if (items[i].node == &cluster.self()) {
@@ -165,6 +166,9 @@ size_t DigestBuilder::PlanScope(const Cluster& cluster, const SummaryIndex& inde
     }
   }
   size_t used = PlanList(scratch_, budget_bytes, must_peer, must_self, &scope_cursor_);
+  // A scope of most buckets (a joining peer) lists most members; keep a small scratch for
+  // the steady state's few differing buckets and give the large one back.
+  if (scratch_.capacity() > kKeepScratch) scratch_ = std::vector<const NodeState*>();
   scoped_ = true;
   scope_buckets_ = buckets;
   scope_ = scope;

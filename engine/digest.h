@@ -112,6 +112,9 @@ class DigestBuilder {
   size_t PlanList(std::span<const NodeState* const> candidates, size_t budget_bytes,
                   const NodeState* must1, const NodeState* must2, size_t* cursor);
 
+  // Candidates of a scoped digest; given back above this many (one per member would be
+  // N² entries over a simulated cluster).
+  static constexpr size_t kKeepScratch = 1024;
   std::vector<const NodeState*> planned_;
   std::vector<const NodeState*> scratch_;
   size_t blob_bytes_ = 0;

@@ -70,8 +70,7 @@ Engine::Engine(EngineConfig config, PacketSink* sink, EventSink* events)
       cluster_hash_(wire::ClusterHash(config_.cluster_id)),
       cipher_(wire::ResolveCipher(config_.security.cipher)),
       replay_(std::max<size_t>(1, config_.security.max_replay_senders)),
-      guard_(&config_.security.guard, CookieSecret(config_.security, rng_)),
-      open_buf_(wire::kMaxUdpPayloadBytes + 64) {
+      guard_(&config_.security.guard, CookieSecret(config_.security, rng_)) {
   cluster_.self().endpoint = config_.advertise;
   // Young-node prior (engine/membership.h): by default a peer is expected to show a new
   // heartbeat once per gossip interval.

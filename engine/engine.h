@@ -546,7 +546,7 @@ class Engine {
   uint64_t seal_counter_ = 0;
   ReplayTable replay_;
   ReplyGuard guard_;
-  std::vector<uint8_t> open_buf_;  // opened datagrams (allocated once, 8-aligned)
+  std::vector<uint8_t> open_buf_;  // opened datagrams (allocated once, on first use, 8-aligned)
   absl::flat_hash_map<Endpoint, uint64_t> echoes_;  // peer address -> its cookie for us
   // Compression (null when off): contexts, the inflate buffer, peers that advertised zstd.
   std::unique_ptr<wire::Compressor> compressor_;

@@ -45,6 +45,8 @@ bool Engine::Unseal(std::span<const uint8_t> datagram, std::span<const uint8_t>*
   }
   wire::Opened opened;
   wire::OpenError err;
+  // Allocated on the first sealed datagram: an engine without a keyring never needs it.
+  if (open_buf_.empty()) open_buf_.resize(wire::kMaxUdpPayloadBytes + 64);
   if (!wire::Open(datagram, sec.keyring, open_buf_, &opened, &err)) {
     switch (err) {
       case wire::OpenError::kTruncated: SecDrop(SecurityDrop::kTruncated); break;

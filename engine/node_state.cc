@@ -512,4 +512,3 @@ size_t NodeState::OverheadBytes() const {
 }
 
 }  // namespace scuttle
-static_assert(sizeof(scuttle::NodeState) == 88);
