@@ -137,12 +137,12 @@ struct Liveness {
   MemberState state = MemberState::kAlive;
   // Suspect because a Syn went unanswered (not because of phi): stays suspect until a
   // heartbeat, a probe ack or a verdict settles it, whatever phi says meanwhile.
-  bool held = false;
+  bool held : 1 = false;
   // Held because a digest flagged it dead (a third party's doubt, not ours): where gossip
   // lags, a relayed heartbeat still clears this one, as it did before (a thousand
   // members probing one flagged node each with their own small chance of a false verdict
   // would otherwise multiply false deaths under heavy loss).
-  bool soft = false;
+  bool soft : 1 = false;
 };
 static_assert(sizeof(Liveness) == 24, "one per known node, N² of them in a simulator");
 
