@@ -512,3 +512,7 @@ size_t NodeState::OverheadBytes() const {
 }
 
 }  // namespace scuttle
+
+// A member without keys is one of N² records over a cluster (docs/detection.md "Memory per
+// member"): keep it at 88 bytes (it was 144 before the versions and the key store moved out of line).
+static_assert(sizeof(scuttle::NodeState) <= 88, "NodeState grew: see docs/detection.md");
