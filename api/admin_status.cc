@@ -132,6 +132,7 @@ json StatsJson(const NodeStats& s) {
                       {"verdict_replies_sent", pr.verdict_replies_sent},
                       {"verdicts_dropped_full", pr.verdicts_dropped_full},
                       {"verdict_cycles", pr.verdict_cycles},
+                      {"verdicts_retired", pr.verdicts_retired},
                       {"late_ticks", pr.late_ticks},
                       {"health_max", pr.health_max}};
   }

@@ -209,6 +209,7 @@ void StateMetrics(MetricsWriter& w, const NodeStats& s, const Pass& p) {
         {"verdict_feedback_sent", pr.verdict_replies_sent},
         {"verdict_dropped_full", pr.verdicts_dropped_full},
         {"verdict_cycle", pr.verdict_cycles},
+        {"verdict_retired", pr.verdicts_retired},
         {"late_tick", pr.late_ticks},
     };
     for (const auto& [event, value] : events) w.Sample(value, {{"event", event}});

@@ -69,10 +69,16 @@ void Engine::PushVerdict(const HotVerdict& v, const Endpoint& also) {
 }
 
 // One verdict rumor cycle: judge the last cycle's feedback (feedback + counter, k =
-// max(rumor_k, kMinVerdictK)), then push what is still hot. Runs on the rumor clock (OnRumorCycle) when
-// rumor_interval_us > 0, else once per gossip round (OnTick).
+// max(rumor_k, kMinVerdictK)), then push what is still hot. Runs on the rumor clock
+// (OnRumorCycle) when rumor_interval_us > 0, else once per gossip round (OnTick).
 void Engine::VerdictCycle() {
   if (verdicts_.empty()) return;
+  // A verdict whose incarnation is gone (forgotten, or restarted under a newer generation)
+  // retires now rather than at the cycle cap: PushVerdict would not send it anyway.
+  probe_.stats.verdicts_retired += std::erase_if(verdicts_.hot(), [&](const HotVerdict& v) {
+    const NodeState* node = cluster_.Find(v.name);
+    return node == nullptr || node->generation() != v.generation;
+  });
   verdicts_.EndCycle(VerdictK());
   if (verdicts_.empty()) return;
   ++probe_.stats.verdict_cycles;

@@ -96,6 +96,7 @@ struct ProbeStats {
   uint64_t verdict_replies_sent = 0;  // feedback we sent for pushes we received
   uint64_t verdicts_dropped_full = 0; // hot verdicts evicted: the list was full
   uint64_t verdict_cycles = 0;        // rumor cycles that pushed hot verdicts
+  uint64_t verdicts_retired = 0;      // hot verdicts on an incarnation that was gone
   uint64_t late_ticks = 0;         // local health: ticks a round or more late
   uint64_t health_max = 0;         // the highest local health multiplier reached
 };

@@ -263,6 +263,41 @@ TEST(ProbeTest, VerdictCyclesStopWithoutFeedback) {
   EXPECT_EQ(cycles, VerdictRumors::MaxCycles(k)) << "the cap, not the counter, stopped it";
 }
 
+// A hot verdict dies with its incarnation: once the victim restarts under a new generation
+// the verdict on the old one is never pushed again (it would declare the fresh node dead)
+// and retires at the next cycle instead of at the cycle cap.
+TEST(ProbeTest, HotVerdictRetiresWhenItsIncarnationRestarts) {
+  Net net;
+  BuildForVerdicts(net, 6, 3);
+  net.crashed.insert(Ep(6).port);
+  uint64_t confirmed = 0;
+  for (int r = 0; r < 40 && confirmed == 0; ++r) {
+    net.Round();
+    for (int i = 1; i < 6; ++i) confirmed += net.engines.at(Ep(i).port)->probe_stats().confirmed_dead;
+  }
+  ASSERT_GT(confirmed, 0u);
+  size_t hot = 0;
+  for (int i = 1; i < 6; ++i) hot += net.engines.at(Ep(i).port)->hot_verdicts();
+  ASSERT_GT(hot, 0u) << "no cycle ran yet: the verdict is still hot";
+  EngineConfig c = Config("n06", 6, /*gen=*/2);
+  c.seeds = {Ep(1)};
+  c.epidemic.rumor_interval_us = kVerdictCycleUs;
+  net.crashed.erase(Ep(6).port);
+  net.Add(std::move(c));
+  for (int r = 0; r < 3; ++r) net.Round();  // everyone learns generation 2
+  uint64_t retired = 0;
+  for (int i = 1; i < 6; ++i) {
+    Engine& e = *net.engines.at(Ep(i).port);
+    ASSERT_EQ(e.FindNode("n06")->generation(), 2u) << "at n0" << i;
+    e.OnRumorCycle(net.now);
+    EXPECT_EQ(e.hot_verdicts(), 0u) << "at n0" << i;
+    retired += e.probe_stats().verdicts_retired;
+  }
+  EXPECT_GT(retired, 0u);
+  net.Pump();
+  for (int i = 1; i < 6; ++i) EXPECT_EQ(StateAt(net, i, "n06"), MemberState::kAlive) << "at n0" << i;
+}
+
 // A node that cannot be heard for a while is declared dead; once it hears the verdict it
 // refutes with a higher heartbeat, and the refutation wins everywhere.
 void SilenceThenHeal(Net& net) {
